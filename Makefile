@@ -1,0 +1,31 @@
+# The README's commands. Each installs what is missing first, so a fresh clone needs only Python 3.11+.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint install clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=/path/to/python3.11 and run again")'
+	@test -x $(PY) || { echo ">> creating virtualenv in $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo ">> installing dependencies (first run takes a minute)"
+	@$(PY) -m pip install --disable-pip-version-check --progress-bar off -q --upgrade pip
+	@$(PY) -m pip install --disable-pip-version-check --progress-bar off -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m stack run
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .data

@@ -1,0 +1,1 @@
+"""Temporal activities: every piece of I/O a workflow needs, each idempotent on business ids."""

@@ -1,0 +1,63 @@
+"""One input and one result model per activity; they travel through workflow history.
+
+No card number or CVC ever appears here: only the provider token, BIN and last four.
+"""
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from domain.risk import RiskVerdict
+from domain.statuses import DepositStatus
+
+
+class RiskCheckInput(BaseModel):
+    deposit_id: str
+
+
+class RiskCheckResult(BaseModel):
+    decision: RiskVerdict
+    score: int
+    reasons: list[str]
+
+
+class ChargeCardInput(BaseModel):
+    deposit_id: str
+    provider: str
+    card_token: str
+    amount_minor: int
+    currency: str
+
+
+class ChargeCardResult(BaseModel):
+    """`found` is False only from an inquiry: the provider never saw the charge."""
+
+    found: bool
+    status: str | None = None
+    decline_code: str | None = None
+    charge_id: str | None = None
+
+
+class CreditDepositInput(BaseModel):
+    deposit_id: str
+    player_id: str
+    provider: str
+    amount_minor: int
+    currency: str
+
+
+class CreditDepositResult(BaseModel):
+    transaction_id: int
+    key: str
+    created: bool
+
+
+class RecordStatusInput(BaseModel):
+    deposit_id: str
+    status: DepositStatus
+    reason: str | None = None
+    occurred_at: datetime
+
+
+class RecordStatusResult(BaseModel):
+    status: DepositStatus

@@ -1,0 +1,1 @@
+"""The public HTTP API (see ../shared/CONTRACT.md), served by FastAPI."""

@@ -1,0 +1,59 @@
+"""The FastAPI application: routers, problem+json errors, and clients opened once per process."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.errors import Problem, install_error_handlers, problem_response
+from api.routers import deposits, health, players
+from api.state import AppState
+from config import Settings, get_settings
+from db import idempotency
+from db.engine import make_engine, make_sessionmaker
+from providers.registry import card_providers, provider_http_client
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.database_url:
+            raise RuntimeError("PAY_DATABASE_URL is not set: start the stack with `make run`")
+        engine = make_engine(settings.database_url)
+        async with provider_http_client(settings) as http:
+            app.state.payments = AppState(
+                settings=settings,
+                engine=engine,
+                sessions=make_sessionmaker(engine),
+                http=http,
+                card_providers=card_providers(settings, http),
+            )
+            yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="KZ Gaming Payments API",
+        version="0.1.0",
+        description="Deposits and withdrawals for online gaming operators in Kazakhstan. "
+        "Money is integer minor units plus an ISO 4217 currency.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+
+    @app.exception_handler(idempotency.IdempotencyKeyReused)
+    async def on_key_reused(_: Request, exc: idempotency.IdempotencyKeyReused) -> JSONResponse:
+        return problem_response(
+            Problem(
+                409,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different request body",
+            )
+        )
+
+    app.include_router(health.router)
+    app.include_router(players.router)
+    app.include_router(deposits.router)
+    return app

@@ -1,0 +1,314 @@
+"""Deposits: accepted with an Idempotency-Key, card data tokenized in the request, then a workflow.
+
+The PAN exists only inside this request: the provider returns a token, and only the token, BIN and
+last four digits are stored or passed to the workflow.
+"""
+
+import base64
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from api.deps import SessionDep, SettingsDep, StateDep
+from api.errors import Problem, validation_errors
+from api.idempotency import fingerprint, require_key
+from api.schemas import (
+    AttemptOut,
+    CardDetails,
+    CardSummary,
+    DepositCreate,
+    DepositList,
+    DepositOut,
+    DepositSummaryOut,
+    EventOut,
+    LedgerTransactionOut,
+    RiskOut,
+)
+from config import Settings
+from db import deposits as deposit_store
+from db import idempotency
+from db import players as player_store
+from db.models import Deposit
+from domain.cards import luhn_valid
+from domain.ids import deposit_workflow_id, new_id
+from domain.statuses import DepositStatus
+from providers.card import CardData, CardProviderClient, CardToken
+from providers.errors import CardRejected, ProviderError
+from workflows import search_attributes as sa
+from workflows.deposit import DepositTimings, DepositWorkflow, DepositWorkflowInput
+
+router = APIRouter(prefix="/v1/deposits", tags=["deposits"])
+
+_PROBLEMS = {
+    400: {"description": "idempotency_key_required"},
+    404: {"description": "player_not_found / deposit_not_found"},
+    409: {"description": "idempotency_key_reused"},
+    422: {"description": "validation_error, unsupported_currency, invalid_card_number, ..."},
+    502: {"description": "provider_error: the card provider could not tokenize"},
+    503: {"description": "orchestrator_unavailable: retry with the same Idempotency-Key"},
+}
+
+
+def parse_card(body: DepositCreate, *, today: date) -> CardData:
+    if body.method != "card":
+        raise Problem(
+            422,
+            "unsupported_method",
+            f"method {body.method!r} is not enabled yet; use 'card'",
+        )
+    try:
+        card = CardDetails.model_validate(body.details).card
+    except ValidationError as exc:
+        errors = validation_errors(exc.errors())
+        for error in errors:
+            error["loc"] = ["body", "details", *error["loc"]]
+        raise Problem(
+            422, "invalid_card_details", "details.card is missing or malformed", errors=errors
+        ) from exc
+    number = card.number.get_secret_value().replace(" ", "")
+    if not luhn_valid(number):
+        raise Problem(422, "invalid_card_number", "The card number is not valid (Luhn check)")
+    if (card.exp_year, card.exp_month) < (today.year, today.month):
+        raise Problem(422, "card_expired", "The card's expiry date has passed")
+    cvc = card.cvc.get_secret_value()
+    if not (cvc.isdigit() and len(cvc) in (3, 4)):
+        raise Problem(422, "invalid_cvc", "cvc must be 3 or 4 digits")
+    return CardData(
+        number=number,
+        exp_month=card.exp_month,
+        exp_year=card.exp_year,
+        cvc=cvc,
+        holder=card.holder,
+    )
+
+
+def workflow_input(deposit: Deposit, settings: Settings) -> DepositWorkflowInput:
+    assert deposit.card is not None and deposit.provider is not None
+    return DepositWorkflowInput(
+        deposit_id=deposit.id,
+        player_id=deposit.player_id,
+        amount_minor=deposit.amount_minor,
+        currency=deposit.currency,
+        provider=deposit.provider,
+        card_token=deposit.card["token"],
+        timings=DepositTimings(
+            provider_call_seconds=settings.provider_http_timeout_seconds + 5,
+            retry_initial_seconds=settings.charge_retry_initial_seconds,
+            retry_max_seconds=settings.charge_retry_max_seconds,
+            give_up_seconds=settings.charge_give_up_seconds,
+        ),
+    )
+
+
+async def ensure_workflow(client: Client, deposit: Deposit, settings: Settings) -> None:
+    """Start the deposit's workflow unless it exists; safe to call on every replay."""
+    try:
+        await client.start_workflow(
+            DepositWorkflow.run,
+            workflow_input(deposit, settings),
+            id=deposit.workflow_id,
+            task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.PAYMENT_STATUS, DepositStatus.PENDING.value),
+                    SearchAttributePair(sa.PAYMENT_METHOD, deposit.method),
+                    SearchAttributePair(sa.PROVIDER, deposit.provider or ""),
+                    SearchAttributePair(sa.PLAYER_ID, deposit.player_id),
+                    SearchAttributePair(sa.AMOUNT_MINOR, deposit.amount_minor),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # it ran already; the deposit row tells its outcome
+
+
+def deposit_out(view: deposit_store.DepositView) -> DepositOut:
+    deposit = view.deposit
+    return DepositOut(
+        id=deposit.id,
+        player_id=deposit.player_id,
+        amount=deposit.amount_minor,
+        currency=deposit.currency,
+        method=deposit.method,
+        status=deposit.status,
+        status_reason=deposit.status_reason,
+        provider=deposit.provider,
+        card=CardSummary.model_validate(
+            {k: deposit.card[k] for k in ("bin", "last4", "scheme", "issuer_country")}
+        )
+        if deposit.card
+        else None,
+        attempts=[
+            AttemptOut(
+                step=a.step,
+                attempt=a.attempt_no,
+                provider=a.provider,
+                outcome=a.outcome,
+                error_code=a.error_code,
+                latency_ms=a.latency_ms,
+                at=a.created_at,
+            )
+            for a in view.attempts
+        ],
+        risk=RiskOut.model_validate(deposit.risk) if deposit.risk else None,
+        ledger=[LedgerTransactionOut(id=t.id, key=t.key, kind=t.kind) for t in view.ledger],
+        events=[EventOut(status=e.status, reason=e.reason, at=e.occurred_at) for e in view.events],
+        workflow_id=deposit.workflow_id,
+        created_at=deposit.created_at,
+        updated_at=deposit.updated_at,
+    )
+
+
+async def load_view(session: AsyncSession, deposit_id: str) -> deposit_store.DepositView:
+    view = await deposit_store.get_deposit_view(session, deposit_id=deposit_id)
+    if view is None:
+        raise Problem(404, "deposit_not_found", f"No deposit {deposit_id!r}")
+    return view
+
+
+@router.post("", status_code=202, responses=_PROBLEMS)  # type: ignore[arg-type]
+async def create_deposit(
+    body: DepositCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    state: StateDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> DepositOut:
+    key = require_key(idempotency_key)
+    if body.currency not in settings.currencies:
+        raise Problem(
+            422,
+            "unsupported_currency",
+            f"currency {body.currency!r} is not supported; use one of {sorted(settings.currencies)}",
+        )
+    card = parse_card(body, today=datetime.now(UTC).date())
+    async with session.begin():
+        stored = await idempotency.claim(
+            session,
+            scope="deposits",
+            key=key,
+            request_hash=fingerprint(body, secret=settings.idempotency_secret.get_secret_value()),
+        )
+        if stored is not None:
+            deposit_id = stored.resource_id
+        else:
+            if await player_store.get_player(session, player_id=body.player_id) is None:
+                raise Problem(404, "player_not_found", f"No player {body.player_id!r}")
+            provider = state.card_providers[settings.card_provider]
+            token = await tokenize(provider, card)
+            deposit_id = new_id("dep")
+            await deposit_store.create_deposit(
+                session,
+                deposit_id=deposit_id,
+                player_id=body.player_id,
+                amount_minor=body.amount,
+                currency=body.currency,
+                method=body.method,
+                provider=provider.provider,
+                card=token.model_dump(),
+                client=body.client.model_dump() if body.client else None,
+                workflow_id=deposit_workflow_id(deposit_id),
+                created_at=datetime.now(UTC),
+            )
+            await idempotency.complete(
+                session, scope="deposits", key=key, resource_id=deposit_id, status_code=202
+            )
+    view = await load_view(session, deposit_id)
+    try:
+        await ensure_workflow(await state.temporal(), view.deposit, settings)
+    except (RPCError, RuntimeError, OSError) as exc:
+        raise Problem(
+            503,
+            "orchestrator_unavailable",
+            f"Deposit {deposit_id} is recorded but could not be started; "
+            "retry with the same Idempotency-Key",
+        ) from exc
+    return deposit_out(view)
+
+
+async def tokenize(provider: CardProviderClient, card: CardData) -> CardToken:
+    try:
+        return await provider.tokenize(card)
+    except CardRejected as exc:
+        raise Problem(
+            422, "card_rejected", f"The card provider refused the card: {exc.code}"
+        ) from exc
+    except ProviderError as exc:
+        raise Problem(
+            502, "provider_error", f"The card provider is unavailable ({exc.code}); retry later"
+        ) from exc
+
+
+@router.get("/{deposit_id}", responses=_PROBLEMS)  # type: ignore[arg-type]
+async def get_deposit(deposit_id: str, session: SessionDep) -> DepositOut:
+    return deposit_out(await load_view(session, deposit_id))
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        stamp, deposit_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(stamp), deposit_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, "invalid_cursor", "cursor is not one this API returned") from exc
+
+
+@router.get("", responses=_PROBLEMS)  # type: ignore[arg-type]
+async def list_deposits(
+    session: SessionDep,
+    player_id: str | None = None,
+    status: DepositStatus | None = None,
+    method: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> DepositList:
+    rows = await deposit_store.list_deposits(
+        session,
+        player_id=player_id,
+        status=status.value if status else None,
+        method=method,
+        created_from=created_from,
+        created_to=created_to,
+        limit=limit + 1,
+        before=_decode_cursor(cursor) if cursor else None,
+    )
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = (
+        base64.urlsafe_b64encode(
+            f"{page[-1].created_at.isoformat()}|{page[-1].id}".encode()
+        ).decode()
+        if more
+        else None
+    )
+    return DepositList(
+        data=[
+            DepositSummaryOut(
+                id=d.id,
+                player_id=d.player_id,
+                amount=d.amount_minor,
+                currency=d.currency,
+                method=d.method,
+                status=d.status,
+                status_reason=d.status_reason,
+                provider=d.provider,
+                created_at=d.created_at,
+            )
+            for d in page
+        ],
+        next_cursor=next_cursor,
+    )

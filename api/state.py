@@ -1,0 +1,34 @@
+"""Process-wide clients the API shares between requests, created once in the lifespan."""
+
+import asyncio
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from config import Settings
+from providers.card import CardProviderClient
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
+    card_providers: dict[str, CardProviderClient]
+    _temporal: Client | None = None
+    _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def temporal(self) -> Client:
+        """Connected on first use, so the API can start before Temporal is reachable."""
+        async with self._temporal_lock:
+            if self._temporal is None:
+                self._temporal = await Client.connect(
+                    self.settings.temporal_target,
+                    namespace=self.settings.temporal_namespace,
+                    data_converter=pydantic_data_converter,
+                )
+            return self._temporal

@@ -1,0 +1,202 @@
+"""Deposits, their status trail and provider attempts.
+
+Every write here is idempotent on business ids, because activities that call it are retried.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Deposit, LedgerTransaction, PaymentAttempt, PaymentEvent
+from domain.statuses import DepositStatus, can_transition
+
+_NOT_COUNTED_IN_SUM = (DepositStatus.DECLINED.value, DepositStatus.FAILED.value)
+
+
+@dataclass(frozen=True)
+class DepositView:
+    deposit: Deposit
+    attempts: list[PaymentAttempt]
+    events: list[PaymentEvent]
+    ledger: list[LedgerTransaction]
+
+
+@dataclass(frozen=True)
+class VelocityFacts:
+    count_10m: int
+    sum_24h_minor: int
+
+
+async def create_deposit(
+    session: AsyncSession,
+    *,
+    deposit_id: str,
+    player_id: str,
+    amount_minor: int,
+    currency: str,
+    method: str,
+    provider: str | None,
+    card: dict[str, Any] | None,
+    client: dict[str, Any] | None,
+    workflow_id: str,
+    created_at: datetime,
+) -> Deposit:
+    deposit = Deposit(
+        id=deposit_id,
+        player_id=player_id,
+        amount_minor=amount_minor,
+        currency=currency,
+        method=method,
+        status=DepositStatus.PENDING.value,
+        provider=provider,
+        card=card,
+        client=client,
+        workflow_id=workflow_id,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+    session.add(deposit)
+    session.add(
+        PaymentEvent(
+            payment_id=deposit_id, status=DepositStatus.PENDING.value, occurred_at=created_at
+        )
+    )
+    await session.flush()
+    return deposit
+
+
+async def get_deposit_view(session: AsyncSession, *, deposit_id: str) -> DepositView | None:
+    deposit = await session.get(Deposit, deposit_id)
+    if deposit is None:
+        return None
+    attempts = await session.scalars(
+        select(PaymentAttempt)
+        .where(PaymentAttempt.payment_id == deposit_id)
+        .order_by(PaymentAttempt.created_at, PaymentAttempt.id)
+    )
+    events = await session.scalars(
+        select(PaymentEvent)
+        .where(PaymentEvent.payment_id == deposit_id)
+        .order_by(PaymentEvent.occurred_at, PaymentEvent.id)
+    )
+    ledger = await session.scalars(
+        select(LedgerTransaction)
+        .where(LedgerTransaction.payment_id == deposit_id)
+        .order_by(LedgerTransaction.id)
+    )
+    return DepositView(deposit, list(attempts.all()), list(events.all()), list(ledger.all()))
+
+
+async def list_deposits(
+    session: AsyncSession,
+    *,
+    player_id: str | None,
+    status: str | None,
+    method: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    limit: int,
+    before: tuple[datetime, str] | None,
+) -> list[Deposit]:
+    query = select(Deposit).order_by(Deposit.created_at.desc(), Deposit.id.desc()).limit(limit)
+    if player_id is not None:
+        query = query.where(Deposit.player_id == player_id)
+    if status is not None:
+        query = query.where(Deposit.status == status)
+    if method is not None:
+        query = query.where(Deposit.method == method)
+    if created_from is not None:
+        query = query.where(Deposit.created_at >= created_from)
+    if created_to is not None:
+        query = query.where(Deposit.created_at < created_to)
+    if before is not None:
+        query = query.where(
+            (Deposit.created_at < before[0])
+            | ((Deposit.created_at == before[0]) & (Deposit.id < before[1]))
+        )
+    return list((await session.scalars(query)).all())
+
+
+async def record_status(
+    session: AsyncSession,
+    *,
+    deposit_id: str,
+    status: DepositStatus,
+    reason: str | None,
+    occurred_at: datetime,
+) -> DepositStatus:
+    """Move the deposit to `status` once; a replay or a stale transition changes nothing.
+
+    Returns the status the deposit has afterwards.
+    """
+    deposit = await session.get_one(Deposit, deposit_id, with_for_update=True)
+    current = DepositStatus(deposit.status)
+    if current == status or not can_transition(current, status):
+        return current
+    await session.execute(
+        insert(PaymentEvent)
+        .values(payment_id=deposit_id, status=status.value, reason=reason, occurred_at=occurred_at)
+        .on_conflict_do_nothing(constraint="uq_payment_event_status")
+    )
+    deposit.status = status.value
+    deposit.status_reason = reason
+    deposit.updated_at = occurred_at
+    return status
+
+
+async def record_attempt(
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    step: str,
+    attempt_no: int,
+    provider: str,
+    outcome: str,
+    error_code: str | None,
+    latency_ms: int,
+) -> None:
+    await session.execute(
+        insert(PaymentAttempt)
+        .values(
+            payment_id=payment_id,
+            step=step,
+            attempt_no=attempt_no,
+            provider=provider,
+            outcome=outcome,
+            error_code=error_code,
+            latency_ms=latency_ms,
+        )
+        .on_conflict_do_nothing(constraint="uq_payment_attempt")
+    )
+
+
+async def set_risk(session: AsyncSession, *, deposit_id: str, risk: dict[str, Any]) -> None:
+    deposit = await session.get_one(Deposit, deposit_id)
+    deposit.risk = risk
+
+
+async def velocity_facts(
+    session: AsyncSession, *, player_id: str, exclude_id: str, now: datetime
+) -> VelocityFacts:
+    """Recent deposits of one player; served by the (player_id, created_at) index."""
+    recent = select(Deposit).where(
+        Deposit.player_id == player_id,
+        Deposit.id != exclude_id,
+        Deposit.created_at >= now - timedelta(hours=24),
+        Deposit.created_at <= now,
+    )
+    count_10m = await session.scalar(
+        select(func.count()).select_from(
+            recent.where(Deposit.created_at >= now - timedelta(minutes=10)).subquery()
+        )
+    )
+    sum_24h = await session.scalar(
+        select(func.coalesce(func.sum(Deposit.amount_minor), 0)).select_from(
+            recent.where(Deposit.status.not_in(_NOT_COUNTED_IN_SUM)).subquery()
+        )
+    )
+    return VelocityFacts(count_10m=int(count_10m or 0), sum_24h_minor=int(sum_24h or 0))

@@ -1,0 +1,21 @@
+"""Run Alembic migrations programmatically: the launcher and the tests both call `upgrade`."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from db.engine import normalize_url
+
+_HERE = Path(__file__).resolve().parent
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_HERE / "migrations"))
+    config.set_main_option("sqlalchemy.url", normalize_url(database_url).replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str) -> None:
+    command.upgrade(alembic_config(database_url), "head")

@@ -1,0 +1,1 @@
+"""Plain, typed business rules: no I/O, so they are unit-testable and safe to call from anywhere."""

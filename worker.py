@@ -1,0 +1,97 @@
+"""The Temporal worker: builds the clients activities need and serves the payments task queue."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.deposits import DepositActivities
+from config import Settings, get_settings
+from db.engine import make_engine, make_sessionmaker
+from domain.risk import RiskLimits
+from providers.registry import card_providers, provider_http_client
+from workflows.deposit import DepositWorkflow
+
+WORKFLOWS = [DepositWorkflow]
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def risk_limits(settings: Settings) -> RiskLimits:
+    return RiskLimits(
+        min_amount_minor=settings.risk_min_deposit_minor,
+        max_amount_minor=settings.risk_max_deposit_minor,
+        review_amount_minor=settings.risk_review_amount_minor,
+        max_count_10m=settings.risk_max_deposits_per_10m,
+        max_sum_24h_minor=settings.risk_max_deposit_sum_24h_minor,
+    )
+
+
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+) -> Worker:
+    deposits = DepositActivities(
+        sessions=sessions,
+        card_providers=card_providers(settings, http),
+        risk_limits=risk_limits(settings),
+    )
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=WORKFLOWS,
+        activities=[
+            deposits.assess_deposit_risk,
+            deposits.charge_card,
+            deposits.inquire_card_charge,
+            deposits.credit_deposit,
+            deposits.record_deposit_status,
+        ],
+    )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    if not settings.database_url:
+        raise SystemExit("PAY_DATABASE_URL is not set: start the stack with `make run`")
+    engine = make_engine(settings.database_url)
+    async with provider_http_client(settings) as http:
+        worker = build_worker(client, settings, sessions=make_sessionmaker(engine), http=http)
+        try:
+            async with worker:
+                yield worker
+        finally:
+            await engine.dispose()
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = get_settings()
+    client = await connect_temporal(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(client, settings):
+        logging.getLogger("worker").info("worker polling %s", settings.temporal_task_queue)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
