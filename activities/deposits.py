@@ -1,4 +1,4 @@
-"""Deposit activities. Each is safe to run again: keys come from the deposit id, never minted here."""
+"""Deposit activities. Each is safe to run again: keys come from the deposit id, never minted."""
 
 import time
 from collections.abc import Mapping

@@ -1,4 +1,4 @@
-"""Settings come from `PAY_*` environment variables so the same code runs embedded and in production.
+"""Settings come from `PAY_*` environment variables: the same code runs embedded and in production.
 
 Nothing else in the project reads `os.environ`: components receive a `Settings` instance, and the
 stack launcher hands its children their settings through `child_environment`.
@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     # Providers.
     simulator_url: str = "http://127.0.0.1:8100"
     card_provider: str = "kazcard"
+    simulator_persist: bool = True  # keep simulated tokens and charges in data_dir between runs
     provider_http_timeout_seconds: float = Field(default=10.0, gt=0)
     provider_secrets: dict[str, SecretStr] = Field(
         default_factory=lambda: {"kazcard": SecretStr(DEV_SECRET)}

@@ -42,7 +42,8 @@ async def claim(
     ).scalar_one()
     if row.request_hash != request_hash:
         raise IdempotencyKeyReused(key)
-    assert row.resource_id is not None and row.response_status is not None
+    assert row.resource_id is not None
+    assert row.response_status is not None
     return StoredResponse(resource_id=row.resource_id, status_code=row.response_status)
 
 

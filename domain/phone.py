@@ -1,4 +1,4 @@
-"""Kazakh mobile numbers share +7 with Russia; only `+77` followed by nine digits is Kazakh mobile."""
+"""Kazakh mobile numbers share +7 with Russia; only `+77` and nine digits is a Kazakh mobile."""
 
 import re
 

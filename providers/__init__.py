@@ -1,1 +1,1 @@
-"""HTTP adapters for payment providers. Transport errors become `providers.errors` here and nowhere else."""
+"""HTTP adapters for payment providers; transport errors become `providers.errors` here only."""

@@ -1,6 +1,7 @@
-"""The simulator's HTTP API: provider endpoints plus `/admin` to steer behaviour from tests and demos."""
+"""The simulator's HTTP API: provider endpoints, plus `/admin` to steer it in tests and demos."""
 
 import asyncio
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
@@ -16,6 +17,7 @@ from simulator.cards import (
     TokenizeRequest,
     TokenResponse,
 )
+from simulator.store import SimulatorStore
 
 
 class ChargeLog(BaseModel):
@@ -26,7 +28,10 @@ class ChargeLog(BaseModel):
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    providers = {name: CardProvider(name) for name in settings.provider_secrets}
+    store = SimulatorStore(
+        settings.data_dir / "simulator.sqlite3" if settings.simulator_persist else None
+    )
+    providers = {name: CardProvider(name, store) for name in settings.provider_secrets}
     app = FastAPI(title="Provider simulator", version="0.1.0")
 
     @app.exception_handler(SimulatorError)
@@ -45,48 +50,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise SimulatorError(404, "unknown_provider", f"no provider {name!r}")
         return providers[name]
 
+    AuthorizedProvider = Annotated[CardProvider, Depends(provider)]
+    AdminProvider = Annotated[CardProvider, Depends(admin_provider)]
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/providers/{name}/tokens", status_code=201)
-    async def tokenize(
-        body: TokenizeRequest, card: CardProvider = Depends(provider)
-    ) -> TokenResponse:
+    async def tokenize(body: TokenizeRequest, card: AuthorizedProvider) -> TokenResponse:
         return card.tokenize(body)
 
     @app.post("/providers/{name}/charges")
-    async def charge(body: ChargeRequest, card: CardProvider = Depends(provider)) -> Charge:
+    async def charge(body: ChargeRequest, card: AuthorizedProvider) -> Charge:
         result, answer_late = await card.charge(body)
         if answer_late:
             await asyncio.sleep(card.behaviour.behaviour.timeout_seconds)
         return result
 
     @app.get("/providers/{name}/charges/{reference}")
-    async def charge_status(reference: str, card: CardProvider = Depends(provider)) -> Charge:
+    async def charge_status(reference: str, card: AuthorizedProvider) -> Charge:
         await card.behaviour.delay()
-        found = card.charges.get(reference)
+        found = card.find_charge(reference)
         if found is None:
             raise SimulatorError(404, "not_found", f"no charge with reference {reference!r}")
         return found
 
     @app.get("/admin/providers/{name}/behaviour")
-    async def get_behaviour(card: CardProvider = Depends(admin_provider)) -> Behaviour:
+    async def get_behaviour(card: AdminProvider) -> Behaviour:
         return card.behaviour.behaviour
 
     @app.put("/admin/providers/{name}/behaviour")
-    async def set_behaviour(
-        body: Behaviour, card: CardProvider = Depends(admin_provider)
-    ) -> Behaviour:
+    async def set_behaviour(body: Behaviour, card: AdminProvider) -> Behaviour:
         card.behaviour.behaviour = body
         return body
 
     @app.get("/admin/providers/{name}/charges/{reference}")
-    async def charge_log(reference: str, card: CardProvider = Depends(admin_provider)) -> ChargeLog:
+    async def charge_log(reference: str, card: AdminProvider) -> ChargeLog:
         return ChargeLog(
             reference=reference,
             calls=card.charge_calls.get(reference, 0),
-            charge=card.charges.get(reference),
+            charge=card.find_charge(reference),
         )
 
     return app

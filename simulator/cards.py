@@ -1,4 +1,4 @@
-"""A simulated card acquirer: tokenize, charge, status inquiry, idempotent on the merchant reference.
+"""A simulated card acquirer: tokenize, charge, status inquiry; idempotent on our reference.
 
 Test cards behave like acquirers' sandboxes: 4000000000000002 is declined for insufficient funds,
 4000000000000069 as expired, every other Luhn-valid number is approved unless the behaviour says
@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from domain.cards import card_scheme, luhn_valid
 from simulator.behaviour import BehaviourState
+from simulator.store import SimulatorStore
 
 DECLINING_CARDS = {"4000000000000002": "insufficient_funds", "4000000000000069": "expired_card"}
 FOREIGN_BINS = {"411111": "US", "555555": "RU"}
@@ -62,24 +63,28 @@ class SimulatorError(Exception):
 @dataclass
 class CardProvider:
     name: str
+    store: SimulatorStore
     behaviour: BehaviourState = field(default_factory=BehaviourState)
-    tokens: dict[str, str] = field(default_factory=dict)  # token -> PAN, as a real vault holds
-    charges: dict[str, Charge] = field(default_factory=dict)
     charge_calls: dict[str, int] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def tokenize(self, request: TokenizeRequest) -> TokenResponse:
         if not luhn_valid(request.number):
             raise SimulatorError(422, "invalid_card_number", "card number fails the Luhn check")
-        token = f"tok_{self.name}_{secrets.token_hex(10)}"
-        self.tokens[token] = request.number
-        return TokenResponse(
-            token=token,
+        response = TokenResponse(
+            token=f"tok_{self.name}_{secrets.token_hex(10)}",
             bin=request.number[:6],
             last4=request.number[-4:],
             scheme=card_scheme(request.number),
             issuer_country=FOREIGN_BINS.get(request.number[:6], "KZ"),
         )
+        vaulted = {"decline_code": DECLINING_CARDS.get(request.number), **response.model_dump()}
+        self.store.put_token(self.name, response.token, vaulted)
+        return response
+
+    def find_charge(self, reference: str) -> Charge | None:
+        found = self.store.get_charge(self.name, reference)
+        return Charge.model_validate(found) if found else None
 
     async def charge(self, request: ChargeRequest) -> tuple[Charge, bool]:
         """The charge for this reference, and whether to answer too late (a timeout)."""
@@ -88,17 +93,17 @@ class CardProvider:
         if self.behaviour.take_failure():
             raise SimulatorError(503, "temporarily_unavailable", "acquirer is unavailable")
         async with self._lock:
-            existing = self.charges.get(request.reference)
+            existing = self.find_charge(request.reference)
             if existing is not None:
                 if (existing.amount, existing.currency) != (request.amount, request.currency):
                     raise SimulatorError(
                         409, "reference_reused", "reference used for another charge"
                     )
                 return existing, False
-            pan = self.tokens.get(request.token)
-            if pan is None:
+            card = self.store.get_token(self.name, request.token)
+            if card is None:
                 raise SimulatorError(422, "unknown_token", "token is not known to this provider")
-            decline_code = DECLINING_CARDS.get(pan)
+            decline_code: str | None = card["decline_code"]
             if decline_code is None and self.behaviour.roll_decline():
                 decline_code = "do_not_honor"
             charge = Charge(
@@ -109,5 +114,5 @@ class CardProvider:
                 amount=request.amount,
                 currency=request.currency,
             )
-            self.charges[request.reference] = charge
+            self.store.put_charge(self.name, request.reference, charge.model_dump())
         return charge, self.behaviour.take_timeout()

