@@ -4,6 +4,7 @@ Used by `python -m stack run` (what `make run` calls) and by the full-stack test
 exercise exactly what a newcomer runs.
 """
 
+import asyncio
 import contextlib
 import shutil
 import socket
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from temporalio.client import Client
 
 from config import Settings, child_environment
 from db.migrate import upgrade
-from stack.search_attributes import dev_server_flags
+from stack.search_attributes import dev_server_flags, ensure_search_attributes
 
 
 class StackError(RuntimeError):
@@ -87,7 +89,10 @@ class Stack:
 
     def _start_temporal(self) -> str:
         if self.settings.temporal_address:
-            return f"(external at {self.settings.temporal_address})"
+            added = asyncio.run(self._register_search_attributes())
+            return (
+                f"(external at {self.settings.temporal_address}; search attributes added: {added})"
+            )
         self._require_free_port(self.settings.temporal_port, "PAY_TEMPORAL_PORT")
         self._require_free_port(self.settings.temporal_ui_port, "PAY_TEMPORAL_UI_PORT")
         binary = _venv_binary("temporal")
@@ -132,6 +137,12 @@ class Stack:
             ),
         )
         return f"(gRPC {self.settings.temporal_target}, UI {self.settings.temporal_web_url})"
+
+    async def _register_search_attributes(self) -> list[str]:
+        client = await Client.connect(
+            self.settings.temporal_target, namespace=self.settings.temporal_namespace
+        )
+        return await ensure_search_attributes(client, self.settings.temporal_namespace)
 
     def _start_simulator(self) -> str:
         self._require_free_port(self.settings.simulator_port, "PAY_SIMULATOR_PORT")

@@ -25,6 +25,7 @@ from db.migrate import upgrade
 from domain.iin import check_digit
 from providers.registry import provider_http_client
 from stack.launcher import free_port
+from stack.search_attributes import ensure_search_attributes
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,9 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = postgres_server.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    server = postgres_server.get_server(
+        tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete"
+    )
     url = str(server.get_uri(driver="psycopg"))
     upgrade(url)
     yield url
@@ -108,6 +111,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=str(BIN / "temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
+    await ensure_search_attributes(env.client, env.client.namespace)
     yield env
     await env.shutdown()
 
@@ -194,8 +198,10 @@ async def new_player(api: httpx.AsyncClient) -> str:
 async def deposit_and_wait(
     api: httpx.AsyncClient, client: Client, body: dict[str, Any]
 ) -> dict[str, Any]:
-    """POST a deposit, await its workflow's completion, and return the deposit as the API shows it."""
-    created = await api.post("/v1/deposits", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    """POST a deposit, await its workflow, and return the deposit as the API shows it."""
+    created = await api.post(
+        "/v1/deposits", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+    )
     assert created.status_code == 202, created.text
     deposit = created.json()
     await client.get_workflow_handle(deposit["workflow_id"]).result()
@@ -203,4 +209,3 @@ async def deposit_and_wait(
     assert shown.status_code == 200
     result: dict[str, Any] = shown.json()
     return result
-

@@ -31,9 +31,9 @@ def test_iin_check_digit_uses_second_weights_when_first_gives_ten() -> None:
         digits = [int(c) for c in prefix]
         if sum(d * w for d, w in zip(digits, range(1, 12), strict=True)) % 11 == 10:
             break
-    second = sum(
-        d * w for d, w in zip(digits, (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2), strict=True)
-    ) % 11
+    second = (
+        sum(d * w for d, w in zip(digits, (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2), strict=True)) % 11
+    )
     if second == 10:
         assert check_digit(prefix) is None
     else:
@@ -62,7 +62,12 @@ def test_age_counts_birthdays() -> None:
 
 @pytest.mark.parametrize(
     ("phone", "ok"),
-    [("+77011234567", True), ("+79161234567", False), ("87011234567", False), ("+7701123456", False)],
+    [
+        ("+77011234567", True),
+        ("+79161234567", False),
+        ("87011234567", False),
+        ("+7701123456", False),
+    ],
 )
 def test_kz_mobile(phone: str, ok: bool) -> None:
     assert is_kz_mobile(phone) is ok
