@@ -4,6 +4,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from types import FrameType
 
 from config import get_settings
@@ -11,6 +12,7 @@ from stack.launcher import Stack, StackError
 
 
 def run() -> int:
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     settings = get_settings()
     stack = Stack(settings)
     stop = threading.Event()
