@@ -183,20 +183,20 @@ async def velocity_facts(
     session: AsyncSession, *, player_id: str, exclude_id: str, now: datetime
 ) -> VelocityFacts:
     """Recent deposits of one player; served by the (player_id, created_at) index."""
-    recent = select(Deposit).where(
+    recent = (
         Deposit.player_id == player_id,
         Deposit.id != exclude_id,
         Deposit.created_at >= now - timedelta(hours=24),
         Deposit.created_at <= now,
     )
     count_10m = await session.scalar(
-        select(func.count()).select_from(
-            recent.where(Deposit.created_at >= now - timedelta(minutes=10)).subquery()
-        )
+        select(func.count())
+        .select_from(Deposit)
+        .where(*recent, Deposit.created_at >= now - timedelta(minutes=10))
     )
     sum_24h = await session.scalar(
-        select(func.coalesce(func.sum(Deposit.amount_minor), 0)).select_from(
-            recent.where(Deposit.status.not_in(_NOT_COUNTED_IN_SUM)).subquery()
+        select(func.coalesce(func.sum(Deposit.amount_minor), 0)).where(
+            *recent, Deposit.status.not_in(_NOT_COUNTED_IN_SUM)
         )
     )
     return VelocityFacts(count_10m=int(count_10m or 0), sum_24h_minor=int(sum_24h or 0))
