@@ -51,6 +51,7 @@ def build_worker(
         sessions=sessions,
         card_providers=card_providers(settings, http),
         risk_limits=risk_limits(settings),
+        ledger_policy=settings.ledger_policy(),
     )
     return Worker(
         client,

@@ -19,7 +19,7 @@ from activities.models import (
 )
 from db import deposits as deposit_store
 from db import ledger as ledger_store
-from domain.ledger import deposit_credit
+from domain.ledger import LedgerPolicy, deposit_credit, deposit_fee, fee_for
 from domain.risk import DepositFacts, RiskLimits, evaluate_deposit
 from providers.card import CardProviderClient, ChargeOutcome
 from providers.errors import ProviderError, ProviderRejected, ProviderTimeout
@@ -32,10 +32,12 @@ class DepositActivities:
         sessions: async_sessionmaker[AsyncSession],
         card_providers: Mapping[str, CardProviderClient],
         risk_limits: RiskLimits,
+        ledger_policy: LedgerPolicy,
     ) -> None:
         self._sessions = sessions
         self._card_providers = card_providers
         self._risk_limits = risk_limits
+        self._ledger = ledger_policy
 
     @activity.defn
     async def assess_deposit_risk(self, inp: RiskCheckInput) -> RiskCheckResult:
@@ -105,18 +107,39 @@ class DepositActivities:
 
     @activity.defn
     async def credit_deposit(self, inp: CreditDepositInput) -> CreditDepositResult:
-        spec = deposit_credit(
+        """Credit the wallet and book the provider's fee, in one database transaction."""
+        shards = self._ledger.house_shards
+        credit = deposit_credit(
             deposit_id=inp.deposit_id,
             player_id=inp.player_id,
             provider=inp.provider,
             amount_minor=inp.amount_minor,
             currency=inp.currency,
+            shards=shards,
         )
+        fee_minor = fee_for(inp.amount_minor, self._ledger.fee_bps(inp.provider))
+        fee = (
+            deposit_fee(
+                deposit_id=inp.deposit_id,
+                provider=inp.provider,
+                fee_minor=fee_minor,
+                currency=inp.currency,
+                shards=shards,
+            )
+            if fee_minor
+            else None
+        )
+
+        async def post_both(session: AsyncSession) -> ledger_store.PostedTransaction:
+            posted = await ledger_store.post_transaction(session, spec=credit)
+            if fee is not None:
+                await ledger_store.post_transaction(session, spec=fee)
+            return posted
+
         try:
-            async with self._sessions.begin() as session:
-                posted = await ledger_store.post_transaction(session, spec=spec)
-        except ledger_store.LedgerKeyConflict as exc:
-            raise ApplicationError(str(exc), non_retryable=True, type="LedgerKeyConflict") from exc
+            posted = await ledger_store.with_retry(self._sessions, post_both)
+        except ledger_store.LedgerError as exc:
+            raise ApplicationError(str(exc), non_retryable=True, type=type(exc).__name__) from exc
         return CreditDepositResult(transaction_id=posted.id, key=posted.key, created=posted.created)
 
     @activity.defn

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domain.ledger import LedgerPolicy
+
 DEV_SECRET = "dev-only-secret-change-me"  # noqa: S105 - refused in production by the launcher
 
 
@@ -50,6 +52,10 @@ class Settings(BaseSettings):
     # Keys the idempotency fingerprint so that card data in a request body is never stored in clear.
     idempotency_secret: SecretStr = SecretStr(DEV_SECRET)
 
+    # Ledger: shards per busy house account; provider fees in basis points of the amount.
+    ledger_house_shards: int = Field(default=8, ge=1, le=256)
+    provider_fee_bps: dict[str, int] = Field(default_factory=lambda: {"kazcard": 150})
+
     # Supported currencies; KZT is the product's currency.
     currencies: frozenset[str] = frozenset({"KZT"})
 
@@ -76,6 +82,12 @@ class Settings(BaseSettings):
     @property
     def temporal_web_url(self) -> str:
         return self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    def ledger_policy(self) -> LedgerPolicy:
+        return LedgerPolicy(
+            house_shards=self.ledger_house_shards,
+            provider_fee_bps=tuple(sorted(self.provider_fee_bps.items())),
+        )
 
     def provider_secret(self, provider: str) -> str:
         secret = self.provider_secrets.get(provider)

@@ -1,26 +1,66 @@
-"""Posting a balanced transaction exactly once.
+"""Posting to the ledger, exactly once, in one database round trip.
 
-Accounts are locked in code order (no deadlock between two postings), the idempotency key is
-checked only after the locks are held (so a concurrent duplicate sees the first one's commit),
-and balance flags are checked against the locked counters.
+The work happens in the `ledger_post` PL/pgSQL function (migration 0002): it creates missing
+accounts, locks them in code order, checks the idempotency key under those locks, writes the
+entries, moves the cached counters and enforces balance flags. Its custom SQLSTATEs become the
+exceptions below.
 """
 
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import LedgerAccount, LedgerEntry, LedgerTransaction
-from domain.ledger import Side, TransactionSpec
+from domain.ledger import (
+    AccountRef,
+    AccountType,
+    Entry,
+    PendingResolution,
+    Side,
+    TransactionSpec,
+    reversal,
+)
 
 
-class LedgerKeyConflict(Exception):
-    """The key was posted before with different content: never retried."""
+class LedgerError(Exception):
+    """Base of the ledger's business refusals; none is helped by retrying."""
 
 
-class InsufficientFunds(Exception):
+class LedgerKeyConflict(LedgerError):
+    """The key was posted before with different content."""
+
+
+class InsufficientFunds(LedgerError):
     """The posting would take an account past its balance flag."""
+
+
+class PendingNotFound(LedgerError):
+    """No pending transfer has that key."""
+
+
+class PendingAlreadyResolved(LedgerError):
+    """The pending transfer was posted or voided under another key."""
+
+
+class InvalidPostAmount(LedgerError):
+    """A partial post must be positive and at most the pending amount."""
+
+
+_ERRORS: dict[str, type[LedgerError]] = {
+    "LG409": LedgerKeyConflict,
+    "LG402": InsufficientFunds,
+    "LG404": PendingNotFound,
+    "LG410": PendingAlreadyResolved,
+    "LG422": InvalidPostAmount,
+}
+_RETRYABLE = {"40001", "40P01"}  # serialization failure, deadlock
 
 
 @dataclass(frozen=True)
@@ -30,77 +70,164 @@ class PostedTransaction:
     created: bool
 
 
-async def post_transaction(session: AsyncSession, *, spec: TransactionSpec) -> PostedTransaction:
-    """Post `spec` inside the caller's database transaction; the caller commits."""
-    accounts = {entry.account.code: entry.account for entry in spec.entries}
-    await session.execute(
-        insert(LedgerAccount)
-        .values(
-            [
-                {
-                    "code": ref.code,
-                    "type": ref.type.value,
-                    "currency": ref.currency,
-                    "owner_id": ref.owner_id,
-                    "debits_must_not_exceed_credits": ref.debits_must_not_exceed_credits,
-                    "posted_debits": 0,
-                    "posted_credits": 0,
-                    "pending_debits": 0,
-                    "pending_credits": 0,
-                }
-                for ref in accounts.values()
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["code"])
-    )
-    locked = {
-        account.code: account
-        for account in (
-            await session.scalars(
-                select(LedgerAccount)
-                .where(LedgerAccount.code.in_(sorted(accounts)))
-                .order_by(LedgerAccount.code)
-                .with_for_update()
-            )
-        ).all()
+_POST = text(
+    "SELECT tx_id, created FROM ledger_post(:key, :kind, :payment_id, :hash, :phase, "
+    ":pending_key, :amount, CAST(:accounts AS jsonb), CAST(:entries AS jsonb))"
+)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    state = getattr(exc.orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+async def _call(session: AsyncSession, params: dict[str, object]) -> PostedTransaction:
+    try:
+        row = (await session.execute(_POST, params)).one()
+    except DBAPIError as exc:
+        error = _ERRORS.get(_sqlstate(exc) or "")
+        if error is not None:
+            raise error(str(exc.orig).splitlines()[0]) from exc
+        raise
+    return PostedTransaction(id=int(row.tx_id), key=str(params["key"]), created=bool(row.created))
+
+
+def _account_json(ref: AccountRef) -> dict[str, object]:
+    return {
+        "code": ref.code,
+        "type": ref.type.value,
+        "currency": ref.currency,
+        "owner_id": ref.owner_id,
+        "flag": ref.debits_must_not_exceed_credits,
     }
 
-    existing = await session.scalar(
-        select(LedgerTransaction).where(LedgerTransaction.key == spec.key)
-    )
-    if existing is not None:
-        if existing.content_hash != spec.content_hash:
-            raise LedgerKeyConflict(spec.key)
-        return PostedTransaction(id=existing.id, key=spec.key, created=False)
 
-    for entry in spec.entries:
-        account = locked[entry.account.code]
-        if entry.side is Side.DEBIT:
-            account.posted_debits += entry.amount_minor
-        else:
-            account.posted_credits += entry.amount_minor
-    for account in locked.values():
-        owed = account.posted_debits + account.pending_debits
-        if account.debits_must_not_exceed_credits and owed > account.posted_credits:
-            raise InsufficientFunds(account.code)
-
-    transaction = LedgerTransaction(
-        key=spec.key, kind=spec.kind, payment_id=spec.payment_id, content_hash=spec.content_hash
+async def post_transaction(session: AsyncSession, *, spec: TransactionSpec) -> PostedTransaction:
+    """Post `spec` (posted or pending) inside the caller's database transaction."""
+    accounts = {e.account.code: _account_json(e.account) for e in spec.entries}
+    entries = [
+        {"code": e.account.code, "side": e.side.value, "amount": e.amount_minor}
+        for e in spec.entries
+    ]
+    return await _call(
+        session,
+        {
+            "key": spec.key,
+            "kind": spec.kind,
+            "payment_id": spec.payment_id,
+            "hash": spec.content_hash,
+            "phase": spec.phase,
+            "pending_key": None,
+            "amount": None,
+            "accounts": json.dumps(list(accounts.values())),
+            "entries": json.dumps(entries),
+        },
     )
-    session.add(transaction)
-    await session.flush()
-    session.add_all(
-        LedgerEntry(
-            transaction_id=transaction.id,
-            account_id=locked[entry.account.code].id,
-            side=entry.side.value,
-            amount_minor=entry.amount_minor,
-            currency=entry.account.currency,
+
+
+async def resolve_pending(
+    session: AsyncSession, *, resolution: PendingResolution
+) -> PostedTransaction:
+    """Post (fully or partly) or void a pending transfer, exactly once."""
+    amount = resolution.amount_minor
+    if resolution.action == "post" and amount is None:
+        amount = await session.scalar(
+            select(func.max(LedgerEntry.amount_minor))
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+            .where(LedgerTransaction.key == resolution.pending_key)
         )
-        for entry in spec.entries
+        if amount is None:
+            raise PendingNotFound(resolution.pending_key)
+    return await _call(
+        session,
+        {
+            "key": resolution.key,
+            "kind": resolution.kind,
+            "payment_id": resolution.payment_id,
+            "hash": resolution.content_hash,
+            "phase": "post_pending" if resolution.action == "post" else "void_pending",
+            "pending_key": resolution.pending_key,
+            "amount": amount,
+            "accounts": None,
+            "entries": "[]",
+        },
     )
-    await session.flush()
-    return PostedTransaction(id=transaction.id, key=spec.key, created=True)
+
+
+T = TypeVar("T")
+
+
+async def with_retry(
+    sessions: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    attempts: int = 8,
+) -> T:
+    """Run `work` in its own transaction, again on deadlock or serialization failure."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with sessions.begin() as session:
+                return await work(session)
+        except DBAPIError as exc:
+            if _sqlstate(exc) not in _RETRYABLE or attempt == attempts:
+                raise
+            await asyncio.sleep(0.005 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def post(
+    sessions: async_sessionmaker[AsyncSession], spec: TransactionSpec
+) -> PostedTransaction:
+    async def work(session: AsyncSession) -> PostedTransaction:
+        return await post_transaction(session, spec=spec)
+
+    return await with_retry(sessions, work)
+
+
+async def resolve(
+    sessions: async_sessionmaker[AsyncSession], resolution: PendingResolution
+) -> PostedTransaction:
+    async def work(session: AsyncSession) -> PostedTransaction:
+        return await resolve_pending(session, resolution=resolution)
+
+    return await with_retry(sessions, work)
+
+
+async def load_spec(session: AsyncSession, *, key: str) -> TransactionSpec | None:
+    """A posted transaction as a spec again, e.g. to build its reversal."""
+    transaction = await session.scalar(
+        select(LedgerTransaction).where(LedgerTransaction.key == key)
+    )
+    if transaction is None:
+        return None
+    rows = await session.execute(
+        select(LedgerEntry, LedgerAccount)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .where(LedgerEntry.transaction_id == transaction.id)
+        .order_by(LedgerEntry.id)
+    )
+    entries = tuple(
+        Entry(
+            AccountRef(account.code, AccountType(account.type), account.currency, account.owner_id),
+            Side(entry.side),
+            entry.amount_minor,
+        )
+        for entry, account in rows.tuples()
+    )
+    return TransactionSpec(
+        key=transaction.key,
+        kind=transaction.kind,
+        payment_id=transaction.payment_id,
+        entries=entries,
+    )
+
+
+async def reverse(session: AsyncSession, *, key: str) -> PostedTransaction:
+    """Correct a posted transaction by posting its mirror image under `{key}:reversal`."""
+    original = await load_spec(session, key=key)
+    if original is None:
+        raise PendingNotFound(key)
+    return await post_transaction(session, spec=reversal(original))
 
 
 async def transactions_for_payment(session: AsyncSession, *, payment_id: str) -> list[str]:
@@ -113,3 +240,59 @@ async def transactions_for_payment(session: AsyncSession, *, payment_id: str) ->
             )
         ).all()
     )
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    entry_id: int
+    transaction_key: str
+    kind: str
+    side: str
+    amount_minor: int
+    phase: str
+    balance_after_minor: int
+    created_at: datetime
+
+
+async def statement(
+    session: AsyncSession, *, account_code: str, limit: int, after_entry_id: int | None
+) -> list[StatementLine]:
+    """Entries of one account, oldest first, each with the posted balance after it.
+
+    For a wallet (a liability) balance means credits minus debits; pending holds are listed
+    with the balance unchanged, and the line that posts them moves it.
+    """
+    rows = await session.execute(
+        text(
+            """
+            SELECT * FROM (
+                SELECT e.id, t.key, t.kind, e.side, e.amount_minor, t.phase, t.created_at,
+                       sum(CASE WHEN t.phase = 'pending' THEN 0
+                                WHEN e.side = 'C' THEN e.amount_minor
+                                ELSE -e.amount_minor END)
+                           OVER (ORDER BY e.id) AS balance_after
+                FROM ledger_entries e
+                JOIN ledger_accounts a ON a.id = e.account_id
+                JOIN ledger_transactions t ON t.id = e.transaction_id
+                WHERE a.code = :code
+            ) lines
+            WHERE CAST(:after AS bigint) IS NULL OR id > CAST(:after AS bigint)
+            ORDER BY id
+            LIMIT :limit
+            """
+        ),
+        {"code": account_code, "after": after_entry_id, "limit": limit},
+    )
+    return [
+        StatementLine(
+            entry_id=row.id,
+            transaction_key=row.key,
+            kind=row.kind,
+            side=row.side,
+            amount_minor=row.amount_minor,
+            phase=row.phase,
+            balance_after_minor=int(row.balance_after),
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]

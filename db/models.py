@@ -131,6 +131,10 @@ class LedgerTransaction(Base):
     kind: Mapped[str] = mapped_column(String(64))
     payment_id: Mapped[str | None] = mapped_column(String(40), index=True)
     content_hash: Mapped[str] = mapped_column(String(64))
+    phase: Mapped[str] = mapped_column(String(16), server_default="posted")
+    pending_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_transactions.id"), unique=True
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

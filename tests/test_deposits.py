@@ -23,9 +23,13 @@ BEHAVIOUR = "/admin/providers/kazcard/behaviour"
 
 
 async def _ledger_count(sessions: async_sessionmaker[AsyncSession], deposit_id: str) -> int:
+    """How many wallet credits the deposit posted (its fee is a separate transaction)."""
     async with sessions() as session:
         count = await session.scalar(
-            text("SELECT count(*) FROM ledger_transactions WHERE payment_id = :id"),
+            text(
+                "SELECT count(*) FROM ledger_transactions "
+                "WHERE payment_id = :id AND kind = 'deposit_credit'"
+            ),
             {"id": deposit_id},
         )
     return int(count or 0)
@@ -54,7 +58,10 @@ async def test_card_deposit_succeeds_and_credits_wallet(
     assert [e["status"] for e in deposit["events"]] == ["pending", "processing", "succeeded"]
     assert deposit["risk"] == {"decision": "approve", "score": 0, "reasons": []}
     assert [(a["outcome"], a["attempt"]) for a in deposit["attempts"]] == [("succeeded", 1)]
-    assert [t["key"] for t in deposit["ledger"]] == [f"deposit:{deposit['id']}:credit"]
+    assert [t["key"] for t in deposit["ledger"]] == [
+        f"deposit:{deposit['id']}:credit",
+        f"deposit:{deposit['id']}:fee",
+    ]
 
     player = (await api.get(f"/v1/players/{player_id}")).json()
     assert player["balance"] == {"currency": "KZT", "available": 750_000, "held": 0}

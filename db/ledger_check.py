@@ -1,0 +1,116 @@
+"""The ledger's invariants, checked from the raw rows: what a auditor would recompute.
+
+Each check is one SQL query that returns the offending rows; none found means it holds.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+_POSTED = "('posted', 'post_pending')"
+_UNRESOLVED_PENDING = (
+    "t.phase = 'pending' AND NOT EXISTS "
+    "(SELECT 1 FROM ledger_transactions r WHERE r.pending_id = t.id)"
+)
+
+CHECKS: dict[str, str] = {
+    "every transaction balances per currency": """
+        SELECT t.key || ' ' || e.currency FROM ledger_entries e
+        JOIN ledger_transactions t ON t.id = e.transaction_id
+        GROUP BY t.id, t.key, e.currency
+        HAVING sum(CASE WHEN e.side = 'D' THEN e.amount_minor ELSE -e.amount_minor END) <> 0
+    """,
+    "posted debits equal posted credits per currency": f"""
+        SELECT e.currency FROM ledger_entries e
+        JOIN ledger_transactions t ON t.id = e.transaction_id
+        WHERE t.phase IN {_POSTED}
+        GROUP BY e.currency
+        HAVING sum(CASE WHEN e.side = 'D' THEN e.amount_minor ELSE -e.amount_minor END) <> 0
+    """,
+    "pending debits equal pending credits per currency": f"""
+        SELECT e.currency FROM ledger_entries e
+        JOIN ledger_transactions t ON t.id = e.transaction_id
+        WHERE {_UNRESOLVED_PENDING}
+        GROUP BY e.currency
+        HAVING sum(CASE WHEN e.side = 'D' THEN e.amount_minor ELSE -e.amount_minor END) <> 0
+    """,
+    "cached counters equal the sum of entries": f"""
+        SELECT a.code FROM ledger_accounts a
+        LEFT JOIN (
+            SELECT e.account_id,
+                sum(CASE WHEN e.side = 'D' AND t.phase IN {_POSTED}
+                    THEN e.amount_minor ELSE 0 END) AS pd,
+                sum(CASE WHEN e.side = 'C' AND t.phase IN {_POSTED}
+                    THEN e.amount_minor ELSE 0 END) AS pc,
+                sum(CASE WHEN e.side = 'D' AND {_UNRESOLVED_PENDING}
+                    THEN e.amount_minor ELSE 0 END) AS nd,
+                sum(CASE WHEN e.side = 'C' AND {_UNRESOLVED_PENDING}
+                    THEN e.amount_minor ELSE 0 END) AS nc
+            FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+            GROUP BY e.account_id
+        ) s ON s.account_id = a.id
+        WHERE a.posted_debits <> coalesce(s.pd, 0) OR a.posted_credits <> coalesce(s.pc, 0)
+           OR a.pending_debits <> coalesce(s.nd, 0) OR a.pending_credits <> coalesce(s.nc, 0)
+    """,
+    "no balance flag is broken": """
+        SELECT code FROM ledger_accounts
+        WHERE debits_must_not_exceed_credits
+          AND posted_debits + pending_debits > posted_credits
+    """,
+    "entries carry their account's currency": """
+        SELECT a.code FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id
+        WHERE e.currency <> a.currency
+    """,
+    "every pending transfer is resolved at most once, and only pendings are": """
+        SELECT coalesce(p.key, r.key) FROM ledger_transactions r
+        LEFT JOIN ledger_transactions p ON p.id = r.pending_id
+        WHERE r.pending_id IS NOT NULL AND (p.phase IS DISTINCT FROM 'pending')
+        UNION ALL
+        SELECT p.key FROM ledger_transactions r JOIN ledger_transactions p ON p.id = r.pending_id
+        GROUP BY p.key HAVING count(*) > 1
+    """,
+}
+
+SETTLED_CHECK = (
+    "provider clearing is zero when nothing is in flight",
+    """
+    SELECT a.owner_id || ' ' || a.currency FROM ledger_accounts a
+    WHERE a.type = 'provider_clearing'
+    GROUP BY a.owner_id, a.currency
+    HAVING sum(a.posted_debits - a.posted_credits) <> 0
+        OR sum(a.pending_debits + a.pending_credits) <> 0
+    """,
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    offenders: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.offenders
+
+
+async def run_checks(session: AsyncSession, *, expect_settled: bool = False) -> list[CheckResult]:
+    checks = list(CHECKS.items()) + ([SETTLED_CHECK] if expect_settled else [])
+    results = []
+    for name, query in checks:
+        rows = await session.execute(text(query))
+        results.append(CheckResult(name, [str(row[0]) for row in rows]))
+    return results
+
+
+async def totals(session: AsyncSession) -> dict[str, int]:
+    row = (
+        await session.execute(
+            text(
+                "SELECT (SELECT count(*) FROM ledger_accounts) AS accounts, "
+                "(SELECT count(*) FROM ledger_transactions) AS transactions, "
+                "(SELECT count(*) FROM ledger_entries) AS entries"
+            )
+        )
+    ).one()
+    return {"accounts": row.accounts, "transactions": row.transactions, "entries": row.entries}
