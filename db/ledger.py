@@ -212,7 +212,7 @@ async def load_spec(session: AsyncSession, *, key: str) -> TransactionSpec | Non
             Side(entry.side),
             entry.amount_minor,
         )
-        for entry, account in rows.tuples()
+        for entry, account in rows.all()
     )
     return TransactionSpec(
         key=transaction.key,
