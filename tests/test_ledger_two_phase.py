@@ -1,13 +1,9 @@
 """Two-phase transfers, reversals, settlement and the invariant checker on real PostgreSQL."""
 
-import subprocess
-import sys
-
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from config import child_environment
 from db import ledger as ledger_store
 from db import players as player_store
 from domain.ledger import (
@@ -19,8 +15,7 @@ from domain.ledger import (
     withdrawal_post,
     withdrawal_void,
 )
-from tests.conftest import ROOT
-from tests.ledger_helpers import assert_invariants, fresh
+from tests.ledger_helpers import assert_invariants, fresh, run_checker
 
 
 async def _fund(sessions: async_sessionmaker[AsyncSession], player: str, amount: int) -> None:
@@ -41,8 +36,6 @@ async def _balance(sessions: async_sessionmaker[AsyncSession], player: str) -> t
     async with sessions() as session:
         balance = await player_store.get_balance(session, player_id=player, currency="KZT")
     return balance.available_minor, balance.held_minor
-
-
 
 
 async def test_hold_then_post_moves_money_once(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -95,18 +88,18 @@ async def test_void_releases_and_partial_post_releases_the_rest(
         ),
     )
     assert await _balance(sessions, player) == (7_500, 0)
+    hold = fresh("wd")
+    await ledger_store.post(
+        sessions,
+        withdrawal_hold(
+            withdrawal_id=hold,
+            player_id=player,
+            provider="kazcard",
+            amount_minor=1_000,
+            currency="KZT",
+        ),
+    )
     with pytest.raises(ledger_store.InvalidPostAmount):
-        hold = fresh("wd")
-        await ledger_store.post(
-            sessions,
-            withdrawal_hold(
-                withdrawal_id=hold,
-                player_id=player,
-                provider="kazcard",
-                amount_minor=1_000,
-                currency="KZT",
-            ),
-        )
         await ledger_store.resolve(
             sessions,
             PendingResolution(
@@ -138,7 +131,11 @@ async def test_holds_cannot_exceed_available(sessions: async_sessionmaker[AsyncS
         await ledger_store.post(
             sessions,
             game_transaction(
-                player_id=player, round_id=fresh("r"), type="bet", amount_minor=1_001, currency="KZT"
+                player_id=player,
+                round_id=fresh("r"),
+                type="bet",
+                amount_minor=1_001,
+                currency="KZT",
             ),
         )
     assert await _balance(sessions, player) == (1_000, 4_000)
@@ -151,7 +148,9 @@ async def test_resolving_an_unknown_pending_is_refused(
         await ledger_store.resolve(sessions, withdrawal_void(withdrawal_id=fresh("wd")))
 
 
-async def test_reversal_corrects_without_editing(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_reversal_corrects_without_editing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     player = fresh("pl")
     bet = game_transaction(
         player_id=player, round_id=fresh("r"), type="win", amount_minor=900, currency="KZT"
@@ -201,20 +200,14 @@ async def test_settlement_empties_clearing_and_checker_sees_it(
         )
         shard_balances = {int(code.rsplit(":", 1)[1]): int(net) for code, net in rows.all()}
     assert sum(shard_balances.values()) == 5_000
-    spec = settlement(provider=provider, batch_id="b1", currency="KZT", shard_balances=shard_balances)
+    spec = settlement(
+        provider=provider, batch_id="b1", currency="KZT", shard_balances=shard_balances
+    )
     assert spec is not None
     await ledger_store.post(sessions, spec)
 
     # The command-line checker agrees (run as a separate process, as an operator would).
-    env = child_environment({"PAY_DATABASE_URL": database_url})
-    checked = subprocess.run(
-        [sys.executable, "-m", "db.check_ledger"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    checked = await run_checker(database_url)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "all invariants hold" in checked.stdout
     assert "cached counters equal the sum of entries" in checked.stdout
@@ -233,14 +226,7 @@ async def test_checker_reports_a_breach(
             {"c": code},
         )
     try:
-        checked = subprocess.run(
-            [sys.executable, "-m", "db.check_ledger"],
-            cwd=ROOT,
-            env=child_environment({"PAY_DATABASE_URL": database_url}),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        checked = await run_checker(database_url)
         assert checked.returncode == 1
         assert "BREACH" in checked.stdout
         assert code in checked.stdout
@@ -248,8 +234,7 @@ async def test_checker_reports_a_breach(
         async with sessions.begin() as session:
             await session.execute(
                 text(
-                    "UPDATE ledger_accounts SET posted_credits = posted_credits - 1 "
-                    "WHERE code = :c"
+                    "UPDATE ledger_accounts SET posted_credits = posted_credits - 1 WHERE code = :c"
                 ),
                 {"c": code},
             )
