@@ -18,4 +18,6 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str) -> None:
-    command.upgrade(alembic_config(database_url), "head")
+    # "heads": independent features add migrations on branches off the same parent
+    # (e.g. withdrawals and fraud both revise 0002); all of them apply.
+    command.upgrade(alembic_config(database_url), "heads")

@@ -1,0 +1,1 @@
+"""Temporal payload codec: AES-GCM encryption of workflow and activity payloads."""

@@ -1,0 +1,1 @@
+"""Demo traffic: players and a realistic mix of payments for a fresh install."""
