@@ -3,9 +3,10 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from api.auth import payments_access
 from api.errors import Problem, install_error_handlers, problem_response
 from api.routers import deposits, health, players
 from api.state import AppState
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.include_router(health.router)
-    app.include_router(players.router)
-    app.include_router(deposits.router)
+    payments = [Depends(payments_access)]
+    app.include_router(players.router, dependencies=payments)
+    app.include_router(deposits.router, dependencies=payments)
     return app

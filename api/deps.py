@@ -6,8 +6,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.auth import Principal, require_role
 from api.state import AppState
 from config import Settings
+from domain.roles import Role
 
 
 def get_state(request: Request) -> AppState:
@@ -31,3 +33,9 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+MerchantDep = Annotated[Principal, Depends(require_role(Role.MERCHANT))]
+OperatorDep = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
+ReaderDep = Annotated[Principal, Depends(require_role(Role.MERCHANT, Role.OPERATOR))]
+AdminDep = Annotated[Principal, Depends(require_role(Role.ADMIN))]

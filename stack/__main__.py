@@ -41,7 +41,8 @@ def run() -> int:
         + ("" if settings.temporal_address else '  (filter: PaymentStatus="processing")')
         + f"\n  Simulator       {settings.simulator_url}/docs\n"
         f"  Logs            {stack.log_dir}\n"
-        "Press Ctrl-C to stop.",
+        + "".join(f"  API key {role:<8} {key}\n" for role, key in stack.dev_keys.items())
+        + "Press Ctrl-C to stop.",
         flush=True,
     )
     code = 0

@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from config import Settings, child_environment
 from db.migrate import upgrade
+from stack.dev_keys import ensure_dev_keys
 from stack.search_attributes import dev_server_flags, ensure_search_attributes
 
 
@@ -42,6 +43,7 @@ class Stack:
     say: Callable[[str], None] = print
     components: list[Component] = field(default_factory=list)
     database_url: str | None = None
+    dev_keys: dict[str, str] = field(default_factory=dict)
     _pg: object | None = None
 
     @property
@@ -85,7 +87,14 @@ class Stack:
     def _migrate(self) -> str:
         assert self.database_url
         upgrade(self.database_url)
-        return "(alembic head)"
+        if self.settings.environment == "development":
+            self.dev_keys = ensure_dev_keys(self.database_url, self.dev_keys_path)
+            return f"(alembic heads; development API keys in {self.dev_keys_path})"
+        return "(alembic heads)"
+
+    @property
+    def dev_keys_path(self) -> Path:
+        return self.data_dir / "api-keys.json"
 
     def _start_temporal(self) -> str:
         if self.settings.temporal_address:

@@ -20,9 +20,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from config import Settings, child_environment
+from db.api_keys import issue_key
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from domain.iin import check_digit
+from domain.roles import Role
 from providers.registry import provider_http_client
 from stack.launcher import free_port
 from stack.search_attributes import ensure_search_attributes
@@ -137,10 +139,45 @@ async def app(settings: Settings, temporal_client: Client) -> AsyncIterator[Fast
         yield application
 
 
+@pytest.fixture(scope="session")
+async def api_keys(sessions: async_sessionmaker[AsyncSession]) -> dict[Role, str]:
+    """One key per role, issued the way `python -m api.keys create` does."""
+    keys: dict[Role, str] = {}
+    async with sessions.begin() as session:
+        for role in Role:
+            keys[role] = (await issue_key(session, name=f"test {role}", role=role)).secret
+    return keys
+
+
+def _client(app: FastAPI, key: str | None) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers=headers
+    )
+
+
 @pytest.fixture
-async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+async def api(app: FastAPI, api_keys: dict[Role, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """The casino backend: a merchant key."""
+    async with _client(app, api_keys[Role.MERCHANT]) as client:
+        yield client
+
+
+@pytest.fixture
+async def operator_api(app: FastAPI, api_keys: dict[Role, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(app, api_keys[Role.OPERATOR]) as client:
+        yield client
+
+
+@pytest.fixture
+async def admin_api(app: FastAPI, api_keys: dict[Role, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(app, api_keys[Role.ADMIN]) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous_api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(app, None) as client:
         yield client
 
 

@@ -2,6 +2,7 @@
 (Temporal dev server, PostgreSQL, simulator, worker, API), a deposit over HTTP, Ctrl-C, restart."""
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -43,6 +44,10 @@ class RunningStack:
                 "PAY_TEMPORAL_TASK_QUEUE": "fullstack",
             }
         )
+
+    def merchant_headers(self) -> dict[str, str]:
+        keys = json.loads((self.data_dir / "api-keys.json").read_text())
+        return {"Authorization": f"Bearer {keys['merchant']}"}
 
     def start(self) -> str:
         with self.output.open("wb") as out:
@@ -87,7 +92,11 @@ async def test_make_run_serves_a_card_deposit_end_to_end(stack_dir: Path) -> Non
         for step in range(1, 7):
             assert f"[{step}/6]" in banner
 
-        async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as api:
+        headers = stack.merchant_headers()
+        assert headers["Authorization"].removeprefix("Bearer ") in banner
+        async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as anonymous:
+            assert (await anonymous.get("/v1/players/pl_x")).status_code == 401
+        async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, headers=headers) as api:
             assert (await api.get("/openapi.json")).status_code == 200
             player = (await api.post("/v1/players", json=player_body())).json()
             created = await api.post(
@@ -121,7 +130,11 @@ async def test_make_run_serves_a_card_deposit_end_to_end(stack_dir: Path) -> Non
         restarted = RunningStack(stack_dir)
         try:
             restarted.start()
-            async with httpx.AsyncClient(base_url=restarted.api_url, timeout=30) as api:
+            # The development keys survive the restart too.
+            assert restarted.merchant_headers() == headers
+            async with httpx.AsyncClient(
+                base_url=restarted.api_url, timeout=30, headers=headers
+            ) as api:
                 again = (await api.get(f"/v1/deposits/{deposit['id']}")).json()
                 assert again["status"] == "succeeded"
                 balance = (await api.get(f"/v1/players/{player['id']}")).json()["balance"]

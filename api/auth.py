@@ -1,0 +1,66 @@
+"""Bearer API keys with roles: 401 for a missing or wrong key, 403 for the wrong role.
+
+Routers declare what they need with the aliases in `api.deps` (`MerchantDep`, `OperatorDep`,
+`ReaderDep`); `payments_access` guards whole routers where reads and writes differ by role.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import Problem
+from db import api_keys
+from domain.roles import Role, allows
+
+Principal = api_keys.KeyHolder
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="APIKey",
+    description="An API key from `python -m api.keys create`, as `Authorization: Bearer <key>`",
+)
+
+
+async def authenticate(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise Problem(401, "unauthorized", "Send an API key as `Authorization: Bearer <key>`")
+    state = request.app.state.payments
+    async with state.sessions() as session:
+        holder = await api_keys.authenticate(session, key=credentials.credentials.strip())
+    if holder is None:
+        raise Problem(401, "unauthorized", "This API key is not valid or has been revoked")
+    request.state.principal = holder
+    return holder
+
+
+def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that lets through keys of these roles (and admin keys)."""
+    required = frozenset(roles)
+
+    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not allows(principal.role, required):
+            names = ", ".join(sorted(role.value for role in required | {Role.ADMIN}))
+            raise Problem(
+                403, "forbidden", f"This needs a key with role {names}; yours is {principal.role}"
+            )
+        return principal
+
+    return check
+
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_read = require_role(Role.MERCHANT, Role.OPERATOR)
+_write = require_role(Role.MERCHANT)
+
+
+async def payments_access(
+    request: Request, principal: Annotated[Principal, Depends(authenticate)]
+) -> Principal:
+    """Merchants read and write players and payments; operators only read them."""
+    check = _read if request.method in _READ_METHODS else _write
+    return await check(principal)
