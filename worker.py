@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from activities.deposits import DepositActivities
 from config import Settings, get_settings
 from db.engine import make_engine, make_sessionmaker
+from domain.fraud import RuleSource
 from domain.risk import RiskLimits
 from providers.registry import card_providers, provider_http_client
 from workflows.deposit import DepositWorkflow
@@ -52,6 +53,7 @@ def build_worker(
         card_providers=card_providers(settings, http),
         risk_limits=risk_limits(settings),
         ledger_policy=settings.ledger_policy(),
+        fraud_rules=RuleSource(settings.fraud_rules_path, settings.fraud_rules_overlay),
     )
     return Worker(
         client,

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import fraud
 from activities.models import (
     ChargeCardInput,
     ChargeCardResult,
@@ -19,8 +20,9 @@ from activities.models import (
 )
 from db import deposits as deposit_store
 from db import ledger as ledger_store
+from domain.fraud import RuleSource
 from domain.ledger import LedgerPolicy, deposit_credit, deposit_fee, fee_for
-from domain.risk import DepositFacts, RiskLimits, evaluate_deposit
+from domain.risk import RiskLimits
 from providers.card import CardProviderClient, ChargeOutcome
 from providers.errors import ProviderError, ProviderRejected, ProviderTimeout
 
@@ -33,7 +35,9 @@ class DepositActivities:
         card_providers: Mapping[str, CardProviderClient],
         risk_limits: RiskLimits,
         ledger_policy: LedgerPolicy,
+        fraud_rules: RuleSource | None = None,
     ) -> None:
+        self._fraud = fraud_rules or RuleSource()
         self._sessions = sessions
         self._card_providers = card_providers
         self._risk_limits = risk_limits
@@ -47,23 +51,11 @@ class DepositActivities:
                 raise ApplicationError(
                     f"deposit {inp.deposit_id} not found", non_retryable=True, type="NotFound"
                 )
-            deposit = view.deposit
-            velocity = await deposit_store.velocity_facts(
-                session, player_id=deposit.player_id, exclude_id=deposit.id, now=deposit.created_at
-            )
-            decision = evaluate_deposit(
-                DepositFacts(
-                    amount_minor=deposit.amount_minor,
-                    count_10m=velocity.count_10m,
-                    sum_24h_minor=velocity.sum_24h_minor,
-                ),
-                self._risk_limits,
+            decision = await fraud.assess_deposit(
+                session, deposit=view.deposit, rules=self._fraud.current()
             )
             result = RiskCheckResult(
-                decision=decision.decision, score=decision.score, reasons=decision.reasons
-            )
-            await deposit_store.set_risk(
-                session, deposit_id=deposit.id, risk=result.model_dump(mode="json")
+                decision=decision.decision, score=decision.score, reasons=list(decision.reasons)
             )
         return result
 

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import payments_access
 from api.errors import Problem, install_error_handlers, problem_response
-from api.routers import deposits, health, players
+from api.routers import alerts, deposits, health, players, responsible_gaming
 from api.state import AppState
 from config import Settings, get_settings
 from db import idempotency
@@ -58,4 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     payments = [Depends(payments_access)]
     app.include_router(players.router, dependencies=payments)
     app.include_router(deposits.router, dependencies=payments)
+    app.include_router(responsible_gaming.router, dependencies=payments)
+    app.include_router(alerts.router)
     return app

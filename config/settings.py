@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     risk_review_amount_minor: int = 1_000_000_00
     risk_max_deposits_per_10m: int = 5
     risk_max_deposit_sum_24h_minor: int = 10_000_000_00
+    # The anti-fraud rule set (supersedes the risk_* fields above): a TOML file, re-read when it
+    # changes; empty means the packaged config/fraud_rules.toml. An overlay is merged over it.
+    fraud_rules_path: Path | None = None
+    fraud_rules_overlay: Path | None = None
 
     # Deposit workflow timings.
     charge_retry_initial_seconds: float = 1.0

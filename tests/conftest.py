@@ -28,6 +28,7 @@ from domain.roles import Role
 from providers.registry import provider_http_client
 from stack.launcher import free_port
 from stack.search_attributes import ensure_search_attributes
+from tests.fraud_helpers import write_overlay
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,8 +82,15 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = 30) 
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, simulator_url: str) -> Settings:
+def fraud_overlay(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fraud rule overlay the worker reads (see tests/fraud_helpers.py)."""
+    return write_overlay(tmp_path_factory.mktemp("fraud") / "overlay.toml")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, simulator_url: str, fraud_overlay: Path) -> Settings:
     return Settings(
+        fraud_rules_overlay=fraud_overlay,
         environment="test",
         database_url=database_url,
         simulator_url=simulator_url,

@@ -39,7 +39,7 @@ from api.schemas import (
 )
 from config import Settings
 from db import deposits as deposit_store
-from db import idempotency
+from db import idempotency, responsible_gaming
 from db import players as player_store
 from db.models import Deposit
 from domain.cards import luhn_valid
@@ -56,7 +56,10 @@ _PROBLEMS = {
     400: {"description": "idempotency_key_required"},
     404: {"description": "player_not_found / deposit_not_found"},
     409: {"description": "idempotency_key_reused"},
-    422: {"description": "validation_error, unsupported_currency, invalid_card_number, ..."},
+    422: {
+        "description": "validation_error, unsupported_currency, invalid_card_number, "
+        "self_excluded, deposit_limit_exceeded, ..."
+    },
     502: {"description": "provider_error: the card provider could not tokenize"},
     503: {"description": "orchestrator_unavailable: retry with the same Idempotency-Key"},
 }
@@ -211,6 +214,15 @@ async def create_deposit(
         else:
             if await player_store.get_player(session, player_id=body.player_id) is None:
                 raise Problem(404, "player_not_found", f"No player {body.player_id!r}")
+            refusal = await responsible_gaming.deposit_refusal(
+                session,
+                player_id=body.player_id,
+                amount_minor=body.amount,
+                currency=body.currency,
+                now=datetime.now(UTC),
+            )
+            if refusal is not None:
+                raise Problem(422, refusal.code, refusal.detail)
             provider = state.card_providers[settings.card_provider]
             token = await tokenize(provider, card)
             deposit_id = new_id("dep")

@@ -1,0 +1,54 @@
+"""The anti-fraud step of a payment: gather facts, apply the configured rules, store the decision.
+
+Called inside an activity's database transaction; safe to repeat (the decision row is upserted
+and alerts are raised once per key).
+"""
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import fraud as fraud_store
+from db.monitoring import raise_alert
+from db.models import Deposit
+from domain.fraud import Decision, RuleSet, evaluate_deposit
+from domain.risk import RiskVerdict
+
+
+async def assess_deposit(session: AsyncSession, *, deposit: Deposit, rules: RuleSet) -> Decision:
+    signals = fraud_store.Signals.of(card=deposit.card, client=deposit.client)
+    facts = await fraud_store.deposit_facts(
+        session,
+        deposit_id=deposit.id,
+        player_id=deposit.player_id,
+        amount_minor=deposit.amount_minor,
+        currency=deposit.currency,
+        method=deposit.method,
+        signals=signals,
+        rules=rules,
+        now=deposit.created_at,
+    )
+    decision = evaluate_deposit(facts, rules)
+    await fraud_store.record_decision(
+        session,
+        payment_id=deposit.id,
+        kind="deposit",
+        player_id=deposit.player_id,
+        amount_minor=deposit.amount_minor,
+        currency=deposit.currency,
+        method=deposit.method,
+        signals=signals,
+        decision=decision,
+        created_at=deposit.created_at,
+    )
+    deposit.risk = decision.as_json()
+    if decision.decision is RiskVerdict.REVIEW:
+        # Deposits have no manual-review status: they proceed and the risk team gets an alert.
+        await raise_alert(
+            session,
+            dedupe_key=f"payment_review:{deposit.id}",
+            kind="payment_review",
+            severity="warning",
+            subject=deposit.player_id,
+            message=f"Deposit {deposit.id} needs a look: {', '.join(decision.reasons)}",
+            details={"payment_id": deposit.id, **decision.as_json()},
+        )
+    return decision

@@ -1,0 +1,428 @@
+"""Facts for the fraud rules, read from PostgreSQL in one round trip through indexes only.
+
+`deposit_facts` and `withdrawal_facts` build `PaymentFacts`; `record_decision` stores a decision
+with the signals (card, device, IP, destination) later payments are linked by. Every query is a
+range on an index of migration 0010 (`fraud_decisions` by player, card, device, IP and
+destination; deposits by player and time; ledger entries by wallet and transaction).
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.fraud_models import FraudDecision
+from domain.fraud.config import RuleSet
+from domain.fraud.engine import Decision
+from domain.fraud.facts import (
+    Dimension,
+    LimitUse,
+    PaymentFacts,
+    PaymentKind,
+    Velocity,
+    Window,
+)
+from domain.fraud.geo import bin_country, card_key, ip_country, names_match
+from domain.iin import age_on
+from domain.ledger import player_wallet
+
+_COLUMNS: dict[Dimension, str] = {
+    "player": "player_id",
+    "card": "card_key",
+    "device": "device_id",
+    "ip": "ip",
+    "destination": "destination_key",
+}
+_PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 30}
+
+
+def _velocity_cte(dimension: Dimension) -> str:
+    column = _COLUMNS[dimension]
+    counted = "(f.decision <> 'decline' AND coalesce(d.status, '') NOT IN ('declined', 'failed'))"
+    parts = []
+    for window in ("10m", "1h", "24h"):
+        parts.append(f"count(*) FILTER (WHERE f.created_at >= :t{window}) AS c{window}")
+        parts.append(
+            f"coalesce(sum(f.amount_minor) FILTER (WHERE f.created_at >= :t{window} "
+            f"AND {counted}), 0) AS s{window}"
+        )
+    parts.append(
+        "count(*) FILTER (WHERE f.created_at >= :t1h AND f.amount_minor <= :small_amount "
+        "AND d.status = 'failed' AND d.status_reason LIKE 'provider_declined%') AS declines"
+    )
+    return (
+        f"v_{dimension} AS (SELECT {', '.join(parts)} FROM fraud_decisions f "  # noqa: S608
+        "LEFT JOIN deposits d ON d.id = f.payment_id "
+        f"WHERE f.{column} = :{column} AND f.kind = :kind AND f.created_at >= :t24h "
+        "AND f.created_at <= :now AND f.payment_id <> :payment_id)"
+    )
+
+
+def _identities_cte(dimension: Dimension) -> str:
+    column = _COLUMNS[dimension]
+    return (
+        f"i_{dimension} AS (SELECT count(DISTINCT pl.iin) AS others FROM "  # noqa: S608
+        f"(SELECT DISTINCT player_id FROM fraud_decisions WHERE {column} = :{column} "
+        "AND created_at >= :identity_since AND created_at <= :now) x "
+        "JOIN players pl ON pl.id = x.player_id WHERE pl.iin <> (SELECT iin FROM pl_row))"
+    )
+
+
+_PLAYER_CTE = "pl_row AS (SELECT iin, birth_date, full_name FROM players WHERE id = :player_id)"
+_RG_CTES = (
+    "rg_x AS (SELECT EXISTS (SELECT 1 FROM rg_self_exclusions WHERE player_id = :player_id "
+    "AND until > :now) AS self_excluded)",
+    "rg_l AS (SELECT jsonb_object_agg(period, amount_minor) AS limits FROM ("
+    "SELECT DISTINCT ON (period) period, amount_minor FROM rg_deposit_limits "
+    "WHERE player_id = :player_id AND effective_from <= :now "
+    "ORDER BY period, effective_from DESC, id DESC) l WHERE amount_minor IS NOT NULL)",
+    "rg_s AS (SELECT "
+    "coalesce(sum(amount_minor) FILTER (WHERE created_at >= :d1), 0) AS daily, "
+    "coalesce(sum(amount_minor) FILTER (WHERE created_at >= :d7), 0) AS weekly, "
+    "coalesce(sum(amount_minor), 0) AS monthly FROM deposits "
+    "WHERE player_id = :player_id AND created_at >= :d30 AND created_at <= :now "
+    "AND id <> :payment_id AND currency = :currency "
+    "AND status NOT IN ('declined', 'failed', 'expired'))",
+)
+_PREVIOUS_IP_CTE = (
+    "ipc AS (SELECT (SELECT ip_country FROM ("
+    "(SELECT ip_country, created_at FROM fraud_decisions WHERE player_id = :player_id "
+    "AND kind = 'deposit' AND ip_country IS NOT NULL AND created_at <= :now "
+    "AND payment_id <> :payment_id ORDER BY created_at DESC LIMIT 1) UNION ALL "
+    "(SELECT ip_country, created_at FROM fraud_decisions WHERE player_id = :player_id "
+    "AND kind = 'withdrawal' AND ip_country IS NOT NULL AND created_at <= :now "
+    "AND payment_id <> :payment_id ORDER BY created_at DESC LIMIT 1)"
+    ") y ORDER BY created_at DESC LIMIT 1) AS previous)"
+)
+_DEVICE_CTE = (
+    "dev AS (SELECT EXISTS (SELECT 1 FROM fraud_decisions WHERE device_id = :device_id "
+    "AND player_id = :player_id AND created_at < :device_known_before) AS known)"
+)
+_TURNOVER_CTE = (
+    "turn AS (SELECT "
+    "coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'game_bet'), 0) AS bets, "
+    "coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'deposit_credit'), 0) AS deposits "
+    "FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id "
+    "WHERE e.account_id = (SELECT id FROM ledger_accounts WHERE code = :wallet) "
+    "AND e.transaction_id >= coalesce((SELECT id FROM ledger_transactions "
+    "WHERE created_at >= :turnover_since ORDER BY created_at LIMIT 1), 9223372036854775807))"
+)
+_CARD_DEPOSITED_CTE = (
+    "cdep AS (SELECT EXISTS (SELECT 1 FROM fraud_decisions f JOIN deposits d ON d.id = "
+    "f.payment_id WHERE f.card_key = :card_key AND f.kind = 'deposit' "
+    "AND f.player_id = :player_id AND d.status = 'succeeded') AS deposited)"
+)
+
+
+@dataclass(frozen=True)
+class Signals:
+    """The identifiers a payment is linked to others by, as stored with its decision."""
+
+    card_key: str | None = None
+    card_country: str | None = None
+    device_id: str | None = None
+    ip: str | None = None
+    ip_country: str | None = None
+    destination_key: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        card: dict[str, Any] | None = None,
+        client: dict[str, Any] | None = None,
+        destination_key: str | None = None,
+    ) -> "Signals":
+        card = card or {}
+        client = client or {}
+        ip = client.get("ip") or None
+        return cls(
+            card_key=card_key(card.get("bin"), card.get("last4")),
+            card_country=bin_country(card.get("bin"), card.get("issuer_country")),
+            device_id=client.get("device_id") or None,
+            ip=ip,
+            ip_country=ip_country(ip),
+            destination_key=destination_key,
+        )
+
+
+@dataclass(frozen=True)
+class FactsQuery:
+    """The statement that gathers a payment's facts, and its parameters (for EXPLAIN too)."""
+
+    sql: str
+    params: dict[str, Any]
+    dimensions: tuple[Dimension, ...]
+    identity_dimensions: tuple[Dimension, ...]
+    kind: PaymentKind
+
+
+def build_query(
+    *,
+    kind: PaymentKind,
+    payment_id: str,
+    player_id: str,
+    currency: str,
+    signals: Signals,
+    rules: RuleSet,
+    now: datetime,
+    card_for_payout: bool = False,
+) -> FactsQuery:
+    values: dict[Dimension, str | None] = {
+        "player": player_id,
+        "card": signals.card_key,
+        "device": signals.device_id,
+        "ip": signals.ip,
+        "destination": signals.destination_key,
+    }
+    dimensions = tuple(d for d, v in values.items() if v is not None)
+    linked: tuple[Dimension, ...] = ("device", "card", "destination")
+    identity_dimensions = tuple(d for d in linked if values[d] is not None)
+    ctes = [_PLAYER_CTE]
+    ctes += [_velocity_cte(d) for d in dimensions]
+    ctes += [_identities_cte(d) for d in identity_dimensions]
+    ctes.append(_PREVIOUS_IP_CTE)
+    if kind == "deposit":
+        ctes += _RG_CTES
+    else:
+        ctes.append(_TURNOVER_CTE)
+        if signals.device_id is not None:
+            ctes.append(_DEVICE_CTE)
+        if card_for_payout and signals.card_key is not None:
+            ctes.append(_CARD_DEPOSITED_CTE)
+    names = [cte.split(" AS ", 1)[0] for cte in ctes]
+    sql = f"WITH {', '.join(ctes)} SELECT * FROM {', '.join(names)}"  # noqa: S608
+    days = rules.fact
+    params: dict[str, Any] = {
+        "kind": kind,
+        "payment_id": payment_id,
+        "player_id": player_id,
+        "currency": currency,
+        "now": now,
+        "t10m": now - timedelta(minutes=10),
+        "t1h": now - timedelta(hours=1),
+        "t24h": now - timedelta(hours=24),
+        "small_amount": days("small_amount", 5_000_00),
+        "identity_since": now - timedelta(days=days("identity_lookback_days", 30)),
+        "d1": now - timedelta(days=1),
+        "d7": now - timedelta(days=7),
+        "d30": now - timedelta(days=30),
+        "wallet": player_wallet(player_id, currency).code,
+        "turnover_since": now - timedelta(days=days("turnover_lookback_days", 30)),
+        "device_known_before": now - timedelta(hours=days("known_device_min_hours", 24)),
+    }
+    params.update({_COLUMNS[d]: values[d] for d in dimensions})
+    return FactsQuery(sql, params, dimensions, identity_dimensions, kind)
+
+
+@dataclass(frozen=True)
+class Gathered:
+    facts: PaymentFacts
+    player_found: bool
+
+
+async def _run(
+    session: AsyncSession,
+    query: FactsQuery,
+    *,
+    amount_minor: int,
+    currency: str,
+    method: str,
+    signals: Signals,
+    now: datetime,
+    destination_name: str | None = None,
+    destination_iin: str | None = None,
+) -> PaymentFacts:
+    row = (await session.execute(text(query.sql), query.params)).mappings().one_or_none()
+    if row is None:
+        raise LookupError("player not found")
+    # Cross-joined CTEs repeat column names; read them by position per CTE instead.
+    values = list(row.values())
+    keys = list(row.keys())
+    cursor = 0
+
+    def take(count: int) -> dict[str, Any]:
+        nonlocal cursor
+        end = cursor + count
+        part = dict(zip(keys[cursor:end], values[cursor:end], strict=True))
+        cursor += count
+        return part
+
+    player = take(3)
+    velocity: dict[Dimension, Velocity] = {}
+    declines: dict[Dimension, int] = {}
+    for dimension in query.dimensions:
+        v = take(7)
+        velocity[dimension] = Velocity(
+            Window(v["c10m"], v["s10m"]), Window(v["c1h"], v["s1h"]), Window(v["c24h"], v["s24h"])
+        )
+        if dimension in ("player", "card", "device"):
+            declines[dimension] = v["declines"]
+    others = {d: take(1)["others"] for d in query.identity_dimensions}
+    previous_ip = take(1)["previous"]
+    born: date = player["birth_date"]
+    facts: dict[str, Any] = {
+        "kind": query.kind,
+        "amount_minor": amount_minor,
+        "currency": currency,
+        "method": method,
+        "player_age": age_on(born, now.date()),
+        "velocity": velocity,
+        "small_declines_1h": declines if query.kind == "deposit" else {},
+        "other_identities": others,
+        "card_country": signals.card_country,
+        "ip_country": signals.ip_country,
+        "previous_ip_country": previous_ip,
+    }
+    if query.kind == "deposit":
+        excluded = take(1)["self_excluded"]
+        limits = take(1)["limits"] or {}
+        used = take(3)
+        facts["self_excluded"] = bool(excluded)
+        facts["deposit_limits"] = tuple(
+            LimitUse(period=period, limit_minor=int(limit), used_minor=int(used[period]))
+            for period, limit in sorted(limits.items())
+        )
+    else:
+        turnover = take(2)
+        facts["bets_lookback_minor"] = int(turnover["bets"])
+        facts["deposits_lookback_minor"] = int(turnover["deposits"])
+        if signals.device_id is not None:
+            facts["device_known"] = bool(take(1)["known"])
+        if cursor < len(values):
+            facts["destination_card_deposited"] = bool(take(1)["deposited"])
+        if destination_iin is not None or destination_name is not None:
+            facts["destination_name_matches"] = (
+                destination_iin == player["iin"]
+                if destination_iin is not None
+                else names_match(player["full_name"], destination_name or "")
+            )
+    return PaymentFacts(**facts)
+
+
+async def deposit_facts(
+    session: AsyncSession,
+    *,
+    deposit_id: str,
+    player_id: str,
+    amount_minor: int,
+    currency: str,
+    method: str,
+    signals: Signals,
+    rules: RuleSet,
+    now: datetime,
+) -> PaymentFacts:
+    query = build_query(
+        kind="deposit",
+        payment_id=deposit_id,
+        player_id=player_id,
+        currency=currency,
+        signals=signals,
+        rules=rules,
+        now=now,
+    )
+    return await _run(
+        session,
+        query,
+        amount_minor=amount_minor,
+        currency=currency,
+        method=method,
+        signals=signals,
+        now=now,
+    )
+
+
+async def withdrawal_facts(
+    session: AsyncSession,
+    *,
+    player_id: str,
+    amount_minor: int,
+    currency: str,
+    method: str,
+    destination_fingerprint: str | None,
+    rules: RuleSet,
+    now: datetime,
+    withdrawal_id: str = "",
+    destination_name: str | None = None,
+    destination_iin: str | None = None,
+    card: dict[str, Any] | None = None,
+    client: dict[str, Any] | None = None,
+) -> tuple[PaymentFacts, Signals]:
+    """Facts for a withdrawal, and the signals to pass to `record_decision` afterwards.
+
+    `destination_fingerprint` is `domain.fraud.geo.fingerprint(iban or phone or wallet id)`;
+    for a payout to a card pass `card` ({bin, last4}) too, so the "card never used for a deposit"
+    rule can run. `destination_name` (account holder) or `destination_iin` feed the name rule.
+    """
+    signals = Signals.of(card=card, client=client, destination_key=destination_fingerprint)
+    query = build_query(
+        kind="withdrawal",
+        payment_id=withdrawal_id,
+        player_id=player_id,
+        currency=currency,
+        signals=signals,
+        rules=rules,
+        now=now,
+        card_for_payout=method == "card",
+    )
+    facts = await _run(
+        session,
+        query,
+        amount_minor=amount_minor,
+        currency=currency,
+        method=method,
+        signals=signals,
+        now=now,
+        destination_name=destination_name,
+        destination_iin=destination_iin,
+    )
+    return facts, signals
+
+
+async def record_decision(
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    kind: Literal["deposit", "withdrawal"],
+    player_id: str,
+    amount_minor: int,
+    currency: str,
+    method: str,
+    signals: Signals,
+    decision: Decision,
+    created_at: datetime,
+) -> None:
+    """Store (or, on a retried activity, replace) the payment's decision and signals."""
+    values = {
+        "payment_id": payment_id,
+        "kind": kind,
+        "player_id": player_id,
+        "amount_minor": amount_minor,
+        "currency": currency,
+        "method": method,
+        "card_key": signals.card_key,
+        "card_country": signals.card_country,
+        "device_id": signals.device_id,
+        "ip": signals.ip,
+        "ip_country": signals.ip_country,
+        "destination_key": signals.destination_key,
+        "decision": decision.decision.value,
+        "score": decision.score,
+        "reasons": list(decision.reasons),
+        "version": decision.version,
+        "created_at": created_at,
+    }
+    statement = insert(FraudDecision).values(**values)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["payment_id"],
+            set_={k: statement.excluded[k] for k in ("decision", "score", "reasons", "version")},
+        )
+    )
+
+
+async def get_decision(session: AsyncSession, *, payment_id: str) -> FraudDecision | None:
+    return await session.get(FraudDecision, payment_id)
