@@ -9,25 +9,30 @@ from collections.abc import AsyncIterator
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.deposits import DepositActivities
+from activities.withdrawals import WithdrawalActivities
+from codec.converter import data_converter
 from config import Settings, get_settings
+from config.logging import configure_logging
 from db.engine import make_engine, make_sessionmaker
 from domain.fraud import RuleSource
 from domain.risk import RiskLimits
+from domain.withdrawals import WithdrawalRiskLimits
+from providers.payout import payout_providers
 from providers.registry import card_providers, provider_http_client
 from workflows.deposit import DepositWorkflow
+from workflows.withdrawal import WithdrawalWorkflow
 
-WORKFLOWS = [DepositWorkflow]
+WORKFLOWS = [DepositWorkflow, WithdrawalWorkflow]
 
 
 async def connect_temporal(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
     )
 
 
@@ -38,6 +43,14 @@ def risk_limits(settings: Settings) -> RiskLimits:
         review_amount_minor=settings.risk_review_amount_minor,
         max_count_10m=settings.risk_max_deposits_per_10m,
         max_sum_24h_minor=settings.risk_max_deposit_sum_24h_minor,
+    )
+
+
+def withdrawal_risk_limits(settings: Settings) -> WithdrawalRiskLimits:
+    return WithdrawalRiskLimits(
+        review_from_minor=settings.withdrawal_review_from_minor,
+        decline_from_minor=settings.withdrawal_decline_from_minor,
+        min_turnover_ratio_pct=settings.withdrawal_min_turnover_pct,
     )
 
 
@@ -55,6 +68,11 @@ def build_worker(
         ledger_policy=settings.ledger_policy(),
         fraud_rules=RuleSource(settings.fraud_rules_path, settings.fraud_rules_overlay),
     )
+    withdrawals = WithdrawalActivities(
+        sessions=sessions,
+        payout_providers=payout_providers(settings, http),
+        risk_limits=withdrawal_risk_limits(settings),
+    )
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -65,6 +83,13 @@ def build_worker(
             deposits.inquire_card_charge,
             deposits.credit_deposit,
             deposits.record_deposit_status,
+            withdrawals.assess_withdrawal_risk,
+            withdrawals.pay_out,
+            withdrawals.inquire_payout,
+            withdrawals.settle_hold,
+            withdrawals.record_withdrawal_status,
+            withdrawals.record_review,
+            withdrawals.escalate_review,
         ],
     )
 
@@ -84,8 +109,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
+    configure_logging(settings)
     client = await connect_temporal(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -8,7 +8,16 @@ from fastapi.responses import JSONResponse
 
 from api.auth import payments_access
 from api.errors import Problem, install_error_handlers, problem_response
-from api.routers import alerts, deposits, health, players, responsible_gaming
+from api.routers import (
+    alerts,
+    codec,
+    deposits,
+    health,
+    ledger,
+    players,
+    responsible_gaming,
+    withdrawals,
+)
 from api.state import AppState
 from config import Settings, get_settings
 from db import idempotency
@@ -55,9 +64,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.include_router(health.router)
+    app.include_router(codec.router)  # operator role, checked per route
     payments = [Depends(payments_access)]
     app.include_router(players.router, dependencies=payments)
     app.include_router(deposits.router, dependencies=payments)
+    app.include_router(ledger.router, dependencies=payments)
+    app.include_router(withdrawals.router)  # roles per route: merchant, operator
     app.include_router(responsible_gaming.router, dependencies=payments)
     app.include_router(alerts.router)
     return app

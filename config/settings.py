@@ -9,16 +9,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from codec.aesgcm import decode_key
 from domain.ledger import LedgerPolicy
 
-DEV_SECRET = "dev-only-secret-change-me"  # noqa: S105 - refused in production by the launcher
+DEV_SECRET = "dev-only-secret-change-me"  # noqa: S105 - refused in production (see below)
+# Base64 of 32 bytes; only for trying the codec out in development. Refused in production.
+DEV_CODEC_KEY_ID = "dev"
+DEV_CODEC_KEY = "ZGV2LW9ubHktY29kZWMta2V5LWNoYW5nZS1tZSEhISE="
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PAY_", extra="ignore")
+    # Errors never echo the input: it holds secrets.
+    model_config = SettingsConfigDict(env_prefix="PAY_", extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "test", "production"] = "development"
 
@@ -35,6 +40,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     simulator_port: int = 8100
+    simulator_host: str = "127.0.0.1"
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     public_api_url: str | None = None
@@ -51,6 +57,21 @@ class Settings(BaseSettings):
 
     # Keys the idempotency fingerprint so that card data in a request body is never stored in clear.
     idempotency_secret: SecretStr = SecretStr(DEV_SECRET)
+
+    # Payload codec: AES-GCM over every Temporal payload (codec/). Keys by id, each base64 of
+    # 32 bytes; new payloads use the active key, older ones decrypt with any key still listed.
+    # On by default in production, off otherwise; PAY_CODEC_ENABLED overrides either way.
+    codec_enabled: bool | None = None
+    codec_keys: dict[str, SecretStr] = Field(
+        default_factory=lambda: {DEV_CODEC_KEY_ID: SecretStr(DEV_CODEC_KEY)}
+    )
+    codec_active_key: str = DEV_CODEC_KEY_ID
+    # Browser origins allowed to call /codec (the Temporal Web UI); empty: temporal_web_url.
+    codec_cors_origins: list[str] = Field(default_factory=list)
+
+    # Logs: one JSON object per line on stderr (config/logging.py); "text" for humans.
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
 
     # Ledger: shards per busy house account; provider fees in basis points of the amount.
     ledger_house_shards: int = Field(default=8, ge=1, le=256)
@@ -74,6 +95,85 @@ class Settings(BaseSettings):
     charge_retry_initial_seconds: float = 1.0
     charge_retry_max_seconds: float = 30.0
     charge_give_up_seconds: float = 600.0
+
+    # Withdrawals: the payout provider per method, amount bounds, review and four-eyes rules.
+    payout_providers: dict[str, str] = Field(
+        default_factory=lambda: {
+            "card": "kazcard",
+            "bank_transfer": "kazcard",
+            "ewallet": "kazcard",
+            "mobile_banking": "kazcard",
+        }
+    )
+    withdrawal_min_minor: int = 1_000_00
+    withdrawal_review_from_minor: int = 500_000_00
+    withdrawal_decline_from_minor: int = 50_000_000_00
+    withdrawal_min_turnover_pct: int = Field(default=100, ge=0)
+    withdrawal_four_eyes_from_minor: int = 2_000_000_00
+    withdrawal_escalate_after_seconds: float = 4 * 3600.0
+    payout_retry_initial_seconds: float = 1.0
+    payout_retry_max_seconds: float = 60.0
+    payout_give_up_seconds: float = 1800.0
+
+    @field_validator("codec_keys")
+    @classmethod
+    def _codec_keys_are_aes_256(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for key_id, key in keys.items():
+            try:
+                decode_key(key.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"PAY_CODEC_KEYS[{key_id!r}]: {exc}") from exc
+        return keys
+
+    @model_validator(mode="after")
+    def _production_refuses_dev_secrets(self) -> "Settings":
+        problems: list[str] = []
+        if self.payload_codec_enabled and self.codec_active_key not in self.codec_keys:
+            problems.append(
+                f"PAY_CODEC_ACTIVE_KEY={self.codec_active_key!r} is not a key id in "
+                f"PAY_CODEC_KEYS ({sorted(self.codec_keys)})"
+            )
+        if self.environment == "production":
+            problems += self._development_secrets()
+        if problems:
+            raise ValueError(
+                f"refusing to start with environment={self.environment}: "
+                + "; ".join(problems)
+                + ". Generate secrets with "
+                "python -c 'import os,base64; print(base64.b64encode(os.urandom(32)).decode())'"
+            )
+        return self
+
+    def _development_secrets(self) -> list[str]:
+        def unset(secret: SecretStr) -> bool:
+            return secret.get_secret_value().strip() in ("", DEV_SECRET, DEV_CODEC_KEY)
+
+        problems: list[str] = []
+        if unset(self.idempotency_secret):
+            problems.append("set PAY_IDEMPOTENCY_SECRET (it is missing or the development default)")
+        weak = sorted(name for name, secret in self.provider_secrets.items() if unset(secret))
+        if not self.provider_secrets:
+            problems.append('set PAY_PROVIDER_SECRETS (a JSON map {"provider": "secret"})')
+        elif weak:
+            problems.append(
+                f"set PAY_PROVIDER_SECRETS: the secret of {', '.join(weak)} is missing or the "
+                "development default"
+            )
+        if self.payload_codec_enabled:
+            dev_keys = sorted(k for k, key in self.codec_keys.items() if unset(key))
+            if not self.codec_keys:
+                problems.append('set PAY_CODEC_KEYS (a JSON map {"key-id": "<base64 32 bytes>"})')
+            elif dev_keys:
+                problems.append(
+                    f"set PAY_CODEC_KEYS: key {', '.join(dev_keys)} is the development default"
+                )
+        return problems
+
+    @property
+    def payload_codec_enabled(self) -> bool:
+        if self.codec_enabled is not None:
+            return self.codec_enabled
+        return self.environment == "production"
 
     @property
     def temporal_target(self) -> str:

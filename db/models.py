@@ -167,3 +167,42 @@ class ApiKey(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class Withdrawal(Base):
+    __tablename__ = "withdrawals"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    player_id: Mapped[str] = mapped_column(ForeignKey("players.id"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String(32))
+    destination: Mapped[dict[str, Any]] = mapped_column()
+    """Display form only: card token/BIN/last four, IBAN, wallet account or phone."""
+    destination_fingerprint: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    status_reason: Mapped[str | None] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(64))
+    risk: Mapped[dict[str, Any] | None] = mapped_column()
+    approvals_needed: Mapped[int] = mapped_column(Integer)
+    escalated_at: Mapped[datetime | None] = mapped_column()
+    workflow_id: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class WithdrawalReview(Base):
+    """An operator's approve/reject (or the player's cancel), with who and why."""
+
+    __tablename__ = "withdrawal_reviews"
+    __table_args__ = (
+        UniqueConstraint("withdrawal_id", "action", "operator_id", name="uq_withdrawal_review"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    withdrawal_id: Mapped[str] = mapped_column(ForeignKey("withdrawals.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    operator_id: Mapped[str] = mapped_column(String(40))
+    operator_name: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column()

@@ -17,6 +17,7 @@ from simulator.cards import (
     TokenizeRequest,
     TokenResponse,
 )
+from simulator.payouts import payout_router
 from simulator.store import SimulatorStore
 
 
@@ -93,4 +94,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             charge=card.find_charge(reference),
         )
 
+    app.include_router(payout_router(settings))
     return app

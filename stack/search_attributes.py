@@ -23,6 +23,7 @@ def _type_name(value_type: SearchAttributeIndexedValueType) -> str:
     return {
         SearchAttributeIndexedValueType.KEYWORD: "Keyword",
         SearchAttributeIndexedValueType.INT: "Int",
+        SearchAttributeIndexedValueType.BOOL: "Bool",
     }[value_type]
 
 

@@ -1,0 +1,461 @@
+"""Withdrawals: the amount is held at once, in the request; the workflow does the rest.
+
+Approve, reject and cancel are workflow updates: their validators refuse an invalid
+transition before anything is written, which the API answers with 409 `invalid_state`.
+"""
+
+import base64
+import binascii
+import contextlib
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import MerchantDep, OperatorDep, ReaderDep, SessionDep, SettingsDep, StateDep
+from api.errors import Problem
+from api.idempotency import fingerprint, require_key
+from api.schemas import AttemptOut, EventOut, LedgerTransactionOut, RiskOut
+from api.withdrawal_schemas import (
+    RejectBody,
+    ReviewBody,
+    ReviewOut,
+    WithdrawalCreate,
+    WithdrawalList,
+    WithdrawalOut,
+    WithdrawalSummaryOut,
+)
+from config import Settings
+from db import idempotency
+from db import ledger as ledger_store
+from db import players as player_store
+from db import withdrawals as withdrawal_store
+from db.models import Withdrawal
+from domain.iban import InvalidIBAN, parse_kz_iban
+from domain.ids import new_id
+from domain.ledger import withdrawal_hold
+from domain.phone import is_kz_mobile
+from domain.withdrawals import ReviewPolicy, WithdrawalStatus, destination_fingerprint
+from workflows import search_attributes as sa
+from workflows.withdrawal import (
+    ReviewInput,
+    WithdrawalTimings,
+    WithdrawalWorkflow,
+    WithdrawalWorkflowInput,
+)
+
+router = APIRouter(prefix="/v1/withdrawals", tags=["withdrawals"])
+
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "idempotency_key_required"},
+    401: {"description": "unauthorized"},
+    403: {"description": "forbidden"},
+    404: {"description": "player_not_found / withdrawal_not_found"},
+    409: {"description": "idempotency_key_reused / invalid_state"},
+    422: {
+        "description": "insufficient_funds, amount_out_of_range, invalid_iban, invalid_phone, "
+        "card_not_owned, destination_not_owned, invalid_destination, unsupported_currency"
+    },
+    503: {"description": "orchestrator_unavailable: retry (with the same Idempotency-Key)"},
+}
+
+
+def withdrawal_workflow_id(withdrawal_id: str) -> str:
+    return f"withdrawal-{withdrawal_id}"
+
+
+async def parse_destination(
+    session: AsyncSession, body: WithdrawalCreate, *, player_phone: str
+) -> tuple[dict[str, Any], str]:
+    """The destination's display form and its normalized value; the player's own only."""
+    details = body.destination
+    if body.method == "card":
+        token = details.get("card_token")
+        cards = await withdrawal_store.player_card_tokens(session, player_id=body.player_id)
+        if not isinstance(token, str) or token not in cards:
+            raise Problem(
+                422,
+                "card_not_owned",
+                "destination.card_token must be a card this player has deposited with",
+            )
+        card = cards[token]
+        shown = {k: card[k] for k in ("token", "bin", "last4", "scheme") if k in card}
+        return {"card": shown}, token
+    if body.method == "bank_transfer":
+        try:
+            iban = parse_kz_iban(str(details.get("iban", "")))
+        except InvalidIBAN as exc:
+            raise Problem(422, "invalid_iban", f"destination.iban: {exc}") from exc
+        return {"iban": iban}, iban
+    if body.method == "ewallet":
+        account = details.get("wallet_account")
+        if not isinstance(account, str) or not 3 <= len(account.strip()) <= 64:
+            raise Problem(
+                422, "invalid_destination", "destination.wallet_account: 3 to 64 characters"
+            )
+        return {"wallet_account": account.strip()}, account.strip()
+    phone = details.get("phone")
+    if not isinstance(phone, str) or not is_kz_mobile(phone):
+        raise Problem(
+            422, "invalid_phone", "destination.phone must be a Kazakh mobile: +77 and 9 digits"
+        )
+    if phone != player_phone:
+        raise Problem(
+            422,
+            "destination_not_owned",
+            "mobile banking payouts go only to the player's own registered phone",
+        )
+    return {"phone": phone}, phone
+
+
+def workflow_input(withdrawal: Withdrawal, settings: Settings) -> WithdrawalWorkflowInput:
+    return WithdrawalWorkflowInput(
+        withdrawal_id=withdrawal.id,
+        player_id=withdrawal.player_id,
+        amount_minor=withdrawal.amount_minor,
+        currency=withdrawal.currency,
+        method=withdrawal.method,
+        destination=dict(withdrawal.destination),
+        provider=withdrawal.provider,
+        approvals_needed=withdrawal.approvals_needed,
+        timings=WithdrawalTimings(
+            escalate_after_seconds=settings.withdrawal_escalate_after_seconds,
+            provider_call_seconds=settings.provider_http_timeout_seconds + 5,
+            retry_initial_seconds=settings.payout_retry_initial_seconds,
+            retry_max_seconds=settings.payout_retry_max_seconds,
+            give_up_seconds=settings.payout_give_up_seconds,
+        ),
+    )
+
+
+async def ensure_workflow(client: Client, withdrawal: Withdrawal, settings: Settings) -> None:
+    with contextlib.suppress(WorkflowAlreadyStartedError):
+        await client.start_workflow(
+            WithdrawalWorkflow.run,
+            workflow_input(withdrawal, settings),
+            id=withdrawal.workflow_id,
+            task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.PAYMENT_STATUS, WithdrawalStatus.PENDING.value),
+                    SearchAttributePair(sa.PAYMENT_METHOD, withdrawal.method),
+                    SearchAttributePair(sa.PROVIDER, withdrawal.provider),
+                    SearchAttributePair(sa.PLAYER_ID, withdrawal.player_id),
+                    SearchAttributePair(sa.AMOUNT_MINOR, withdrawal.amount_minor),
+                ]
+            ),
+        )
+
+
+def withdrawal_out(view: withdrawal_store.WithdrawalView) -> WithdrawalOut:
+    w = view.withdrawal
+    return WithdrawalOut(
+        id=w.id,
+        player_id=w.player_id,
+        amount=w.amount_minor,
+        currency=w.currency,
+        method=w.method,
+        destination=w.destination,
+        status=w.status,
+        status_reason=w.status_reason,
+        provider=w.provider,
+        risk=RiskOut.model_validate(w.risk) if w.risk else None,
+        approvals_needed=w.approvals_needed,
+        reviews=[
+            ReviewOut(
+                action=r.action,
+                operator_id=r.operator_id,
+                operator_name=r.operator_name,
+                reason=r.reason,
+                at=r.created_at,
+            )
+            for r in view.reviews
+        ],
+        escalated_at=w.escalated_at,
+        attempts=[
+            AttemptOut(
+                step=a.step,
+                attempt=a.attempt_no,
+                provider=a.provider,
+                outcome=a.outcome,
+                error_code=a.error_code,
+                latency_ms=a.latency_ms,
+                at=a.created_at,
+            )
+            for a in view.attempts
+        ],
+        ledger=[LedgerTransactionOut(id=t.id, key=t.key, kind=t.kind) for t in view.ledger],
+        events=[EventOut(status=e.status, reason=e.reason, at=e.occurred_at) for e in view.events],
+        workflow_id=w.workflow_id,
+        created_at=w.created_at,
+        updated_at=w.updated_at,
+    )
+
+
+async def load_view(session: AsyncSession, withdrawal_id: str) -> withdrawal_store.WithdrawalView:
+    view = await withdrawal_store.get_withdrawal_view(session, withdrawal_id=withdrawal_id)
+    if view is None:
+        raise Problem(404, "withdrawal_not_found", f"No withdrawal {withdrawal_id!r}")
+    return view
+
+
+def _unavailable(withdrawal_id: str, exc: BaseException) -> Problem:
+    return Problem(
+        503,
+        "orchestrator_unavailable",
+        f"Withdrawal {withdrawal_id} is recorded but its workflow could not be reached; retry",
+    )
+
+
+@router.post("", status_code=202, responses=_PROBLEMS)
+async def create_withdrawal(
+    body: WithdrawalCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    state: StateDep,
+    _: MerchantDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> WithdrawalOut:
+    """Hold the amount on the player's wallet and start the withdrawal's workflow."""
+    key = require_key(idempotency_key)
+    if body.currency not in settings.currencies:
+        raise Problem(
+            422,
+            "unsupported_currency",
+            f"currency {body.currency!r} is not supported; "
+            f"use one of {', '.join(sorted(settings.currencies))}",
+        )
+    if body.amount < settings.withdrawal_min_minor:
+        raise Problem(
+            422,
+            "amount_out_of_range",
+            f"the smallest withdrawal is {settings.withdrawal_min_minor} minor units",
+        )
+    async with session.begin():
+        stored = await idempotency.claim(
+            session,
+            scope="withdrawals",
+            key=key,
+            request_hash=fingerprint(body, secret=settings.idempotency_secret.get_secret_value()),
+        )
+        if stored is not None:
+            withdrawal_id = stored.resource_id
+        else:
+            player = await player_store.get_player(session, player_id=body.player_id)
+            if player is None:
+                raise Problem(404, "player_not_found", f"No player {body.player_id!r}")
+            shown, normalized = await parse_destination(session, body, player_phone=player.phone)
+            withdrawal_id = new_id("wd")
+            provider = settings.payout_providers[body.method]
+            await withdrawal_store.create_withdrawal(
+                session,
+                withdrawal_id=withdrawal_id,
+                player_id=body.player_id,
+                amount_minor=body.amount,
+                currency=body.currency,
+                method=body.method,
+                destination=shown,
+                destination_fingerprint=destination_fingerprint(body.method, normalized),
+                provider=provider,
+                approvals_needed=ReviewPolicy(
+                    settings.withdrawal_four_eyes_from_minor
+                ).approvals_needed(body.amount),
+                workflow_id=withdrawal_workflow_id(withdrawal_id),
+                created_at=datetime.now(UTC),
+            )
+            try:
+                await ledger_store.post_transaction(
+                    session,
+                    spec=withdrawal_hold(
+                        withdrawal_id=withdrawal_id,
+                        player_id=body.player_id,
+                        provider=provider,
+                        amount_minor=body.amount,
+                        currency=body.currency,
+                        shards=settings.ledger_house_shards,
+                    ),
+                )
+            except ledger_store.InsufficientFunds as exc:
+                raise Problem(
+                    422,
+                    "insufficient_funds",
+                    f"the player's available balance is below {body.amount} {body.currency}",
+                ) from exc
+            await idempotency.complete(
+                session, scope="withdrawals", key=key, resource_id=withdrawal_id, status_code=202
+            )
+    assert withdrawal_id is not None
+    view = await load_view(session, withdrawal_id)
+    try:
+        await ensure_workflow(await state.temporal(), view.withdrawal, settings)
+    except (RPCError, RuntimeError, OSError) as exc:
+        raise _unavailable(withdrawal_id, exc) from exc
+    return withdrawal_out(view)
+
+
+@router.get("/{withdrawal_id}", responses=_PROBLEMS)
+async def get_withdrawal(withdrawal_id: str, session: SessionDep, _: ReaderDep) -> WithdrawalOut:
+    return withdrawal_out(await load_view(session, withdrawal_id))
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), ident
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise Problem(400, "invalid_cursor", "cursor is not one this API returned") from exc
+
+
+@router.get("", responses=_PROBLEMS)
+async def list_withdrawals(
+    session: SessionDep,
+    _: ReaderDep,
+    player_id: str | None = None,
+    status: WithdrawalStatus | None = None,
+    escalated: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> WithdrawalList:
+    """The approval queue is `?status=in_review`; `&escalated=true` shows the overdue ones."""
+    rows = await withdrawal_store.list_withdrawals(
+        session,
+        player_id=player_id,
+        status=status.value if status else None,
+        escalated=escalated,
+        limit=limit + 1,
+        before=_decode_cursor(cursor) if cursor else None,
+    )
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = (
+        base64.urlsafe_b64encode(
+            f"{page[-1].created_at.isoformat()}|{page[-1].id}".encode()
+        ).decode()
+        if more
+        else None
+    )
+    return WithdrawalList(
+        data=[
+            WithdrawalSummaryOut(
+                id=w.id,
+                player_id=w.player_id,
+                amount=w.amount_minor,
+                currency=w.currency,
+                method=w.method,
+                status=w.status,
+                status_reason=w.status_reason,
+                escalated_at=w.escalated_at,
+                created_at=w.created_at,
+            )
+            for w in page
+        ],
+        next_cursor=next_cursor,
+    )
+
+
+Action = Literal["approve", "reject", "cancel"]
+_REPEATS: dict[Action, WithdrawalStatus] = {
+    "approve": WithdrawalStatus.PAID,  # approving again after it was paid: contract says 409
+    "reject": WithdrawalStatus.REJECTED,
+    "cancel": WithdrawalStatus.CANCELLED,
+}
+
+
+async def _act(
+    *,
+    action: Action,
+    withdrawal_id: str,
+    review: ReviewInput,
+    session: AsyncSession,
+    state: Any,
+) -> WithdrawalOut:
+    view = await load_view(session, withdrawal_id)
+    current = WithdrawalStatus(view.withdrawal.status)
+    if current.terminal:
+        if action != "approve" and current is _REPEATS[action]:
+            return withdrawal_out(view)  # the same decision again: harmless
+        raise Problem(
+            409, "invalid_state", f"withdrawal {withdrawal_id} is {current}; it cannot be {action}d"
+        )
+    handle = (await state.temporal()).get_workflow_handle(view.withdrawal.workflow_id)
+    update = {
+        "approve": WithdrawalWorkflow.approve,
+        "reject": WithdrawalWorkflow.reject,
+        "cancel": WithdrawalWorkflow.cancel,
+    }[action]
+    try:
+        await handle.execute_update(update, review)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "InvalidTransition":
+            raise Problem(409, "invalid_state", cause.message) from exc
+        raise
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:  # the workflow finished meanwhile
+            session.expire_all()
+            done = await load_view(session, withdrawal_id)
+            if WithdrawalStatus(done.withdrawal.status) is _REPEATS[action]:
+                return withdrawal_out(done)
+            raise Problem(
+                409, "invalid_state", f"withdrawal {withdrawal_id} is {done.withdrawal.status}"
+            ) from exc
+        raise _unavailable(withdrawal_id, exc) from exc
+    session.expire_all()
+    return withdrawal_out(await load_view(session, withdrawal_id))
+
+
+@router.post("/{withdrawal_id}/approve", responses=_PROBLEMS)
+async def approve_withdrawal(
+    withdrawal_id: str,
+    session: SessionDep,
+    state: StateDep,
+    operator: OperatorDep,
+    body: ReviewBody | None = None,
+) -> WithdrawalOut:
+    """An operator approves; large amounts need a second, different operator."""
+    review = ReviewInput(
+        actor_id=operator.key_id, actor_name=operator.name, reason=body.reason if body else None
+    )
+    return await _act(
+        action="approve", withdrawal_id=withdrawal_id, review=review, session=session, state=state
+    )
+
+
+@router.post("/{withdrawal_id}/reject", responses=_PROBLEMS)
+async def reject_withdrawal(
+    withdrawal_id: str,
+    body: RejectBody,
+    session: SessionDep,
+    state: StateDep,
+    operator: OperatorDep,
+) -> WithdrawalOut:
+    """An operator rejects with a reason; the hold is released."""
+    review = ReviewInput(actor_id=operator.key_id, actor_name=operator.name, reason=body.reason)
+    return await _act(
+        action="reject", withdrawal_id=withdrawal_id, review=review, session=session, state=state
+    )
+
+
+@router.post("/{withdrawal_id}/cancel", responses=_PROBLEMS)
+async def cancel_withdrawal(
+    withdrawal_id: str,
+    session: SessionDep,
+    state: StateDep,
+    merchant: MerchantDep,
+) -> WithdrawalOut:
+    """The player cancels (through the casino's key) before the payout is processing."""
+    review = ReviewInput(actor_id=merchant.key_id, actor_name=f"player via {merchant.name}")
+    return await _act(
+        action="cancel", withdrawal_id=withdrawal_id, review=review, session=session, state=state
+    )

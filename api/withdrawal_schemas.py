@@ -1,0 +1,80 @@
+"""Request and response bodies of /v1/withdrawals."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, StrictInt
+
+from api.schemas import AttemptOut, EventOut, LedgerTransactionOut, RiskOut, StrictModel
+
+WithdrawalMethod = Literal["card", "bank_transfer", "ewallet", "mobile_banking"]
+
+
+class WithdrawalCreate(StrictModel):
+    player_id: str = Field(min_length=1, max_length=40)
+    amount: StrictInt = Field(gt=0, le=10**13, description="minor units (tiyn)")
+    currency: str = Field(min_length=3, max_length=3)
+    method: WithdrawalMethod
+    destination: dict[str, Any] = Field(
+        description="`card`: {card_token} of a card the player deposited with; "
+        "`bank_transfer`: {iban} (KZ IBAN); `ewallet`: {wallet_account}; "
+        "`mobile_banking`: {phone} (the player's own +77 number)"
+    )
+
+
+class ReviewBody(StrictModel):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class RejectBody(StrictModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ReviewOut(BaseModel):
+    action: str
+    operator_id: str
+    operator_name: str
+    reason: str | None
+    at: datetime
+
+
+class WithdrawalOut(BaseModel):
+    id: str
+    object: Literal["withdrawal"] = "withdrawal"
+    player_id: str
+    amount: int
+    currency: str
+    method: str
+    destination: dict[str, Any]
+    status: str
+    status_reason: str | None
+    provider: str
+    risk: RiskOut | None
+    approvals_needed: int
+    reviews: list[ReviewOut]
+    escalated_at: datetime | None
+    attempts: list[AttemptOut]
+    ledger: list[LedgerTransactionOut]
+    events: list[EventOut]
+    workflow_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class WithdrawalSummaryOut(BaseModel):
+    id: str
+    object: Literal["withdrawal"] = "withdrawal"
+    player_id: str
+    amount: int
+    currency: str
+    method: str
+    status: str
+    status_reason: str | None
+    escalated_at: datetime | None
+    created_at: datetime
+
+
+class WithdrawalList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[WithdrawalSummaryOut]
+    next_cursor: str | None

@@ -1,0 +1,252 @@
+"""Withdrawals, the operators' reviews of them and the facts their risk check needs.
+
+Writes are idempotent on business ids: the activities that call them are retried.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import (
+    Deposit,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    PaymentAttempt,
+    PaymentEvent,
+    Withdrawal,
+    WithdrawalReview,
+)
+from domain.ledger import player_wallet
+from domain.withdrawals import WithdrawalRiskFacts, WithdrawalStatus, can_transition
+
+
+@dataclass(frozen=True)
+class WithdrawalView:
+    withdrawal: Withdrawal
+    reviews: list[WithdrawalReview]
+    attempts: list[PaymentAttempt]
+    events: list[PaymentEvent]
+    ledger: list[LedgerTransaction]
+
+
+async def create_withdrawal(
+    session: AsyncSession,
+    *,
+    withdrawal_id: str,
+    player_id: str,
+    amount_minor: int,
+    currency: str,
+    method: str,
+    destination: dict[str, Any],
+    destination_fingerprint: str,
+    provider: str,
+    approvals_needed: int,
+    workflow_id: str,
+    created_at: datetime,
+) -> Withdrawal:
+    withdrawal = Withdrawal(
+        id=withdrawal_id,
+        player_id=player_id,
+        amount_minor=amount_minor,
+        currency=currency,
+        method=method,
+        destination=destination,
+        destination_fingerprint=destination_fingerprint,
+        status=WithdrawalStatus.PENDING.value,
+        provider=provider,
+        approvals_needed=approvals_needed,
+        workflow_id=workflow_id,
+        created_at=created_at,
+        updated_at=created_at,
+    )
+    session.add(withdrawal)
+    session.add(
+        PaymentEvent(
+            payment_id=withdrawal_id,
+            status=WithdrawalStatus.PENDING.value,
+            occurred_at=created_at,
+        )
+    )
+    await session.flush()
+    return withdrawal
+
+
+async def get_withdrawal_view(
+    session: AsyncSession, *, withdrawal_id: str
+) -> WithdrawalView | None:
+    withdrawal = await session.get(Withdrawal, withdrawal_id)
+    if withdrawal is None:
+        return None
+    reviews = await session.scalars(
+        select(WithdrawalReview)
+        .where(WithdrawalReview.withdrawal_id == withdrawal_id)
+        .order_by(WithdrawalReview.created_at, WithdrawalReview.id)
+    )
+    attempts = await session.scalars(
+        select(PaymentAttempt)
+        .where(PaymentAttempt.payment_id == withdrawal_id)
+        .order_by(PaymentAttempt.created_at, PaymentAttempt.id)
+    )
+    events = await session.scalars(
+        select(PaymentEvent)
+        .where(PaymentEvent.payment_id == withdrawal_id)
+        .order_by(PaymentEvent.occurred_at, PaymentEvent.id)
+    )
+    ledger = await session.scalars(
+        select(LedgerTransaction)
+        .where(LedgerTransaction.payment_id == withdrawal_id)
+        .order_by(LedgerTransaction.id)
+    )
+    return WithdrawalView(
+        withdrawal,
+        list(reviews.all()),
+        list(attempts.all()),
+        list(events.all()),
+        list(ledger.all()),
+    )
+
+
+async def list_withdrawals(
+    session: AsyncSession,
+    *,
+    player_id: str | None,
+    status: str | None,
+    escalated: bool | None,
+    limit: int,
+    before: tuple[datetime, str] | None,
+) -> list[Withdrawal]:
+    query = (
+        select(Withdrawal).order_by(Withdrawal.created_at.desc(), Withdrawal.id.desc()).limit(limit)
+    )
+    if player_id is not None:
+        query = query.where(Withdrawal.player_id == player_id)
+    if status is not None:
+        query = query.where(Withdrawal.status == status)
+    if escalated is not None:
+        query = query.where(
+            Withdrawal.escalated_at.is_not(None) if escalated else Withdrawal.escalated_at.is_(None)
+        )
+    if before is not None:
+        query = query.where(
+            (Withdrawal.created_at < before[0])
+            | ((Withdrawal.created_at == before[0]) & (Withdrawal.id < before[1]))
+        )
+    return list((await session.scalars(query)).all())
+
+
+async def record_status(
+    session: AsyncSession,
+    *,
+    withdrawal_id: str,
+    status: WithdrawalStatus,
+    reason: str | None,
+    occurred_at: datetime,
+) -> WithdrawalStatus:
+    """Move to `status` once; a replay or a stale transition changes nothing."""
+    withdrawal = await session.get_one(Withdrawal, withdrawal_id, with_for_update=True)
+    current = WithdrawalStatus(withdrawal.status)
+    if current == status or not can_transition(current, status):
+        return current
+    await session.execute(
+        insert(PaymentEvent)
+        .values(
+            payment_id=withdrawal_id, status=status.value, reason=reason, occurred_at=occurred_at
+        )
+        .on_conflict_do_nothing(constraint="uq_payment_event_status")
+    )
+    withdrawal.status = status.value
+    withdrawal.status_reason = reason
+    withdrawal.updated_at = occurred_at
+    return status
+
+
+async def record_review(
+    session: AsyncSession,
+    *,
+    withdrawal_id: str,
+    action: str,
+    operator_id: str,
+    operator_name: str,
+    reason: str | None,
+    occurred_at: datetime,
+) -> None:
+    await session.execute(
+        insert(WithdrawalReview)
+        .values(
+            withdrawal_id=withdrawal_id,
+            action=action,
+            operator_id=operator_id,
+            operator_name=operator_name,
+            reason=reason,
+            created_at=occurred_at,
+        )
+        .on_conflict_do_nothing(constraint="uq_withdrawal_review")
+    )
+
+
+async def mark_escalated(session: AsyncSession, *, withdrawal_id: str, at: datetime) -> None:
+    withdrawal = await session.get_one(Withdrawal, withdrawal_id, with_for_update=True)
+    if withdrawal.escalated_at is None:
+        withdrawal.escalated_at = at
+
+
+async def set_risk(session: AsyncSession, *, withdrawal_id: str, risk: dict[str, Any]) -> None:
+    withdrawal = await session.get_one(Withdrawal, withdrawal_id)
+    withdrawal.risk = risk
+
+
+async def _wallet_sum(session: AsyncSession, *, player_id: str, currency: str, kind: str) -> int:
+    code = player_wallet(player_id, currency).code
+    total = await session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0))
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerAccount.code == code, LedgerTransaction.kind == kind)
+    )
+    return int(total or 0)
+
+
+async def risk_facts(session: AsyncSession, *, withdrawal: Withdrawal) -> WithdrawalRiskFacts:
+    """Has this destination been used by the player before; deposits versus game turnover."""
+    paid_before = await session.scalar(
+        select(func.count())
+        .select_from(Withdrawal)
+        .where(
+            Withdrawal.destination_fingerprint == withdrawal.destination_fingerprint,
+            Withdrawal.player_id == withdrawal.player_id,
+            Withdrawal.status == WithdrawalStatus.PAID.value,
+        )
+    )
+    seen = bool(paid_before)
+    card = withdrawal.destination.get("card")
+    if not seen and isinstance(card, dict):
+        deposited_with = await session.scalar(
+            select(func.count())
+            .select_from(Deposit)
+            .where(
+                Deposit.player_id == withdrawal.player_id,
+                Deposit.status == "succeeded",
+                Deposit.card["token"].astext == str(card.get("token")),
+            )
+        )
+        seen = bool(deposited_with)
+    args = {"player_id": withdrawal.player_id, "currency": withdrawal.currency}
+    return WithdrawalRiskFacts(
+        amount_minor=withdrawal.amount_minor,
+        destination_seen_before=seen,
+        deposits_sum_minor=await _wallet_sum(session, kind="deposit_credit", **args),
+        game_turnover_minor=await _wallet_sum(session, kind="game_bet", **args),
+    )
+
+
+async def player_card_tokens(session: AsyncSession, *, player_id: str) -> dict[str, dict[str, Any]]:
+    """The cards this player has deposited with, by token: a payout may only go to these."""
+    rows = await session.scalars(
+        select(Deposit.card).where(Deposit.player_id == player_id, Deposit.card.is_not(None))
+    )
+    return {str(card["token"]): card for card in rows if card and "token" in card}
