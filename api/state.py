@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from codec.converter import data_converter
 from config import Settings
 from providers.card import CardProviderClient
 
@@ -29,6 +29,6 @@ class AppState:
                 self._temporal = await Client.connect(
                     self.settings.temporal_target,
                     namespace=self.settings.temporal_namespace,
-                    data_converter=pydantic_data_converter,
+                    data_converter=data_converter(self.settings),
                 )
             return self._temporal

@@ -21,3 +21,22 @@ def upgrade(database_url: str) -> None:
     # "heads": independent features add migrations on branches off the same parent
     # (e.g. withdrawals and fraud both revise 0002); all of them apply.
     command.upgrade(alembic_config(database_url), "heads")
+
+
+def main() -> None:
+    """`python -m db.migrate`: apply the migrations to PAY_DATABASE_URL (a one-shot job)."""
+    import logging
+
+    from config import get_settings
+    from config.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    if not settings.database_url:
+        raise SystemExit("PAY_DATABASE_URL is not set: nothing to migrate")
+    upgrade(settings.database_url)
+    logging.getLogger("db.migrate").info("migrations applied")
+
+
+if __name__ == "__main__":
+    main()

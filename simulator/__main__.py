@@ -3,13 +3,19 @@
 import uvicorn
 
 from config import get_settings
+from config.logging import configure_logging
 from simulator.app import create_app
 
 
 def main() -> None:
     settings = get_settings()
+    configure_logging(settings)
     uvicorn.run(
-        create_app(settings), host="127.0.0.1", port=settings.simulator_port, log_level="warning"
+        create_app(settings),
+        host=settings.simulator_host,
+        port=settings.simulator_port,
+        log_level="warning",
+        log_config=None,
     )
 
 

@@ -1,0 +1,430 @@
+"""The AES-GCM payload codec: unit properties, a real deposit on the time-skipping server with the
+codec on (its history holds no plaintext), and the codec endpoint the Temporal Web UI calls."""
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from google.protobuf.message import Message
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from codec.aesgcm import (
+    ENCODING,
+    KEY_ID_METADATA,
+    AesGcmCodec,
+    DecryptionError,
+    UnknownKeyError,
+)
+from codec.converter import data_converter, payload_codec
+from config import Settings
+from domain.roles import Role
+from providers.registry import provider_http_client
+from stack.search_attributes import ensure_search_attributes
+from tests.conftest import BIN, VISA_OK, card_deposit, player_body
+from worker import build_worker
+
+KEY_A = os.urandom(32)
+KEY_B = os.urandom(32)
+
+
+def _json_payload(value: Any) -> Payload:
+    return Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(value).encode())
+
+
+# -- the codec itself ---------------------------------------------------------------------------
+
+
+async def test_round_trip_encrypts_every_payload_under_the_active_key() -> None:
+    codec = AesGcmCodec({"a": KEY_A}, "a")
+    originals = [_json_payload({"card_last4": "4242", "n": i}) for i in range(3)]
+    encoded = await codec.encode(originals)
+    for sealed in encoded:
+        assert sealed.metadata["encoding"] == ENCODING
+        assert sealed.metadata[KEY_ID_METADATA] == b"a"
+        assert b"4242" not in sealed.data
+        assert b"json/plain" not in sealed.data
+    assert len({p.data for p in encoded}) == 3  # fresh nonce each time
+    assert await codec.decode(encoded) == originals
+
+
+async def test_same_payload_twice_gives_different_ciphertexts() -> None:
+    codec = AesGcmCodec({"a": KEY_A}, "a")
+    payload = _json_payload("same")
+    first, second = await codec.encode([payload, payload])
+    assert first.data != second.data
+
+
+async def test_rotation_old_payloads_decrypt_after_the_active_key_changes() -> None:
+    before = AesGcmCodec({"2024": KEY_A}, "2024")
+    old = await before.encode([_json_payload("written under 2024")])
+
+    after = AesGcmCodec({"2024": KEY_A, "2025": KEY_B}, "2025")
+    new = await after.encode([_json_payload("written under 2025")])
+    assert new[0].metadata[KEY_ID_METADATA] == b"2025"
+    assert await after.decode(old) == [_json_payload("written under 2024")]
+    assert await after.decode(new) == [_json_payload("written under 2025")]
+
+    retired = AesGcmCodec({"2025": KEY_B}, "2025")
+    with pytest.raises(UnknownKeyError, match=r"'2024'.*not configured.*PAY_CODEC_KEYS"):
+        await retired.decode(old)
+
+
+async def test_tampered_ciphertext_fails() -> None:
+    codec = AesGcmCodec({"a": KEY_A}, "a")
+    (sealed,) = await codec.encode([_json_payload({"amount": 500000})])
+    for position in (0, 12, len(sealed.data) - 1):  # nonce, ciphertext, tag
+        data = bytearray(sealed.data)
+        data[position] ^= 0x01
+        tampered = Payload(metadata=dict(sealed.metadata), data=bytes(data))
+        with pytest.raises(DecryptionError, match="failed authentication"):
+            await codec.decode([tampered])
+    truncated = Payload(metadata=dict(sealed.metadata), data=sealed.data[:-1])
+    with pytest.raises(DecryptionError):
+        await codec.decode([truncated])
+
+
+async def test_key_id_is_authenticated_too() -> None:
+    """Relabelling a ciphertext with another configured key id does not decrypt it."""
+    codec = AesGcmCodec({"a": KEY_A, "b": KEY_A}, "a")
+    (sealed,) = await codec.encode([_json_payload("x")])
+    relabelled = Payload(
+        metadata={**sealed.metadata, KEY_ID_METADATA: b"b"},
+        data=sealed.data,
+    )
+    with pytest.raises(DecryptionError):
+        await codec.decode([relabelled])
+
+
+async def test_plain_payloads_pass_through_decoding() -> None:
+    """History written before the codec was turned on stays readable."""
+    codec = AesGcmCodec({"a": KEY_A}, "a")
+    plain = _json_payload({"written": "before encryption"})
+    assert await codec.decode([plain]) == [plain]
+
+
+def test_configuration_errors_are_clear() -> None:
+    with pytest.raises(ValueError, match="PAY_CODEC_ACTIVE_KEY"):
+        AesGcmCodec({"a": KEY_A}, "b")
+    with pytest.raises(ValueError, match="32 bytes"):
+        AesGcmCodec({"a": KEY_A[:16]}, "a")
+    with pytest.raises(ValueError, match="at least one key"):
+        AesGcmCodec({}, "a")
+
+
+def _key(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def production(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "environment": "production",
+        "idempotency_secret": "i" * 40,
+        "provider_secrets": {"kazcard": "k" * 40},
+        "codec_keys": {"2025": _key(KEY_A)},
+        "codec_active_key": "2025",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def test_converter_is_plain_in_development_and_encrypting_in_production() -> None:
+    assert data_converter(Settings(environment="development")) is pydantic_data_converter
+    assert data_converter(Settings(environment="test")) is pydantic_data_converter
+
+    converter = data_converter(production())
+    assert isinstance(converter.payload_codec, AesGcmCodec)
+    assert converter.payload_codec.active_key_id == "2025"
+    assert converter.payload_converter_class is pydantic_data_converter.payload_converter_class
+    # Failure messages and stack traces can quote inputs: they are encrypted too.
+    assert converter.failure_converter_class is DefaultFailureConverterWithEncodedAttributes
+
+    assert data_converter(production(codec_enabled=False)) is pydantic_data_converter
+    assert data_converter(Settings(codec_enabled=True)).payload_codec is not None
+
+
+# -- a real deposit with the codec on -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def codec_settings(settings: Settings) -> Settings:
+    """The test settings with the codec on and two keys: the active one and a retired one."""
+    return settings.model_copy(
+        update={
+            "codec_enabled": True,
+            "codec_keys": {"old": _secret(KEY_B), "current": _secret(KEY_A)},
+            "codec_active_key": "current",
+            "temporal_task_queue": f"codec-{uuid.uuid4().hex[:8]}",
+        }
+    )
+
+
+def _secret(raw: bytes) -> SecretStr:
+    return SecretStr(_key(raw))
+
+
+@pytest.fixture(scope="module")
+async def codec_client(
+    codec_settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Client]:
+    """Its own time-skipping server, client and worker, all with the encrypting converter."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+        data_converter=data_converter(codec_settings),
+    )
+    try:
+        await ensure_search_attributes(env.client, env.client.namespace)
+        async with provider_http_client(codec_settings) as http:
+            worker = build_worker(env.client, codec_settings, sessions=sessions, http=http)
+            async with worker:
+                yield env.client
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="module")
+async def codec_app(codec_settings: Settings, codec_client: Client) -> AsyncIterator[FastAPI]:
+    application = create_app(codec_settings)
+    async with application.router.lifespan_context(application):
+        application.state.payments._temporal = codec_client
+        yield application
+
+
+def _http(app: FastAPI, key: str | None = None, **headers: str) -> httpx.AsyncClient:
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api", headers=headers
+    )
+
+
+def _payloads(message: Message) -> Iterator[Payload]:
+    """Every Payload in a history event, however deeply nested, except search attributes (which
+    Temporal indexes, so no codec touches them; they carry ids and enums only)."""
+    if isinstance(message, Payload):
+        yield message
+        return
+    for field, value in message.ListFields():
+        if field.message_type is None or field.name == "search_attributes":
+            continue
+        if field.message_type.GetOptions().map_entry:
+            for item in value.values():
+                if isinstance(item, Message):
+                    yield from _payloads(item)
+        elif field.is_repeated:
+            for item in value:
+                yield from _payloads(item)
+        else:
+            yield from _payloads(value)
+
+
+@pytest.fixture(scope="module")
+async def encrypted_deposit(
+    codec_app: FastAPI, codec_client: Client, api_keys: dict[Role, str]
+) -> tuple[dict[str, Any], WorkflowHistory]:
+    async with _http(codec_app, api_keys[Role.MERCHANT]) as api:
+        player = await api.post("/v1/players", json=player_body())
+        assert player.status_code == 201, player.text
+        created = await api.post(
+            "/v1/deposits",
+            json=card_deposit(player.json()["id"], number=VISA_OK),
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert created.status_code == 202, created.text
+        deposit: dict[str, Any] = created.json()
+        handle = codec_client.get_workflow_handle(deposit["workflow_id"])
+        await handle.result()
+        shown = await api.get(f"/v1/deposits/{deposit['id']}")
+        assert shown.status_code == 200
+    return shown.json(), await handle.fetch_history()
+
+
+async def test_deposit_history_holds_no_plaintext(
+    encrypted_deposit: tuple[dict[str, Any], WorkflowHistory],
+) -> None:
+    deposit, history = encrypted_deposit
+    assert deposit["status"] == "succeeded"
+    payloads = [p for event in history.events for p in _payloads(event)]
+    assert len(payloads) >= 4  # workflow input, activity inputs and results, workflow result
+    raw = b"".join(p.SerializeToString() for p in payloads)
+    for plaintext in (deposit["id"], deposit["player_id"], "KZT", "4242", "json/plain"):
+        assert plaintext.encode() not in raw, plaintext
+    assert {p.metadata["encoding"] for p in payloads} == {ENCODING}
+    assert {p.metadata[KEY_ID_METADATA] for p in payloads} == {b"current"}
+
+
+async def test_history_decrypts_with_the_configured_keys(
+    encrypted_deposit: tuple[dict[str, Any], WorkflowHistory], codec_settings: Settings
+) -> None:
+    deposit, history = encrypted_deposit
+    payloads = [p for event in history.events for p in _payloads(event)]
+    decoded = await payload_codec(codec_settings).decode(payloads)
+    assert {p.metadata["encoding"] for p in decoded} <= {b"json/plain", b"binary/null"}
+    assert any(deposit["id"].encode() in p.data for p in decoded)
+
+
+async def test_search_attributes_stay_readable_and_hold_no_personal_data(
+    encrypted_deposit: tuple[dict[str, Any], WorkflowHistory],
+) -> None:
+    """Search attributes are indexed by Temporal, so they are not encrypted: ids and enums only."""
+    _, history = encrypted_deposit
+    upserts = [
+        event.upsert_workflow_search_attributes_event_attributes.search_attributes
+        for event in history.events
+        if event.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]
+    assert upserts
+    for attributes in upserts:
+        for name, payload in attributes.indexed_fields.items():
+            assert payload.metadata["encoding"] != ENCODING, name
+            assert b"4242" not in payload.data
+
+
+# -- the codec endpoint for the Temporal Web UI ---------------------------------------------------
+
+
+def _wire(payload: Payload) -> dict[str, Any]:
+    return {
+        "metadata": {k: base64.b64encode(v).decode() for k, v in payload.metadata.items()},
+        "data": base64.b64encode(payload.data).decode(),
+    }
+
+
+def _unwire(item: dict[str, Any]) -> Payload:
+    return Payload(
+        metadata={k: base64.b64decode(v) for k, v in item["metadata"].items()},
+        data=base64.b64decode(item["data"]),
+    )
+
+
+async def test_codec_endpoint_round_trip_over_http(
+    codec_app: FastAPI, api_keys: dict[Role, str], codec_settings: Settings
+) -> None:
+    original = _json_payload({"deposit": "dep_123", "amount": 500000})
+    namespace = {"X-Namespace": codec_settings.temporal_namespace}
+    async with _http(codec_app, api_keys[Role.OPERATOR], **namespace) as operator:
+        encoded = await operator.post("/codec/encode", json={"payloads": [_wire(original)]})
+        assert encoded.status_code == 200, encoded.text
+        (sealed,) = encoded.json()["payloads"]
+        assert _unwire(sealed).metadata["encoding"] == ENCODING
+        assert b"dep_123" not in _unwire(sealed).data
+
+        decoded = await operator.post("/codec/decode", json=encoded.json())
+        assert decoded.status_code == 200, decoded.text
+        assert [_unwire(p) for p in decoded.json()["payloads"]] == [original]
+
+        empty = await operator.post("/codec/decode", json={"payloads": []})
+        assert empty.json() == {"payloads": []}
+
+
+async def test_codec_endpoint_decodes_a_real_history(
+    codec_app: FastAPI,
+    api_keys: dict[Role, str],
+    encrypted_deposit: tuple[dict[str, Any], WorkflowHistory],
+) -> None:
+    deposit, history = encrypted_deposit
+    payloads = [p for event in history.events for p in _payloads(event)]
+    async with _http(codec_app, api_keys[Role.ADMIN]) as admin:
+        response = await admin.post(
+            "/codec/decode", json={"payloads": [_wire(p) for p in payloads]}
+        )
+    assert response.status_code == 200, response.text
+    decoded = [_unwire(p) for p in response.json()["payloads"]]
+    assert len(decoded) == len(payloads)
+    assert any(deposit["id"].encode() in p.data for p in decoded)
+
+
+async def test_codec_endpoint_needs_an_operator_key(
+    codec_app: FastAPI, api_keys: dict[Role, str]
+) -> None:
+    body = {"payloads": [_wire(_json_payload("x"))]}
+    async with _http(codec_app) as anonymous:
+        assert (await anonymous.post("/codec/decode", json=body)).status_code == 401
+    async with _http(codec_app, "not-a-key") as wrong:
+        assert (await wrong.post("/codec/decode", json=body)).status_code == 401
+    async with _http(codec_app, api_keys[Role.MERCHANT]) as merchant:
+        refused = await merchant.post("/codec/decode", json=body)
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "forbidden"
+        assert (await merchant.post("/codec/encode", json=body)).status_code == 403
+
+
+async def test_codec_endpoint_errors(
+    codec_app: FastAPI, api_keys: dict[Role, str], codec_settings: Settings
+) -> None:
+    stranger = AesGcmCodec({"elsewhere": os.urandom(32)}, "elsewhere")
+    (foreign,) = await stranger.encode([_json_payload("x")])
+    async with _http(codec_app, api_keys[Role.OPERATOR]) as operator:
+        unknown = await operator.post("/codec/decode", json={"payloads": [_wire(foreign)]})
+        assert unknown.status_code == 422
+        assert unknown.json()["code"] == "undecryptable_payload"
+        assert "'elsewhere'" in unknown.json()["detail"]
+
+        bad = await operator.post("/codec/decode", json={"payloads": [{"data": "***"}]})
+        assert bad.status_code == 400
+        assert bad.json()["code"] == "invalid_payload"
+
+        other = await operator.post(
+            "/codec/decode",
+            json={"payloads": []},
+            headers={"X-Namespace": "someone-else"},
+        )
+        assert other.status_code == 400
+        assert other.json()["code"] == "unknown_namespace"
+
+
+async def test_codec_endpoint_answers_the_ui_cors_preflight(
+    codec_app: FastAPI, codec_settings: Settings, api_keys: dict[Role, str]
+) -> None:
+    ui = codec_settings.temporal_web_url
+    async with _http(codec_app) as browser:
+        preflight = await browser.options(
+            "/codec/decode",
+            headers={
+                "Origin": ui,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+            },
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == ui
+        allowed = preflight.headers["access-control-allow-headers"].lower()
+        assert {"authorization", "content-type", "x-namespace"} <= {
+            h.strip() for h in allowed.split(",")
+        }
+        assert "POST" in preflight.headers["access-control-allow-methods"]
+
+        elsewhere = await browser.options(
+            "/codec/encode",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert "access-control-allow-origin" not in elsewhere.headers
+
+        # Errors carry the CORS headers too, so the UI can show why.
+        denied = await browser.post("/codec/decode", json={"payloads": []}, headers={"Origin": ui})
+        assert denied.status_code == 401
+        assert denied.headers["access-control-allow-origin"] == ui
+
+    async with _http(codec_app, api_keys[Role.OPERATOR], Origin=ui) as operator:
+        ok = await operator.post("/codec/decode", json={"payloads": []})
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == ui
+        assert ok.headers["access-control-allow-credentials"] == "true"
+
+
+def test_codec_routes_are_documented(codec_app: FastAPI) -> None:
+    paths = codec_app.openapi()["paths"]
+    assert set(paths["/codec/decode"]) == {"post"}
+    assert set(paths["/codec/encode"]) == {"post"}

@@ -1,0 +1,190 @@
+"""Structured JSON logs with payment and workflow ids; card numbers, CVCs and IINs masked."""
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from config import Settings
+from config.logging import (
+    JsonFormatter,
+    RedactingFilter,
+    TextFormatter,
+    configure_logging,
+    log_context,
+    redact,
+)
+from tests.conftest import make_iin
+
+PAN = "4242424242424242"
+AMEX = "378282246310005"  # 15 digits, Luhn-valid
+IIN = make_iin()
+
+
+@pytest.fixture
+def capture() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger writing JSON lines into a buffer, as configure_logging's handler does."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger(f"test.logging.{id(stream)}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    yield logger, stream
+    logger.removeHandler(handler)
+
+
+def lines(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_a_record_with_a_pan_and_an_iin_comes_out_masked_as_json(
+    capture: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = capture
+    logger.info(
+        "charging card %s for player iin=%s cvc=%s",
+        PAN,
+        IIN,
+        "123",
+        extra={"payment_id": "dep_abc", "workflow_id": "deposit-dep_abc"},
+    )
+    (entry,) = lines(stream)
+    assert entry["level"] == "INFO"
+    assert entry["logger"] == logger.name
+    assert entry["timestamp"].endswith("+00:00")
+    assert entry["payment_id"] == "dep_abc"
+    assert entry["workflow_id"] == "deposit-dep_abc"
+    raw = stream.getvalue()
+    assert PAN not in raw
+    assert IIN not in raw
+    assert "123" not in entry["message"]
+    assert "424242******4242" in entry["message"]
+    assert f"********{IIN[-4:]}" in entry["message"]
+    assert "cvc=***" in entry["message"]
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden", "shown"),
+    [
+        (f"number {PAN}", PAN, "424242******4242"),
+        ("number 4242 4242 4242 4242", "4242 4242 4242 4242", "424242******4242"),
+        ("number 4242-4242-4242-4242.", "4242-4242-4242-4242", "424242******4242"),
+        (f"amex {AMEX}", AMEX, "378282*****0005"),
+        (f"iin {IIN}", IIN, f"********{IIN[-4:]}"),
+        ('{"cvc": "123", "exp_month": 12}', '"123"', '"cvc": "***"'),
+        ("{'cvv2': '4567'}", "4567", "'cvv2': '***'"),
+        ("security_code=999&x=1", "999", "security_code=***"),
+        (f"card={PAN}&cvc=321", "321", "cvc=***"),
+    ],
+)
+def test_redact(text: str, hidden: str, shown: str) -> None:
+    cleaned = redact(text)
+    assert hidden not in cleaned
+    assert shown in cleaned
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "amount 500000 KZT",
+        "phone +77011234567",
+        "order 4242424242424241",  # 16 digits, not Luhn-valid: not a card number
+        "took 1234 ms, 3 attempts",
+        "deposit dep_220a6023f2e2bde39fb1c5a8",
+    ],
+)
+def test_redact_leaves_other_numbers_alone(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_exceptions_and_extra_fields_are_redacted_too(
+    capture: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = capture
+    try:
+        raise ValueError(f"card {PAN} refused")
+    except ValueError:
+        logger.exception("charge failed", extra={"request_body": f'{{"number": "{PAN}"}}'})
+    (entry,) = lines(stream)
+    assert "ValueError" in entry["exception"]
+    assert PAN not in stream.getvalue()
+    assert "424242******4242" in entry["request_body"]
+
+
+def test_ids_come_from_temporal_loggers_and_log_context(
+    capture: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = capture
+    # What temporalio's workflow and activity loggers attach to their records.
+    logger.warning(
+        "charge gave up",
+        extra={
+            "temporal_workflow": {
+                "workflow_id": "deposit-dep_9",
+                "run_id": "r-1",
+                "workflow_type": "DepositWorkflow",
+            }
+        },
+    )
+    logger.info("activity", extra={"temporal_activity": {"workflow_id": "withdrawal-wd_7"}})
+    with log_context(payment_id="dep_ctx", workflow_id="deposit-dep_ctx"):
+        logger.info("inside a request")
+    logger.info("outside")
+    first, second, third, fourth = lines(stream)
+    assert first["workflow_id"] == "deposit-dep_9"
+    assert first["payment_id"] == "dep_9"
+    assert first["workflow_type"] == "DepositWorkflow"
+    assert "temporal_workflow" not in first
+    assert second["payment_id"] == "wd_7"
+    assert third["payment_id"] == "dep_ctx"
+    assert third["workflow_id"] == "deposit-dep_ctx"
+    assert "payment_id" not in fourth
+
+
+def test_text_format_is_redacted_as_well() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "pan %s", (PAN,), None)
+    record.payment_id = "dep_1"
+    RedactingFilter().filter(record)
+    text = TextFormatter().format(record)
+    assert PAN not in text
+    assert "payment_id=dep_1" in text
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    uvicorn = {
+        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    }
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name, (saved, propagate) in uvicorn.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = saved
+        logger.propagate = propagate
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_configure_logging_sends_every_logger_through_the_json_handler(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(Settings(log_level="DEBUG"))
+    logging.getLogger("uvicorn.access").info('%s - "POST /v1/deposits?iin=%s"', "10.0.0.1", IIN)
+    logging.getLogger("worker").debug("worker polling %s", "payments")
+    out = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [e["logger"] for e in out] == ["uvicorn.access", "worker"]
+    assert IIN not in out[0]["message"]
+    assert out[1]["message"] == "worker polling payments"
+    assert out[1]["level"] == "DEBUG"
