@@ -257,11 +257,11 @@ async def _run(
     for dimension in query.dimensions:
         v = take(7)
         velocity[dimension] = Velocity(
-            Window(v["c10m"], v["s10m"]), Window(v["c1h"], v["s1h"]), Window(v["c24h"], v["s24h"])
+            *(Window(int(v[f"c{w}"]), int(v[f"s{w}"])) for w in ("10m", "1h", "24h"))
         )
         if dimension in ("player", "card", "device"):
-            declines[dimension] = v["declines"]
-    others = {d: take(1)["others"] for d in query.identity_dimensions}
+            declines[dimension] = int(v["declines"])
+    others = {d: int(take(1)["others"]) for d in query.identity_dimensions}
     previous_ip = take(1)["previous"]
     born: date = player["birth_date"]
     facts: dict[str, Any] = {

@@ -190,19 +190,22 @@ async def run_checks(
     velocity = rules.deposit.rules
     count_rule, sum_rule = velocity.get("velocity_count_24h"), velocity.get("velocity_sum_24h")
     if count_rule is not None or sum_rule is not None:
+        max_count = count_rule.int("max") if count_rule else 2**62
+        max_sum = sum_rule.int("max") if sum_rule else 2**62
         params = {
             "since": now - timedelta(hours=24),
             "recent": now - window,
             "now": now,
-            "max_count": count_rule.int("max") if count_rule else 2**62,
-            "max_sum": sum_rule.int("max") if sum_rule else 2**62,
+            "max_count": max_count,
+            "max_sum": max_sum,
         }
         day = f"{now:%Y%m%d}"
-        for player_id, payments, total in (await session.execute(_PLAYER_24H, params)).all():
+        for player_id, payments, summed in (await session.execute(_PLAYER_24H, params)).all():
+            total = int(summed)
             codes = []
-            if payments > params["max_count"]:
+            if payments > max_count:
                 codes.append("velocity_count_24h")
-            if total > params["max_sum"]:
+            if total > max_sum:
                 codes.append("velocity_sum_24h")
             await alert(
                 f"player_pattern:{player_id}:{day}",

@@ -31,7 +31,8 @@ def overlay_text(extra: str = "", version: str = "test") -> str:
     configured = DEFAULT_RULES_PATH.read_text()
     parts = [f'version = "{version}"']
     for kind, code, param in _CROSS_PLAYER:
-        if f"[{kind}.rules.{code}]" in configured:
+        header = f"[{kind}.rules.{code}]"
+        if header in configured and header not in extra:
             parts.append(f"[{kind}.rules.{code}]\n{param} = {_UNLIMITED}")
     return "\n\n".join(parts) + "\n\n" + extra
 

@@ -48,7 +48,9 @@ class LimitsOut(BaseModel):
 
 class SelfExclusionIn(BaseModel):
     model_config = {"extra": "forbid"}
-    until: datetime | date = Field(description="an RFC 3339 time or a date (excluded through it)")
+    until: str = Field(
+        max_length=40, description="an RFC 3339 time, or a date (excluded through that day)"
+    )
     reason: str | None = Field(default=None, max_length=200)
 
 
@@ -108,17 +110,25 @@ async def get_limits(player_id: str, session: SessionDep) -> LimitsOut:
     return _limits_out(player_id, "KZT", states)
 
 
+def _parse_until(value: str) -> datetime:
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time.max, tzinfo=UTC)
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise Problem(422, "invalid_until", "until must be an RFC 3339 time or a date") from exc
+    if parsed.tzinfo is None:
+        raise Problem(422, "invalid_until", "until needs a time zone (RFC 3339), e.g. ...Z")
+    return parsed
+
+
 @router.post("/{player_id}/self-exclusion", responses=_PROBLEMS)  # type: ignore[arg-type]
 async def self_exclude(
     player_id: str, body: SelfExclusionIn, session: SessionDep
 ) -> SelfExclusionOut:
     """Exclude the player from depositing until a time; an exclusion is never shortened."""
     now = datetime.now(UTC)
-    until = body.until
-    if not isinstance(until, datetime):
-        until = datetime.combine(until, time.max, tzinfo=UTC)
-    elif until.tzinfo is None:
-        raise Problem(422, "invalid_until", "until needs a time zone (RFC 3339), e.g. ...Z")
+    until = _parse_until(body.until)
     if until <= now:
         raise Problem(422, "invalid_until", "until must be in the future")
     async with session.begin():

@@ -1,0 +1,196 @@
+"""Fraud decisions end to end: through the API, the deposit workflow and the configured rules."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from tests.conftest import (
+    VISA_DECLINED,
+    card_deposit,
+    deposit_and_wait,
+    make_iin,
+    new_player,
+    player_body,
+)
+from tests.fraud_helpers import overlay
+
+
+def with_device(body: dict[str, object], device: str, ip: str = "10.9.9.9") -> dict[str, object]:
+    return {**body, "client": {"ip": ip, "device_id": device}}
+
+
+async def post_deposit(api: httpx.AsyncClient, body: dict[str, object]) -> httpx.Response:
+    return await api.post("/v1/deposits", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+
+
+async def test_self_exclusion_refuses_deposits_with_its_code(api: httpx.AsyncClient) -> None:
+    player_id = await new_player(api)
+    until = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    response = await api.post(f"/v1/players/{player_id}/self-exclusion", json={"until": until})
+    assert response.status_code == 200, response.text
+    assert response.json()["active"] is True
+
+    refused = await post_deposit(api, card_deposit(player_id))
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "self_excluded"
+
+    shorter = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    kept = await api.post(f"/v1/players/{player_id}/self-exclusion", json={"until": shorter})
+    assert kept.json()["excluded_until"][:10] == until[:10]  # never shortened
+    shown = await api.get(f"/v1/players/{player_id}/self-exclusion")
+    assert shown.json()["active"] is True
+
+
+async def test_self_exclusion_input_errors(api: httpx.AsyncClient) -> None:
+    player_id = await new_player(api)
+    past = await api.post(f"/v1/players/{player_id}/self-exclusion", json={"until": "2020-01-01"})
+    assert (past.status_code, past.json()["code"]) == (422, "invalid_until")
+    missing = await api.post("/v1/players/pl_nope/self-exclusion", json={"until": "2099-01-01"})
+    assert (missing.status_code, missing.json()["code"]) == (404, "player_not_found")
+
+
+async def test_deposit_limit_refuses_and_raising_it_waits(api: httpx.AsyncClient) -> None:
+    player_id = await new_player(api)
+    response = await api.post(f"/v1/players/{player_id}/limits", json={"daily": 800_000})
+    assert response.status_code == 200, response.text
+    assert response.json()["daily"] == {
+        "amount": 800_000,
+        "pending_amount": None,
+        "pending_from": None,
+    }
+    assert (await post_deposit(api, card_deposit(player_id, 500_000))).status_code == 202
+
+    refused = await post_deposit(api, card_deposit(player_id, 300_001))
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "deposit_limit_exceeded"
+    assert "daily" in refused.json()["detail"]
+
+    raised = (await api.post(f"/v1/players/{player_id}/limits", json={"daily": 5_000_000})).json()
+    assert raised["daily"]["amount"] == 800_000  # a higher limit waits out the cooling-off
+    assert raised["daily"]["pending_amount"] == 5_000_000
+    assert (await post_deposit(api, card_deposit(player_id, 300_001))).status_code == 422
+
+    lowered = (await api.post(f"/v1/players/{player_id}/limits", json={"daily": 600_000})).json()
+    assert lowered["daily"]["amount"] == 600_000  # a lower one applies at once
+    assert (await api.get(f"/v1/players/{player_id}/limits")).json()["daily"]["amount"] == 600_000
+
+
+async def test_large_deposit_is_reviewed_with_reasons_and_an_alert(
+    api: httpx.AsyncClient, operator_api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    player_id = await new_player(api)
+    deposit = await deposit_and_wait(api, temporal_client, card_deposit(player_id, 1_500_000_00))
+
+    assert deposit["status"] == "succeeded"  # deposits under review proceed; people look later
+    assert deposit["risk"] == {
+        "decision": "review",
+        "score": 40,
+        "reasons": ["large_amount", "financial_monitoring_threshold"],
+    }
+    alerts = (await operator_api.get("/v1/ops/alerts", params={"kind": "payment_review"})).json()
+    mine = [a for a in alerts["data"] if a["details"]["payment_id"] == deposit["id"]]
+    assert len(mine) == 1
+    assert mine[0]["status"] == "open"
+    assert mine[0]["details"]["version"].startswith("2026.11-1")
+
+    handled = await operator_api.post(
+        f"/v1/ops/alerts/{mine[0]['id']}/handle", json={"note": "KYC documents on file"}
+    )
+    assert handled.status_code == 200
+    assert handled.json()["status"] == "handled"
+    assert handled.json()["handled_by"]
+    again = await operator_api.post(f"/v1/ops/alerts/{mine[0]['id']}/handle")
+    assert again.json()["note"] == "KYC documents on file"  # handling twice is harmless
+
+
+async def test_alerts_need_an_operator(
+    api: httpx.AsyncClient, operator_api: httpx.AsyncClient
+) -> None:
+    assert (await api.get("/v1/ops/alerts")).status_code == 403
+    missing = await operator_api.post("/v1/ops/alerts/999999999/handle")
+    assert (missing.status_code, missing.json()["code"]) == (404, "alert_not_found")
+    checked = await operator_api.post("/v1/ops/alerts/check")
+    assert checked.status_code == 200
+    assert isinstance(checked.json()["raised"], list)
+
+
+async def test_changing_the_rule_file_changes_decisions(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    fraud_overlay: Path,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    player_id = await new_player(api)
+    before = await deposit_and_wait(api, temporal_client, card_deposit(player_id, 500_000))
+    assert before["risk"]["decision"] == "approve"
+
+    stricter = "[deposit.rules.amount_below_minimum]\nmin_amount = 1_000_000\n"
+    with overlay(fraud_overlay, stricter, version="stricter"):
+        after = await deposit_and_wait(api, temporal_client, card_deposit(player_id, 500_000))
+    assert after["status"] == "declined"
+    assert after["status_reason"] == "risk:amount_below_minimum"
+    assert after["risk"]["reasons"] == ["amount_below_minimum"]
+
+    async with sessions() as session:
+        versions: dict[str, str] = dict(
+            (
+                await session.execute(
+                    text("SELECT payment_id, version FROM fraud_decisions WHERE player_id = :p"),
+                    {"p": player_id},
+                )
+            ).all()
+        )
+    assert versions == {before["id"]: "2026.11-1+test", after["id"]: "2026.11-1+stricter"}
+
+
+async def test_card_testing_declines_after_small_declines(
+    api: httpx.AsyncClient, temporal_client: Client, fraud_overlay: Path
+) -> None:
+    player_id = await new_player(api)
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    with overlay(fraud_overlay, "[deposit.rules.card_testing]\nmax_declines = 2\n", "ct"):
+        for _ in range(2):
+            body = with_device(card_deposit(player_id, 100_00, number=VISA_DECLINED), device)
+            shown = await deposit_and_wait(api, temporal_client, body)
+            assert shown["status"] == "failed", shown
+        third = await deposit_and_wait(
+            api, temporal_client, with_device(card_deposit(player_id, 100_00), device)
+        )
+    assert third["status"] == "declined"
+    assert third["risk"]["reasons"] == ["card_testing"]
+    assert third["attempts"] == []
+
+
+async def test_players_sharing_a_device_are_reviewed(
+    api: httpx.AsyncClient, temporal_client: Client, fraud_overlay: Path
+) -> None:
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    ids = []
+    for birth in ("850505", "880808", "910303"):
+        response = await api.post("/v1/players", json=player_body(iin=make_iin(birth)))
+        ids.append(response.json()["id"])
+    rule = "[deposit.rules.multi_account_device]\nmax_other_identities = 2\n"
+    with overlay(fraud_overlay, rule, "ma"):
+        decisions = [
+            (await deposit_and_wait(api, temporal_client, with_device(card_deposit(p), device)))[
+                "risk"
+            ]
+            for p in ids
+        ]
+    assert [d["decision"] for d in decisions] == ["approve", "approve", "review"]
+    assert decisions[2]["reasons"] == ["multi_account_device"]
+
+
+async def test_foreign_card_is_reviewed(api: httpx.AsyncClient, temporal_client: Client) -> None:
+    player_id = await new_player(api)
+    deposit = await deposit_and_wait(
+        api, temporal_client, card_deposit(player_id, number="4111111111111111")
+    )
+    assert deposit["card"]["issuer_country"] == "US"
+    assert deposit["risk"]["decision"] == "review"
+    assert deposit["risk"]["reasons"] == ["card_country_not_allowed"]
