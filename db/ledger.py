@@ -11,11 +11,13 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select, text
+import psycopg
+from psycopg.pq import TransactionStatus
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.models import LedgerAccount, LedgerEntry, LedgerTransaction
 from domain.ledger import (
@@ -104,54 +106,48 @@ def _account_json(ref: AccountRef) -> dict[str, object]:
 
 async def post_transaction(session: AsyncSession, *, spec: TransactionSpec) -> PostedTransaction:
     """Post `spec` (posted or pending) inside the caller's database transaction."""
+    return await _call(session, _spec_params(spec))
+
+
+def _spec_params(spec: TransactionSpec) -> dict[str, object]:
     accounts = {e.account.code: _account_json(e.account) for e in spec.entries}
     entries = [
         {"code": e.account.code, "side": e.side.value, "amount": e.amount_minor}
         for e in spec.entries
     ]
-    return await _call(
-        session,
-        {
-            "key": spec.key,
-            "kind": spec.kind,
-            "payment_id": spec.payment_id,
-            "hash": spec.content_hash,
-            "phase": spec.phase,
-            "pending_key": None,
-            "amount": None,
-            "accounts": json.dumps(list(accounts.values())),
-            "entries": json.dumps(entries),
-        },
-    )
+    return {
+        "key": spec.key,
+        "kind": spec.kind,
+        "payment_id": spec.payment_id,
+        "hash": spec.content_hash,
+        "phase": spec.phase,
+        "pending_key": None,
+        "amount": None,
+        "accounts": json.dumps(list(accounts.values())),
+        "entries": json.dumps(entries),
+    }
 
 
 async def resolve_pending(
     session: AsyncSession, *, resolution: PendingResolution
 ) -> PostedTransaction:
     """Post (fully or partly) or void a pending transfer, exactly once."""
-    amount = resolution.amount_minor
-    if resolution.action == "post" and amount is None:
-        amount = await session.scalar(
-            select(func.max(LedgerEntry.amount_minor))
-            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-            .where(LedgerTransaction.key == resolution.pending_key)
-        )
-        if amount is None:
-            raise PendingNotFound(resolution.pending_key)
-    return await _call(
-        session,
-        {
-            "key": resolution.key,
-            "kind": resolution.kind,
-            "payment_id": resolution.payment_id,
-            "hash": resolution.content_hash,
-            "phase": "post_pending" if resolution.action == "post" else "void_pending",
-            "pending_key": resolution.pending_key,
-            "amount": amount,
-            "accounts": None,
-            "entries": "[]",
-        },
-    )
+    return await _call(session, _resolution_params(resolution))
+
+
+def _resolution_params(resolution: PendingResolution) -> dict[str, object]:
+    # No amount on a post means the full pending amount; ledger_post (0030) looks it up.
+    return {
+        "key": resolution.key,
+        "kind": resolution.kind,
+        "payment_id": resolution.payment_id,
+        "hash": resolution.content_hash,
+        "phase": "post_pending" if resolution.action == "post" else "void_pending",
+        "pending_key": resolution.pending_key,
+        "amount": resolution.amount_minor,
+        "accounts": None,
+        "entries": "[]",
+    }
 
 
 T = TypeVar("T")
@@ -175,22 +171,69 @@ async def with_retry(
     raise AssertionError("unreachable")
 
 
+# The same call as _POST for the driver itself: one statement, its own implicit transaction.
+_POST_DRIVER = (
+    "SELECT tx_id, created FROM ledger_post(%(key)s, %(kind)s, %(payment_id)s, %(hash)s, "
+    "%(phase)s, %(pending_key)s, %(amount)s, %(accounts)s::jsonb, %(entries)s::jsonb)"
+)
+
+
+async def _post_alone(
+    sessions: async_sessionmaker[AsyncSession], params: dict[str, object], *, attempts: int = 8
+) -> PostedTransaction:
+    """One posting as one autocommit statement: a single round trip, no BEGIN or COMMIT.
+
+    `ledger_post` is one statement, so it commits or rolls back as a whole; the idempotency key
+    makes a retry after an unknown outcome (a lost connection) safe.
+    """
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, AsyncEngine):
+
+        async def work(session: AsyncSession) -> PostedTransaction:
+            return await _call(session, params)
+
+        return await with_retry(sessions, work, attempts=attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.connect() as conn:
+                driver: psycopg.AsyncConnection[Any] | None = (
+                    await conn.get_raw_connection()
+                ).driver_connection
+                assert driver is not None
+                await driver.set_autocommit(True)
+                try:
+                    row = await (await driver.execute(_POST_DRIVER, params)).fetchone()
+                finally:
+                    if driver.closed or driver.info.transaction_status != TransactionStatus.IDLE:
+                        await conn.invalidate()
+                    else:
+                        await driver.set_autocommit(False)
+        except psycopg.Error as exc:
+            state = exc.sqlstate or ""
+            error = _ERRORS.get(state)
+            if error is not None:
+                raise error(str(exc).splitlines()[0]) from exc
+            if state not in _RETRYABLE or attempt == attempts:
+                raise
+            await asyncio.sleep(0.005 * 2**attempt)
+            continue
+        assert row is not None
+        return PostedTransaction(id=int(row[0]), key=str(params["key"]), created=bool(row[1]))
+    raise AssertionError("unreachable")
+
+
 async def post(
     sessions: async_sessionmaker[AsyncSession], spec: TransactionSpec
 ) -> PostedTransaction:
-    async def work(session: AsyncSession) -> PostedTransaction:
-        return await post_transaction(session, spec=spec)
-
-    return await with_retry(sessions, work)
+    """Post `spec` on its own, exactly once; retried on deadlock or serialization failure."""
+    return await _post_alone(sessions, _spec_params(spec))
 
 
 async def resolve(
     sessions: async_sessionmaker[AsyncSession], resolution: PendingResolution
 ) -> PostedTransaction:
-    async def work(session: AsyncSession) -> PostedTransaction:
-        return await resolve_pending(session, resolution=resolution)
-
-    return await with_retry(sessions, work)
+    """Post (fully or partly) or void a pending transfer on its own, exactly once."""
+    return await _post_alone(sessions, _resolution_params(resolution))
 
 
 async def load_spec(session: AsyncSession, *, key: str) -> TransactionSpec | None:
@@ -245,6 +288,7 @@ async def transactions_for_payment(session: AsyncSession, *, payment_id: str) ->
 @dataclass(frozen=True)
 class StatementLine:
     entry_id: int
+    transaction_id: int
     transaction_key: str
     kind: str
     side: str
@@ -266,7 +310,8 @@ async def statement(
         text(
             """
             SELECT * FROM (
-                SELECT e.id, t.key, t.kind, e.side, e.amount_minor, t.phase, t.created_at,
+                SELECT e.id, t.id AS tx_id, t.key, t.kind, e.side, e.amount_minor, t.phase,
+                       t.created_at,
                        sum(CASE WHEN t.phase = 'pending' THEN 0
                                 WHEN e.side = 'C' THEN e.amount_minor
                                 ELSE -e.amount_minor END)
@@ -286,6 +331,7 @@ async def statement(
     return [
         StatementLine(
             entry_id=row.id,
+            transaction_id=row.tx_id,
             transaction_key=row.key,
             kind=row.kind,
             side=row.side,

@@ -16,9 +16,9 @@ The chart of accounts and every posting the product makes:
 | withdrawal paid | `wd:{id}:post` | posts the pending hold |
 | withdrawal failed, rejected, cancelled | `wd:{id}:void` | voids the pending hold |
 | withdrawal fee | `wd:{id}:fee` | Dr player wallet / Cr fee revenue |
-| game bet | `game:{round}:bet` | Dr player wallet / Cr game revenue |
-| game win | `game:{round}:win` | Dr game revenue / Cr player wallet |
-| game refund | `game:{round}:refund` | Dr game revenue / Cr player wallet |
+| game bet | `game:{player}:{round}:bet` | Dr player wallet / Cr game revenue |
+| game win | `game:{player}:{round}:win` | Dr game revenue / Cr player wallet |
+| game refund | `game:{player}:{round}:refund` | Dr game revenue / Cr player wallet |
 | provider settles | `settlement:{provider}:{batch}` | Dr provider settlement / Cr clearing |
 | correction | `{key}:reversal` | the original's entries, sides swapped |
 """
@@ -295,7 +295,8 @@ def game_transaction(
     currency: str,
     shards: int = 1,
 ) -> TransactionSpec:
-    key = f"game:{round_id}:{type}"
+    # Several players share a round (live games): the key is the player's part of the round.
+    key = f"game:{player_id}:{round_id}:{type}"
     wallet = player_wallet(player_id, currency)
     house = game_revenue(currency, shard_for(key, shards))
     debit, credit = (wallet, house) if type == "bet" else (house, wallet)
