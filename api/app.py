@@ -8,8 +8,10 @@ from fastapi.responses import JSONResponse
 
 from api.auth import payments_access
 from api.errors import Problem, install_error_handlers, problem_response
+from api.limits import BodySizeLimit
 from api.routers import (
     alerts,
+    analytics,
     codec,
     deposits,
     health,
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
 
     @app.exception_handler(idempotency.IdempotencyKeyReused)
     async def on_key_reused(_: Request, exc: idempotency.IdempotencyKeyReused) -> JSONResponse:
@@ -72,4 +75,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(withdrawals.router)  # roles per route: merchant, operator
     app.include_router(responsible_gaming.router, dependencies=payments)
     app.include_router(alerts.router)
+    app.include_router(analytics.router)  # operator role
     return app
