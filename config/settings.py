@@ -146,7 +146,8 @@ class Settings(BaseSettings):
 
     def _development_secrets(self) -> list[str]:
         def unset(secret: SecretStr) -> bool:
-            return secret.get_secret_value().strip() in ("", DEV_SECRET, DEV_CODEC_KEY)
+            value = secret.get_secret_value().strip()
+            return value in ("", DEV_CODEC_KEY) or value.startswith(DEV_SECRET)
 
         problems: list[str] = []
         if unset(self.idempotency_secret):

@@ -54,6 +54,7 @@ def test_production_with_real_secrets_starts_with_the_codec_on() -> None:
         ({"provider_secrets": {}}, "PAY_PROVIDER_SECRETS"),
         ({"provider_secrets": {"kazcard": "k" * 40, "halyk": DEV_SECRET}}, "halyk"),
         ({"provider_secrets": {"kazcard": " "}}, "kazcard"),
+        ({"provider_secrets": {"kazcard": "k" * 40, "kzqr": f"{DEV_SECRET}-kzqr"}}, "kzqr"),
         ({"codec_keys": {"dev": DEV_CODEC_KEY}, "codec_active_key": "dev"}, "PAY_CODEC_KEYS"),
         ({"codec_keys": {}}, "PAY_CODEC_KEYS"),
         ({"codec_active_key": "2024-12"}, "PAY_CODEC_ACTIVE_KEY"),
