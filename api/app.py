@@ -15,6 +15,7 @@ from api.routers import (
     deposits,
     health,
     ledger,
+    ops,
     players,
     responsible_gaming,
     withdrawals,
@@ -74,4 +75,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(responsible_gaming.router, dependencies=payments)
     app.include_router(alerts.router)
     app.include_router(analytics.router)  # operator role
+    app.include_router(ops.router)  # operator role
     return app
