@@ -15,6 +15,7 @@ from api.routers import (
     deposits,
     health,
     ledger,
+    metrics,
     ops,
     players,
     responsible_gaming,
@@ -76,4 +77,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(analytics.router)  # operator role
     app.include_router(ops.router)  # operator role
+    app.include_router(metrics.router)  # unauthenticated, like /healthz: no personal data
     return app

@@ -189,7 +189,7 @@ async def _db_statuses(session: AsyncSession, workflow_ids: list[str]) -> dict[s
     return {str(r[0]): str(r[1]) for r in rows}
 
 
-@router.get("/stuck", responses={422: {"description": "invalid_duration"}})  # type: ignore[arg-type]
+@router.get("/stuck", responses={422: {"description": "invalid_duration"}})
 async def stuck(
     session: SessionDep,
     state: StateDep,
