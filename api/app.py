@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import payments_access
 from api.errors import Problem, install_error_handlers, problem_response
+from api.limits import BodySizeLimit
 from api.routers import (
     alerts,
     analytics,
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
 
     @app.exception_handler(idempotency.IdempotencyKeyReused)
     async def on_key_reused(_: Request, exc: idempotency.IdempotencyKeyReused) -> JSONResponse:

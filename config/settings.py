@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     public_api_url: str | None = None
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     temporal_ui_url: str | None = None
 
     # Providers.
