@@ -109,12 +109,8 @@ async def post_transaction(session: AsyncSession, *, spec: TransactionSpec) -> P
     return await _call(session, _spec_params(spec))
 
 
-def _spec_params(spec: TransactionSpec) -> dict[str, object]:
+def _spec_item(spec: TransactionSpec) -> dict[str, object]:
     accounts = {e.account.code: _account_json(e.account) for e in spec.entries}
-    entries = [
-        {"code": e.account.code, "side": e.side.value, "amount": e.amount_minor}
-        for e in spec.entries
-    ]
     return {
         "key": spec.key,
         "kind": spec.kind,
@@ -123,8 +119,20 @@ def _spec_params(spec: TransactionSpec) -> dict[str, object]:
         "phase": spec.phase,
         "pending_key": None,
         "amount": None,
-        "accounts": json.dumps(list(accounts.values())),
-        "entries": json.dumps(entries),
+        "accounts": list(accounts.values()),
+        "entries": [
+            {"code": e.account.code, "side": e.side.value, "amount": e.amount_minor}
+            for e in spec.entries
+        ],
+    }
+
+
+def _spec_params(spec: TransactionSpec) -> dict[str, object]:
+    item = _spec_item(spec)
+    return {
+        **item,
+        "accounts": json.dumps(item["accounts"]),
+        "entries": json.dumps(item["entries"]),
     }
 
 
@@ -135,7 +143,7 @@ async def resolve_pending(
     return await _call(session, _resolution_params(resolution))
 
 
-def _resolution_params(resolution: PendingResolution) -> dict[str, object]:
+def _resolution_item(resolution: PendingResolution) -> dict[str, object]:
     # No amount on a post means the full pending amount; ledger_post (0030) looks it up.
     return {
         "key": resolution.key,
@@ -146,8 +154,12 @@ def _resolution_params(resolution: PendingResolution) -> dict[str, object]:
         "pending_key": resolution.pending_key,
         "amount": resolution.amount_minor,
         "accounts": None,
-        "entries": "[]",
+        "entries": [],
     }
+
+
+def _resolution_params(resolution: PendingResolution) -> dict[str, object]:
+    return {**_resolution_item(resolution), "entries": "[]"}
 
 
 T = TypeVar("T")
@@ -193,6 +205,14 @@ async def _post_alone(
             return await _call(session, params)
 
         return await with_retry(sessions, work, attempts=attempts)
+    rows = await _autocommit(engine, _POST_DRIVER, params, attempts=attempts)
+    return PostedTransaction(id=int(rows[0][0]), key=str(params["key"]), created=bool(rows[0][1]))
+
+
+async def _autocommit(
+    engine: AsyncEngine, query: str, params: dict[str, object], *, attempts: int
+) -> list[tuple[Any, ...]]:
+    """Run one statement in its own implicit transaction on a pooled driver connection."""
     for attempt in range(1, attempts + 1):
         try:
             async with engine.connect() as conn:
@@ -202,7 +222,7 @@ async def _post_alone(
                 assert driver is not None
                 await driver.set_autocommit(True)
                 try:
-                    row = await (await driver.execute(_POST_DRIVER, params)).fetchone()
+                    return await (await driver.execute(query, params)).fetchall()
                 finally:
                     if driver.closed or driver.info.transaction_status != TransactionStatus.IDLE:
                         await conn.invalidate()
@@ -216,10 +236,70 @@ async def _post_alone(
             if state not in _RETRYABLE or attempt == attempts:
                 raise
             await asyncio.sleep(0.005 * 2**attempt)
-            continue
-        assert row is not None
-        return PostedTransaction(id=int(row[0]), key=str(params["key"]), created=bool(row[1]))
     raise AssertionError("unreachable")
+
+
+class LedgerBatcher:
+    """Group commit for a process that posts a lot: concurrent `post`/`resolve` calls are sent
+    together through `ledger_post_batch` (migration 0031), one statement and one WAL flush per
+    batch, with up to `parallel` batches in flight. Each caller still gets its own result or
+    its own LedgerError; a batch that deadlocks is retried whole (every posting is idempotent).
+    """
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = 64, parallel: int = 4
+    ) -> None:
+        engine = sessions.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("LedgerBatcher needs a sessionmaker bound to an AsyncEngine")
+        self._engine = engine
+        self._max_batch = max_batch
+        self._parallel = parallel
+        self._queue: list[tuple[dict[str, object], asyncio.Future[PostedTransaction]]] = []
+        self._senders: set[asyncio.Task[None]] = set()
+
+    async def post(self, spec: TransactionSpec) -> PostedTransaction:
+        return await self._submit(_spec_item(spec))
+
+    async def resolve(self, resolution: PendingResolution) -> PostedTransaction:
+        return await self._submit(_resolution_item(resolution))
+
+    async def _submit(self, item: dict[str, object]) -> PostedTransaction:
+        future: asyncio.Future[PostedTransaction] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if len(self._senders) < self._parallel:
+            task = asyncio.create_task(self._drain())
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            try:
+                rows = await _autocommit(
+                    self._engine,
+                    "SELECT idx, tx_id, created, error_state, error_message "
+                    "FROM ledger_post_batch(%(items)s::jsonb)",
+                    {"items": json.dumps([item for item, _ in batch])},
+                    attempts=8,
+                )
+            except Exception as exc:  # the whole batch failed: every caller hears it
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for idx, tx_id, created, state, message in rows:
+                item, future = batch[idx]
+                if future.done():
+                    continue
+                if state is not None:
+                    future.set_exception(_ERRORS.get(state, LedgerError)(message))
+                else:
+                    future.set_result(
+                        PostedTransaction(id=int(tx_id), key=str(item["key"]), created=created)
+                    )
 
 
 async def post(

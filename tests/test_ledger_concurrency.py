@@ -274,3 +274,58 @@ async def test_crash_inside_the_transaction_leaves_nothing_and_retries_cleanly(
     assert await _balance(sessions, player) == (0, 0)
     assert (await ledger_store.post(sessions, spec)).created
     assert await _balance(sessions, player) == (1_000, 0)
+
+
+async def test_batcher_gives_each_posting_its_own_outcome(sessions: Sessions) -> None:
+    """Group commit: one statement for many postings, yet a refusal undoes only itself and a
+    duplicate in the same batch returns the original."""
+    batcher = ledger_store.LedgerBatcher(sessions, max_batch=16, parallel=2)
+    player = fresh("pl")
+    funding = deposit_credit(
+        deposit_id=fresh("dep"),
+        player_id=player,
+        provider="kazcard",
+        amount_minor=1_000,
+        currency="KZT",
+    )
+    await batcher.post(funding)
+    bets = [
+        game_transaction(
+            player_id=player,
+            round_id=fresh("round"),
+            type="bet",
+            amount_minor=300,
+            currency="KZT",
+        )
+        for _ in range(6)
+    ]
+    outcomes = await asyncio.gather(
+        *(batcher.post(spec) for spec in [*bets, bets[0], funding]),
+        return_exceptions=True,
+    )
+    won = [o for o in outcomes[:6] if isinstance(o, ledger_store.PostedTransaction)]
+    refused = [o for o in outcomes[:6] if isinstance(o, ledger_store.InsufficientFunds)]
+    assert (len(won), len(refused)) == (3, 3)
+    duplicate, replayed_funding = outcomes[6], outcomes[7]
+    first = outcomes[0]
+    if isinstance(first, ledger_store.PostedTransaction):
+        assert isinstance(duplicate, ledger_store.PostedTransaction)
+        assert (duplicate.id, duplicate.created) == (first.id, False)
+    else:
+        assert isinstance(duplicate, ledger_store.InsufficientFunds)
+    assert isinstance(replayed_funding, ledger_store.PostedTransaction)
+    assert not replayed_funding.created
+    assert await _balance(sessions, player) == (100, 0)
+    hold = withdrawal_hold(
+        withdrawal_id=fresh("wd"),
+        player_id=player,
+        provider="kazcard",
+        amount_minor=100,
+        currency="KZT",
+    )
+    await batcher.post(hold)
+    assert (await batcher.resolve(withdrawal_post(withdrawal_id=str(hold.payment_id)))).created
+    with pytest.raises(ledger_store.PendingAlreadyResolved):
+        await batcher.resolve(withdrawal_void(withdrawal_id=str(hold.payment_id)))
+    assert await _balance(sessions, player) == (0, 0)
+    await assert_invariants(sessions)
