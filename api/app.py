@@ -13,6 +13,7 @@ from api.routers import (
     alerts,
     analytics,
     codec,
+    dashboard,
     deposits,
     health,
     ledger,
@@ -80,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analytics.router)  # operator role
     app.include_router(ops.router)  # operator role
     app.include_router(metrics.router)  # unauthenticated, like /healthz: no personal data
+    app.include_router(dashboard.router)  # static page; its API calls carry the operator key
     return app

@@ -113,8 +113,10 @@ def _withdrawal(
     return rows
 
 
-async def insert_fixture(sessions: async_sessionmaker[AsyncSession], base: date) -> None:
-    """The window is [base, base + 2 days). Expected figures: see tests/test_analytics.py."""
+async def insert_fixture(sessions: async_sessionmaker[AsyncSession], base: date) -> list[str]:
+    """The window is [base, base + 2 days). Expected figures: see tests/test_analytics.py.
+
+    Returns the ids of the payments inserted."""
     day1 = datetime(base.year, base.month, base.day, tzinfo=UTC)
     day2 = day1 + timedelta(days=1)
     a, b, c = _player(), _player(), _player()
@@ -188,3 +190,4 @@ async def insert_fixture(sessions: async_sessionmaker[AsyncSession], base: date)
         session.add_all(rows[:3])
         await session.flush()
         session.add_all(rows[3:])
+    return [r.id for r in rows[3:] if isinstance(r, Deposit | Withdrawal)]
