@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.deposits import DepositActivities
+from activities.deposits import DepositActivities, RoutingConfig
 from activities.withdrawals import WithdrawalActivities
 from codec.converter import data_converter
 from config import Settings, get_settings
@@ -21,7 +21,7 @@ from domain.fraud import RuleSource
 from domain.risk import RiskLimits
 from domain.withdrawals import WithdrawalRiskLimits
 from providers.payout import payout_providers
-from providers.registry import card_providers, provider_http_client
+from providers.registry import card_providers, payment_providers, provider_http_client
 from workflows.deposit import DepositWorkflow
 from workflows.withdrawal import WithdrawalWorkflow
 
@@ -64,6 +64,14 @@ def build_worker(
     deposits = DepositActivities(
         sessions=sessions,
         card_providers=card_providers(settings, http),
+        payment_providers=payment_providers(settings, http),
+        routing=RoutingConfig(
+            rules=settings.providers,
+            exploration=settings.routing_exploration_rate,
+            stats_window_seconds=settings.routing_stats_window_seconds,
+            circuit=settings.circuit_policy(),
+            api_url=settings.api_url,
+        ),
         risk_limits=risk_limits(settings),
         ledger_policy=settings.ledger_policy(),
         fraud_rules=RuleSource(settings.fraud_rules_path, settings.fraud_rules_overlay),
@@ -79,8 +87,12 @@ def build_worker(
         workflows=WORKFLOWS,
         activities=[
             deposits.assess_deposit_risk,
+            deposits.route_deposit,
             deposits.charge_card,
-            deposits.inquire_card_charge,
+            deposits.create_payment,
+            deposits.inquire_payment,
+            deposits.cancel_payment,
+            deposits.record_deposit_route,
             deposits.credit_deposit,
             deposits.record_deposit_status,
             withdrawals.assess_withdrawal_risk,

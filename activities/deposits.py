@@ -1,16 +1,27 @@
 """Deposit activities. Each is safe to run again: keys come from the deposit id, never minted."""
 
+import random
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import fraud
+from activities.gateway_models import (
+    InquiryInput,
+    ProviderCallInput,
+    ProviderCallResult,
+    RecordRouteInput,
+    RecordRouteResult,
+    RouteCandidate,
+    RouteDepositInput,
+    RouteDepositResult,
+)
 from activities.models import (
-    ChargeCardInput,
-    ChargeCardResult,
     CreditDepositInput,
     CreditDepositResult,
     RecordStatusInput,
@@ -19,12 +30,24 @@ from activities.models import (
     RiskCheckResult,
 )
 from db import deposits as deposit_store
+from db import gateway as gateway_store
 from db import ledger as ledger_store
 from domain.fraud import RuleSource
 from domain.ledger import LedgerPolicy, deposit_credit, deposit_fee, fee_for
 from domain.risk import RiskLimits
+from domain.routing import (
+    CircuitPolicy,
+    ProviderRule,
+    RouteRequest,
+    eligible,
+    order_providers,
+    unified_error_code,
+)
 from providers.card import CardProviderClient, ChargeOutcome
 from providers.errors import ProviderError, ProviderRejected, ProviderTimeout
+from providers.payments import PaymentOutcome, PaymentProviderClient
+
+_CALL_FAILURES = ("error", "timeout")  # outcomes that count against a provider's circuit
 
 
 class DepositActivities:
@@ -36,7 +59,11 @@ class DepositActivities:
         risk_limits: RiskLimits,
         ledger_policy: LedgerPolicy,
         fraud_rules: RuleSource | None = None,
+        payment_providers: Mapping[str, PaymentProviderClient] | None = None,
+        routing: "RoutingConfig | None" = None,
     ) -> None:
+        self._payment_providers = payment_providers or {}
+        self._routing = routing or RoutingConfig()
         self._fraud = fraud_rules or RuleSource()
         self._sessions = sessions
         self._card_providers = card_providers
@@ -60,42 +87,164 @@ class DepositActivities:
         return result
 
     @activity.defn
-    async def charge_card(self, inp: ChargeCardInput) -> ChargeCardResult:
-        """Charge once. A retry first asks the provider what became of the previous try."""
-        client = self._provider(inp.provider)
-        attempt = activity.info().attempt
+    async def route_deposit(self, inp: RouteDepositInput) -> RouteDepositResult:
+        """Providers to try, in order: configured rules, then circuits and success rates."""
+        request = RouteRequest(
+            method=inp.method,
+            amount_minor=inp.amount_minor,
+            currency=inp.currency,
+            bin=inp.bin,
+            scheme=inp.scheme,
+        )
+        candidates = [
+            rule
+            for rule in eligible(self._routing.rules, request)
+            if inp.allowed is None or rule.name in inp.allowed
+        ]
+        names = [rule.name for rule in candidates]
+        now = datetime.now(UTC)
+        async with self._sessions.begin() as session:
+            circuits = await gateway_store.circuits(session, providers=names)
+            stats = await gateway_store.provider_stats(
+                session,
+                providers=names,
+                since=gateway_store.window_start(now, self._routing.stats_window_seconds),
+            )
+            states = {
+                name: circuit.effective_state(now, self._routing.circuit.cooldown)
+                for name, circuit in circuits.items()
+            }
+            decision = order_providers(
+                candidates,
+                stats=stats,
+                circuits=states,
+                rng=random.Random(),
+                exploration=self._routing.exploration,
+            )
+            for name in decision.skipped:
+                await gateway_store.record_attempt(
+                    session,
+                    payment_id=inp.deposit_id,
+                    step="route",
+                    attempt_no=1,
+                    provider=name,
+                    outcome="skipped",
+                    error_code="circuit_open",
+                    unified_code=unified_error_code("circuit_open"),
+                    latency_ms=0,
+                )
+        return RouteDepositResult(
+            candidates=[
+                RouteCandidate(provider=r.name, action_ttl_seconds=r.action_ttl_seconds)
+                for r in decision.ordered
+            ],
+            skipped=decision.skipped,
+        )
+
+    @activity.defn
+    async def charge_card(self, inp: ProviderCallInput) -> ProviderCallResult:
+        """Charge once at one acquirer; after a timeout, ask what became of it first."""
+        client = self._card(inp.provider)
         started = time.monotonic()
         try:
-            if attempt > 1:
+            if inp.inquire_first:
                 earlier = await client.get_charge(inp.deposit_id)
                 if earlier is not None:
-                    await self._record_attempt(inp, attempt, "inquiry_" + earlier.status, started)
-                    return _charge_result(earlier)
+                    result = self._charge_result(inp.deposit_id, earlier)
+                    await self._attempt(inp, "charge", "inquiry_" + earlier.status, started, result)
+                    return result
+            if inp.card_token is None:
+                raise ApplicationError("no card token", non_retryable=True, type="UnknownProvider")
             outcome = await client.charge(
                 reference=inp.deposit_id,
                 token=inp.card_token,
                 amount=inp.amount_minor,
                 currency=inp.currency,
+                callback_url=self._routing.callback_url(inp.provider),
             )
+        except ProviderError as exc:
+            raise await self._call_failed(inp, "charge", started, exc) from exc
+        result = self._charge_result(inp.deposit_id, outcome)
+        await self._attempt(inp, "charge", outcome.status, started, result)
+        return result
+
+    @activity.defn
+    async def create_payment(self, inp: ProviderCallInput) -> ProviderCallResult:
+        """Open the payment at an asynchronous provider (idempotent on our reference)."""
+        client = self._payments(inp.provider)
+        started = time.monotonic()
+        try:
+            if inp.inquire_first:
+                earlier = await client.get_payment(inp.deposit_id)
+                if earlier is not None:
+                    result = self._payment_result(inp.deposit_id, earlier)
+                    await self._attempt(inp, "create", "inquiry_" + earlier.status, started, result)
+                    return result
+            outcome = await client.create_payment(
+                reference=inp.deposit_id,
+                method=inp.method,
+                amount=inp.amount_minor,
+                currency=inp.currency,
+                details=inp.details,
+                callback_url=self._routing.callback_url(inp.provider),
+                expires_in_seconds=inp.expires_in_seconds,
+            )
+        except ProviderError as exc:
+            raise await self._call_failed(inp, "create", started, exc) from exc
+        result = self._payment_result(inp.deposit_id, outcome)
+        await self._attempt(inp, "create", outcome.status, started, result)
+        return result
+
+    @activity.defn
+    async def inquire_payment(self, inp: InquiryInput) -> ProviderCallResult:
+        """What does the provider hold under our reference? Records an attempt once final."""
+        started = time.monotonic()
+        result = await self._inquire(inp)
+        if result.found and result.status not in ("pending", "requires_action"):
+            call = ProviderCallInput(
+                deposit_id=inp.deposit_id,
+                provider=inp.provider,
+                method=inp.method,
+                amount_minor=result.amount_minor or 0,
+                currency="",
+                attempt=inp.attempt,
+            )
+            await self._attempt(call, "inquiry", f"inquiry_{result.status}", started, result)
+        return result
+
+    @activity.defn
+    async def cancel_payment(self, inp: InquiryInput) -> ProviderCallResult:
+        """The player ran out of time: close the payment unless it was paid meanwhile."""
+        try:
+            if inp.method == "card":
+                charge = await self._card(inp.provider).cancel_charge(inp.deposit_id)
+                return (
+                    self._charge_result(inp.deposit_id, charge)
+                    if charge
+                    else ProviderCallResult(found=False)
+                )
+            payment = await self._payments(inp.provider).cancel_payment(inp.deposit_id)
         except ProviderRejected as exc:
-            await self._record_attempt(inp, attempt, "rejected", started, exc.code)
             raise ApplicationError(
                 str(exc), exc.code, non_retryable=True, type="ProviderRejected"
             ) from exc
-        except ProviderError as exc:
-            kind = "timeout" if isinstance(exc, ProviderTimeout) else "error"
-            await self._record_attempt(inp, attempt, kind, started, exc.code)
-            raise
-        await self._record_attempt(inp, attempt, outcome.status, started, outcome.decline_code)
-        return _charge_result(outcome)
+        return (
+            self._payment_result(inp.deposit_id, payment)
+            if payment
+            else ProviderCallResult(found=False)
+        )
 
     @activity.defn
-    async def inquire_card_charge(self, inp: ChargeCardInput) -> ChargeCardResult:
-        """Settle an unknown outcome: what does the provider hold under our reference?"""
-        outcome = await self._provider(inp.provider).get_charge(inp.deposit_id)
-        if outcome is None:
-            return ChargeCardResult(found=False)
-        return _charge_result(outcome)
+    async def record_deposit_route(self, inp: RecordRouteInput) -> RecordRouteResult:
+        async with self._sessions.begin() as session:
+            await gateway_store.set_route(
+                session,
+                deposit_id=inp.deposit_id,
+                provider=inp.provider,
+                next_action=inp.next_action,
+                at=inp.occurred_at,
+            )
+        return RecordRouteResult(recorded=True)
 
     @activity.defn
     async def credit_deposit(self, inp: CreditDepositInput) -> CreditDepositResult:
@@ -146,7 +295,27 @@ class DepositActivities:
             )
         return RecordStatusResult(status=status)
 
-    def _provider(self, name: str) -> CardProviderClient:
+    async def _inquire(self, inp: InquiryInput) -> ProviderCallResult:
+        try:
+            if inp.method == "card":
+                charge = await self._card(inp.provider).get_charge(inp.deposit_id)
+                return (
+                    self._charge_result(inp.deposit_id, charge)
+                    if charge
+                    else ProviderCallResult(found=False)
+                )
+            payment = await self._payments(inp.provider).get_payment(inp.deposit_id)
+        except ProviderRejected as exc:
+            raise ApplicationError(
+                str(exc), exc.code, non_retryable=True, type="ProviderRejected"
+            ) from exc
+        return (
+            self._payment_result(inp.deposit_id, payment)
+            if payment
+            else ProviderCallResult(found=False)
+        )
+
+    def _card(self, name: str) -> CardProviderClient:
         client = self._card_providers.get(name)
         if client is None:
             raise ApplicationError(
@@ -154,31 +323,107 @@ class DepositActivities:
             )
         return client
 
-    async def _record_attempt(
+    def _payments(self, name: str) -> PaymentProviderClient:
+        client = self._payment_providers.get(name)
+        if client is None:
+            raise ApplicationError(
+                f"no payment provider {name!r} configured",
+                non_retryable=True,
+                type="UnknownProvider",
+            )
+        return client
+
+    def _charge_result(self, deposit_id: str, outcome: ChargeOutcome) -> ProviderCallResult:
+        action = {"type": "redirect", "url": outcome.action_url} if outcome.action_url else None
+        return ProviderCallResult(
+            found=True,
+            status=outcome.status,
+            decline_code=outcome.decline_code,
+            provider_payment_id=outcome.charge_id,
+            amount_minor=outcome.amount,
+            next_action=action if outcome.status == "requires_action" else None,
+        )
+
+    def _payment_result(self, deposit_id: str, outcome: PaymentOutcome) -> ProviderCallResult:
+        action: dict[str, Any] = dict(outcome.action)
+        if action.get("type") == "qr":
+            action["image_url"] = f"{self._routing.api_url}/v1/deposits/{deposit_id}/qr.png"
+        return ProviderCallResult(
+            found=True,
+            status=outcome.status,
+            decline_code=outcome.decline_code,
+            provider_payment_id=outcome.payment_id,
+            amount_minor=outcome.amount_received or outcome.amount,
+            next_action=action if outcome.status == "pending" else None,
+        )
+
+    async def _call_failed(
+        self, inp: ProviderCallInput, step: str, started: float, exc: ProviderError
+    ) -> BaseException:
+        """Record the failed try and translate it for the workflow (it decides on failover)."""
+        if isinstance(exc, ProviderRejected):
+            await self._attempt(inp, step, "rejected", started, code=exc.code)
+            return ApplicationError(str(exc), exc.code, non_retryable=True, type="ProviderRejected")
+        kind = "timeout" if isinstance(exc, ProviderTimeout) else "error"
+        await self._attempt(inp, step, kind, started, code=exc.code)
+        return ApplicationError(
+            str(exc),
+            exc.code,
+            non_retryable=True,
+            type="ProviderTimeout" if kind == "timeout" else "ProviderUnavailable",
+        )
+
+    async def _attempt(
         self,
-        inp: ChargeCardInput,
-        attempt: int,
+        inp: ProviderCallInput,
+        step: str,
         outcome: str,
         started: float,
-        error_code: str | None = None,
+        result: ProviderCallResult | None = None,
+        *,
+        code: str | None = None,
     ) -> None:
+        error_code = code if code is not None else (result.decline_code if result else None)
+        now = datetime.now(UTC)
         async with self._sessions.begin() as session:
-            await deposit_store.record_attempt(
+            await gateway_store.record_attempt(
                 session,
                 payment_id=inp.deposit_id,
-                step="charge",
-                attempt_no=attempt,
+                step=step,
+                attempt_no=inp.attempt,
                 provider=inp.provider,
                 outcome=outcome,
                 error_code=error_code,
+                unified_code=unified_error_code(error_code),
                 latency_ms=int((time.monotonic() - started) * 1000),
             )
+            if outcome != "rejected":
+                await gateway_store.record_provider_result(
+                    session,
+                    provider=inp.provider,
+                    failed=outcome in _CALL_FAILURES,
+                    now=now,
+                    policy=self._routing.circuit,
+                )
 
 
-def _charge_result(outcome: ChargeOutcome) -> ChargeCardResult:
-    return ChargeCardResult(
-        found=True,
-        status=outcome.status,
-        decline_code=outcome.decline_code,
-        charge_id=outcome.charge_id,
-    )
+class RoutingConfig:
+    """What the gateway activities need from settings; built in worker.py."""
+
+    def __init__(
+        self,
+        *,
+        rules: tuple[ProviderRule, ...] = (),
+        exploration: float = 0.0,
+        stats_window_seconds: int = 900,
+        circuit: CircuitPolicy | None = None,
+        api_url: str = "http://127.0.0.1:8000",
+    ) -> None:
+        self.rules = rules
+        self.exploration = exploration
+        self.stats_window_seconds = stats_window_seconds
+        self.circuit = circuit or CircuitPolicy()
+        self.api_url = api_url.rstrip("/")
+
+    def callback_url(self, provider: str) -> str:
+        return f"{self.api_url}/v1/webhooks/{provider}"

@@ -19,8 +19,10 @@ from api.routers import (
     ledger,
     metrics,
     ops,
+    ops_providers,
     players,
     responsible_gaming,
+    webhooks,
     withdrawals,
 )
 from api.state import AppState
@@ -80,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(analytics.router)  # operator role
     app.include_router(ops.router)  # operator role
+    app.include_router(ops_providers.router)  # operator role
+    app.include_router(webhooks.router)  # providers: authenticated by their HMAC signature
     app.include_router(metrics.router)  # unauthenticated, like /healthz: no personal data
     app.include_router(dashboard.router)  # static page; its API calls carry the operator key
     return app

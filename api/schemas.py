@@ -80,6 +80,7 @@ class AttemptOut(BaseModel):
     provider: str
     outcome: str
     error_code: str | None
+    unified_code: str | None = None
     latency_ms: int
     at: datetime
 

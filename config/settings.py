@@ -5,6 +5,7 @@ stack launcher hands its children their settings through `child_environment`.
 """
 
 import os
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -14,11 +15,30 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from codec.aesgcm import decode_key
 from domain.ledger import LedgerPolicy
+from domain.routing import CircuitPolicy, ProviderRule
 
 DEV_SECRET = "dev-only-secret-change-me"  # noqa: S105 - refused in production (see below)
 # Base64 of 32 bytes; only for trying the codec out in development. Refused in production.
 DEV_CODEC_KEY_ID = "dev"
 DEV_CODEC_KEY = "ZGV2LW9ubHktY29kZWMta2V5LWNoYW5nZS1tZSEhISE="
+
+# The provider registry: which provider serves which method, for which amounts and cards.
+DEFAULT_PROVIDERS: tuple[ProviderRule, ...] = (
+    ProviderRule("kazcard", "card", priority=1, schemes=("visa", "mastercard")),
+    ProviderRule("altyncard", "card", priority=2, schemes=("visa", "mastercard", "unionpay")),
+    ProviderRule("kazbank", "bank_transfer", action_ttl_seconds=72 * 3600),
+    ProviderRule("tengewallet", "ewallet", max_amount_minor=1_000_000_00, action_ttl_seconds=1800),
+    ProviderRule("bankapp", "mobile_banking", action_ttl_seconds=900),
+    ProviderRule("kzqr", "qr", action_ttl_seconds=900),
+    ProviderRule("payhub", "aggregator", action_ttl_seconds=1800),
+)
+
+
+def _dev_provider_secrets() -> dict[str, SecretStr]:
+    """Development secrets, one per provider (kazcard keeps the historical one)."""
+    secrets = {rule.name: SecretStr(f"{DEV_SECRET}-{rule.name}") for rule in DEFAULT_PROVIDERS}
+    secrets["kazcard"] = SecretStr(DEV_SECRET)
+    return secrets
 
 
 class Settings(BaseSettings):
@@ -52,9 +72,18 @@ class Settings(BaseSettings):
     card_provider: str = "kazcard"
     simulator_persist: bool = True  # keep simulated tokens and charges in data_dir between runs
     provider_http_timeout_seconds: float = Field(default=10.0, gt=0)
-    provider_secrets: dict[str, SecretStr] = Field(
-        default_factory=lambda: {"kazcard": SecretStr(DEV_SECRET)}
-    )
+    provider_secrets: dict[str, SecretStr] = Field(default_factory=_dev_provider_secrets)
+    # Routing (domain/routing.py): rules, exploration, circuit breakers shared in PostgreSQL.
+    providers: tuple[ProviderRule, ...] = DEFAULT_PROVIDERS
+    routing_exploration_rate: float = Field(default=0.05, ge=0, le=1)
+    routing_stats_window_seconds: int = Field(default=900, gt=0)
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_cooldown_seconds: float = Field(default=30.0, ge=0)
+    provider_attempts: int = Field(default=3, ge=1, le=10)  # calls at one provider, then failover
+    # Waiting for the player: status polls back off from initial to max (covers lost callbacks).
+    callback_poll_initial_seconds: float = Field(default=30.0, gt=0)
+    callback_poll_max_seconds: float = Field(default=900.0, gt=0)
+    webhook_tolerance_seconds: int = Field(default=300, gt=0)
 
     # Keys the idempotency fingerprint so that card data in a request body is never stored in clear.
     idempotency_secret: SecretStr = SecretStr(DEV_SECRET)
@@ -193,6 +222,15 @@ class Settings(BaseSettings):
         return LedgerPolicy(
             house_shards=self.ledger_house_shards,
             provider_fee_bps=tuple(sorted(self.provider_fee_bps.items())),
+        )
+
+    def provider_rule(self, provider: str) -> ProviderRule | None:
+        return next((rule for rule in self.providers if rule.name == provider), None)
+
+    def circuit_policy(self) -> CircuitPolicy:
+        return CircuitPolicy(
+            failure_threshold=self.circuit_failure_threshold,
+            cooldown=timedelta(seconds=self.circuit_cooldown_seconds),
         )
 
     def provider_secret(self, provider: str) -> str:

@@ -57,6 +57,8 @@ class Deposit(Base):
     card: Mapped[dict[str, Any] | None] = mapped_column()
     client: Mapped[dict[str, Any] | None] = mapped_column()
     risk: Mapped[dict[str, Any] | None] = mapped_column()
+    details: Mapped[dict[str, Any] | None] = mapped_column()  # method details, never card data
+    next_action: Mapped[dict[str, Any] | None] = mapped_column()  # while requires_action
     workflow_id: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
@@ -80,7 +82,9 @@ class PaymentAttempt(Base):
 
     __tablename__ = "payment_attempts"
     __table_args__ = (
-        UniqueConstraint("payment_id", "step", "attempt_no", name="uq_payment_attempt"),
+        UniqueConstraint(
+            "payment_id", "step", "attempt_no", "provider", name="uq_payment_attempt"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -90,8 +94,21 @@ class PaymentAttempt(Base):
     provider: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(32))
     error_code: Mapped[str | None] = mapped_column(String(64))
+    unified_code: Mapped[str | None] = mapped_column(String(64))
     latency_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class ProviderCircuit(Base):
+    """A provider's circuit breaker, shared by every worker (domain/routing.py decides)."""
+
+    __tablename__ = "provider_circuits"
+
+    provider: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), server_default="closed")
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default="0")
+    opened_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class IdempotencyKey(Base):

@@ -4,6 +4,7 @@ import httpx
 
 from config import Settings
 from providers.card import CardProviderClient
+from providers.payments import PaymentProviderClient
 
 
 def provider_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -14,12 +15,30 @@ def provider_http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def card_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, CardProviderClient]:
+    """Every card acquirer in the provider registry (`Settings.providers`)."""
     return {
-        name: CardProviderClient(
+        rule.name: CardProviderClient(
             http=http,
             base_url=settings.simulator_url,
-            provider=name,
-            secret=secret.get_secret_value(),
+            provider=rule.name,
+            secret=settings.provider_secret(rule.name),
         )
-        for name, secret in settings.provider_secrets.items()
+        for rule in settings.providers
+        if rule.method == "card"
+    }
+
+
+def payment_providers(
+    settings: Settings, http: httpx.AsyncClient
+) -> dict[str, PaymentProviderClient]:
+    """Every asynchronous provider (bank transfer, e-wallet, mobile banking, QR, aggregator)."""
+    return {
+        rule.name: PaymentProviderClient(
+            http=http,
+            base_url=settings.simulator_url,
+            provider=rule.name,
+            secret=settings.provider_secret(rule.name),
+        )
+        for rule in settings.providers
+        if rule.method != "card"
     }

@@ -17,6 +17,13 @@ class Behaviour(BaseModel):
     timeout_next: int = Field(
         default=0, ge=0, description="the next N charge calls are processed but answer too late"
     )
+    outage: bool = Field(default=False, description="every provider endpoint answers 503")
+    callback_lost: bool = Field(default=False, description="callbacks are never sent")
+    callback_duplicate: bool = Field(default=False, description="each callback is sent twice")
+    callback_out_of_order: bool = Field(
+        default=False, description="a stale 'processing' callback follows the final one"
+    )
+    callback_delay_ms: int = Field(default=0, ge=0, le=600_000)
 
 
 class BehaviourState:

@@ -1,12 +1,14 @@
 """A simulated card acquirer: tokenize, charge, status inquiry; idempotent on our reference.
 
 Test cards behave like acquirers' sandboxes: 4000000000000002 is declined for insufficient funds,
-4000000000000069 as expired, every other Luhn-valid number is approved unless the behaviour says
-otherwise.
+4000000000000069 as expired, 4000000000003220 asks for 3-D Secure (the charge `requires_action`
+until the payer passes or fails the challenge on the simulator's page, then a signed callback),
+every other Luhn-valid number is approved unless the behaviour says otherwise.
 """
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +19,7 @@ from simulator.behaviour import BehaviourState
 from simulator.store import SimulatorStore
 
 DECLINING_CARDS = {"4000000000000002": "insufficient_funds", "4000000000000069": "expired_card"}
+THREE_DS_CARDS = {"4000000000003220"}
 FOREIGN_BINS = {"411111": "US", "555555": "RU"}
 
 
@@ -41,15 +44,18 @@ class ChargeRequest(BaseModel):
     token: str
     amount: int = Field(gt=0)
     currency: str = Field(min_length=3, max_length=3)
+    callback_url: str | None = None
+    return_url: str | None = None
 
 
 class Charge(BaseModel):
     reference: str
     charge_id: str
-    status: Literal["succeeded", "declined"]
+    status: Literal["succeeded", "declined", "requires_action", "cancelled"]
     decline_code: str | None = None
     amount: int
     currency: str
+    action_url: str | None = None
 
 
 class SimulatorError(Exception):
@@ -66,6 +72,8 @@ class CardProvider:
     store: SimulatorStore
     behaviour: BehaviourState = field(default_factory=BehaviourState)
     charge_calls: dict[str, int] = field(default_factory=dict)
+    on_created: Callable[[str], None] = lambda _reference: None
+    callback_urls: dict[str, str] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def tokenize(self, request: TokenizeRequest) -> TokenResponse:
@@ -78,7 +86,11 @@ class CardProvider:
             scheme=card_scheme(request.number),
             issuer_country=FOREIGN_BINS.get(request.number[:6], "KZ"),
         )
-        vaulted = {"decline_code": DECLINING_CARDS.get(request.number), **response.model_dump()}
+        vaulted = {
+            "decline_code": DECLINING_CARDS.get(request.number),
+            "three_ds": request.number in THREE_DS_CARDS,
+            **response.model_dump(),
+        }
         self.store.put_token(self.name, response.token, vaulted)
         return response
 
@@ -86,7 +98,7 @@ class CardProvider:
         found = self.store.get_charge(self.name, reference)
         return Charge.model_validate(found) if found else None
 
-    async def charge(self, request: ChargeRequest) -> tuple[Charge, bool]:
+    async def charge(self, request: ChargeRequest, *, page_base: str = "") -> tuple[Charge, bool]:
         """The charge for this reference, and whether to answer too late (a timeout)."""
         self.charge_calls[request.reference] = self.charge_calls.get(request.reference, 0) + 1
         await self.behaviour.delay()
@@ -106,13 +118,46 @@ class CardProvider:
             decline_code: str | None = card["decline_code"]
             if decline_code is None and self.behaviour.roll_decline():
                 decline_code = "do_not_honor"
+            three_ds = bool(card.get("three_ds")) and decline_code is None
             charge = Charge(
                 reference=request.reference,
                 charge_id=f"ch_{secrets.token_hex(10)}",
-                status="declined" if decline_code else "succeeded",
+                status="requires_action"
+                if three_ds
+                else ("declined" if decline_code else "succeeded"),
                 decline_code=decline_code,
                 amount=request.amount,
                 currency=request.currency,
+                action_url=f"{page_base}pay/{self.name}/{request.reference}" if three_ds else None,
             )
             self.store.put_charge(self.name, request.reference, charge.model_dump())
+            if request.callback_url:
+                self.callback_urls[request.reference] = request.callback_url
+            self.on_created(request.reference)
         return charge, self.behaviour.take_timeout()
+
+    def finish_challenge(self, reference: str, *, passed: bool) -> Charge:
+        """The payer passed or failed 3-D Secure; a charge already settled stays as it is."""
+        charge = self.find_charge(reference)
+        if charge is None:
+            raise SimulatorError(404, "not_found", f"no charge with reference {reference!r}")
+        if charge.status != "requires_action":
+            return charge
+        settled = charge.model_copy(
+            update={
+                "status": "succeeded" if passed else "declined",
+                "decline_code": None if passed else "authentication_failed",
+            }
+        )
+        self.store.put_charge(self.name, reference, settled.model_dump())
+        return settled
+
+    def cancel(self, reference: str) -> Charge:
+        charge = self.find_charge(reference)
+        if charge is None:
+            raise SimulatorError(404, "not_found", f"no charge with reference {reference!r}")
+        if charge.status != "requires_action":
+            return charge
+        cancelled = charge.model_copy(update={"status": "cancelled", "decline_code": "expired"})
+        self.store.put_charge(self.name, reference, cancelled.model_dump())
+        return cancelled

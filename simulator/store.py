@@ -24,6 +24,10 @@ class SimulatorStore:
                 "CREATE TABLE IF NOT EXISTS charges (provider TEXT, reference TEXT, data TEXT,"
                 " PRIMARY KEY (provider, reference))"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS payments (provider TEXT, reference TEXT, data TEXT,"
+                " PRIMARY KEY (provider, reference))"
+            )
 
     def put_token(self, provider: str, token: str, data: dict[str, Any]) -> None:
         self._put("tokens", provider, token, data)
@@ -37,10 +41,16 @@ class SimulatorStore:
     def get_charge(self, provider: str, reference: str) -> dict[str, Any] | None:
         return self._get("charges", provider, reference)
 
+    def put_payment(self, provider: str, reference: str, data: dict[str, Any]) -> None:
+        self._put("payments", provider, reference, data)
+
+    def get_payment(self, provider: str, reference: str) -> dict[str, Any] | None:
+        return self._get("payments", provider, reference)
+
     def _put(self, table: str, provider: str, key: str, data: dict[str, Any]) -> None:
         with self._lock, self._db:
             self._db.execute(
-                f"INSERT INTO {table} VALUES (?, ?, ?)",  # noqa: S608 - table is ours
+                f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)",  # noqa: S608 - table is ours
                 (provider, key, json.dumps(data)),
             )
 
@@ -57,4 +67,4 @@ class SimulatorStore:
 
 
 def _key_column(table: str) -> str:
-    return {"tokens": "token", "charges": "reference"}[table]
+    return {"tokens": "token", "charges": "reference", "payments": "reference"}[table]

@@ -94,6 +94,8 @@ def settings(database_url: str, simulator_url: str, fraud_overlay: Path) -> Sett
         environment="test",
         database_url=database_url,
         simulator_url=simulator_url,
+        # Where the simulator sends callbacks: tests/test_gateway.py serves the app there.
+        public_api_url=f"http://127.0.0.1:{free_port()}",
         temporal_task_queue=f"test-{uuid.uuid4().hex[:8]}",
         provider_http_timeout_seconds=1.0,
         charge_retry_initial_seconds=0.2,

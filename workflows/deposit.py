@@ -1,22 +1,41 @@
-"""DepositWorkflow: risk check, charge at the provider, credit the wallet, one status at a time.
+"""DepositWorkflow: risk check, route, start the payment at a provider with cascading failover,
+wait for the player when the method needs it, credit the wallet; one status at a time.
 
-An unknown charge outcome is never treated as a failure: when retries are exhausted the workflow
-asks the provider under the same reference, and only a provider that never saw the charge lets
-the deposit fail.
+- Routing (an activity: rules, circuits, success rates) gives the providers in failover order.
+- At one provider the start call is tried a few times. A failure that is safe to retry
+  elsewhere (5xx, unreachable, outage) moves on to the next provider. A timeout makes the
+  outcome unknown: the next try there inquires first, and before leaving that provider a status
+  inquiry under the same reference must say it never saw the payment; only then is another
+  provider tried. So a charge is never made twice.
+- Asynchronous methods and 3-D Secure wait in `requires_action` for the provider's verified
+  callback (a signal from the webhook) while polling the provider's status with backoff, so a
+  lost callback only delays the result. When the player's time is up the payment is cancelled
+  at the provider (unless it was paid meanwhile) and the deposit expires.
 """
 
+import contextlib
 from datetime import timedelta
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.deposits import DepositActivities
+    from activities.gateway_models import (
+        CardRoute,
+        InquiryInput,
+        ProviderCallInput,
+        ProviderCallResult,
+        ProviderEvent,
+        RecordRouteInput,
+        RouteCandidate,
+        RouteDepositInput,
+    )
     from activities.models import (
-        ChargeCardInput,
-        ChargeCardResult,
         CreditDepositInput,
         RecordStatusInput,
         RiskCheckInput,
@@ -31,6 +50,9 @@ class DepositTimings(BaseModel):
     retry_initial_seconds: float = 1.0
     retry_max_seconds: float = 30.0
     give_up_seconds: float = 600.0
+    provider_attempts: int = 3
+    poll_initial_seconds: float = 30.0
+    poll_max_seconds: float = 900.0
 
 
 class DepositWorkflowInput(BaseModel):
@@ -38,30 +60,49 @@ class DepositWorkflowInput(BaseModel):
     player_id: str
     amount_minor: int
     currency: str
-    provider: str
-    card_token: str
+    method: str = "card"
+    card: CardRoute | None = None
+    details: dict[str, str] = {}
     timings: DepositTimings = DepositTimings()
 
 
 class DepositWorkflowResult(BaseModel):
     status: DepositStatus
     reason: str | None = None
+    provider: str | None = None
     ledger_transaction_id: int | None = None
 
 
 # Database activities retry until the database answers; their writes are idempotent.
 _DB_TIMEOUT = timedelta(seconds=30)
 _DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+_ONCE = RetryPolicy(maximum_attempts=1)
+_FINAL = ("succeeded", "declined", "expired", "cancelled")
+
+
+class _Failover(Exception):
+    """Nothing happened at this provider; the next one may be tried."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 @workflow.defn
 class DepositWorkflow:
     def __init__(self) -> None:
         self._status = DepositStatus.PENDING
+        self._events: list[ProviderEvent] = []
+        self._ignored: list[str] = []
 
     @workflow.query
     def status(self) -> DepositStatus:
         return self._status
+
+    @workflow.signal
+    def provider_event(self, event: ProviderEvent) -> None:
+        """A verified callback. Duplicates and stale (non-final) ones change nothing."""
+        self._events.append(event)
 
     @workflow.run
     async def run(self, inp: DepositWorkflowInput) -> DepositWorkflowResult:
@@ -74,70 +115,249 @@ class DepositWorkflow:
         if risk.decision is RiskVerdict.DECLINE:
             return await self._finish(inp, DepositStatus.DECLINED, "risk:" + ",".join(risk.reasons))
 
-        await self._transition(inp, DepositStatus.PROCESSING, None)
-        charge, failure = await self._charge(inp)
-        if not charge.found:
-            return await self._finish(inp, DepositStatus.FAILED, f"provider_error:{failure}")
-        if charge.status != "succeeded":
-            reason = f"provider_declined:{charge.decline_code or 'unknown'}"
-            return await self._finish(inp, DepositStatus.FAILED, reason)
-
-        credit = await workflow.execute_activity_method(
-            DepositActivities.credit_deposit,
-            CreditDepositInput(
+        route = await workflow.execute_activity_method(
+            DepositActivities.route_deposit,
+            RouteDepositInput(
                 deposit_id=inp.deposit_id,
-                player_id=inp.player_id,
-                provider=inp.provider,
+                method=inp.method,
                 amount_minor=inp.amount_minor,
                 currency=inp.currency,
+                bin=inp.card.bin if inp.card else None,
+                scheme=inp.card.scheme if inp.card else None,
+                allowed=list(inp.card.tokens) if inp.card else None,
             ),
             start_to_close_timeout=_DB_TIMEOUT,
             retry_policy=_DB_RETRY,
         )
-        result = await self._finish(inp, DepositStatus.SUCCEEDED, None)
-        result.ledger_transaction_id = credit.transaction_id
-        return result
+        if inp.method == "card":
+            await self._transition(inp, DepositStatus.PROCESSING, None)
 
-    async def _charge(self, inp: DepositWorkflowInput) -> tuple[ChargeCardResult, str]:
-        """The charge's outcome, and when the provider never saw it, why the calls failed."""
+        failures: list[str] = [f"{name}:circuit_open" for name in route.skipped]
+        for candidate in route.candidates:
+            try:
+                started = await self._start_at(inp, candidate)
+            except _Failover as failover:
+                failures.append(f"{candidate.provider}:{failover.code}")
+                continue
+            except ActivityError as err:  # the provider refused the request itself
+                cause = err.cause
+                code = (
+                    cause.details[0]
+                    if isinstance(cause, ApplicationError) and cause.details
+                    else "rejected"
+                )
+                return await self._finish(inp, DepositStatus.FAILED, f"provider_rejected:{code}")
+            return await self._settle(inp, candidate, started)
+        reason = "no_provider_available" if not failures else "provider_error:" + ",".join(failures)
+        return await self._finish(inp, DepositStatus.FAILED, reason[:200])
+
+    # -- starting the payment at one provider ------------------------------------------------
+
+    async def _start_at(
+        self, inp: DepositWorkflowInput, candidate: RouteCandidate
+    ) -> ProviderCallResult:
+        """The provider's answer, or _Failover when it is safe to go elsewhere."""
         timings = inp.timings
-        charge_input = ChargeCardInput(
+        provider = candidate.provider
+        workflow.upsert_search_attributes([sa.PROVIDER.value_set(provider)])
+        call = ProviderCallInput(
             deposit_id=inp.deposit_id,
-            provider=inp.provider,
-            card_token=inp.card_token,
+            provider=provider,
+            method=inp.method,
             amount_minor=inp.amount_minor,
             currency=inp.currency,
+            card_token=inp.card.tokens.get(provider) if inp.card else None,
+            details=inp.details,
+            expires_in_seconds=candidate.action_ttl_seconds,
         )
-        try:
-            result = await workflow.execute_activity_method(
-                DepositActivities.charge_card,
-                charge_input,
-                start_to_close_timeout=timedelta(seconds=timings.provider_call_seconds),
-                schedule_to_close_timeout=timedelta(seconds=timings.give_up_seconds),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=timings.retry_initial_seconds),
-                    maximum_interval=timedelta(seconds=timings.retry_max_seconds),
-                    non_retryable_error_types=["ProviderRejected", "UnknownProvider"],
-                ),
-            )
-            return result, ""
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == "UnknownProvider":
-                raise
-            failure = _failure_code(cause)
-            workflow.logger.warning("charge gave up (%s); asking the provider", failure)
-        # Unknown outcome: only the provider can say. Ask until it answers.
+        activity = (
+            DepositActivities.charge_card
+            if inp.method == "card"
+            else DepositActivities.create_payment
+        )
+        ambiguous = False
+        last = "error"
+        delay = timings.retry_initial_seconds
+        for attempt in range(1, timings.provider_attempts + 1):
+            call.attempt = attempt
+            call.inquire_first = ambiguous
+            try:
+                return await workflow.execute_activity_method(
+                    activity,
+                    call,
+                    start_to_close_timeout=timedelta(seconds=timings.provider_call_seconds),
+                    retry_policy=_ONCE,
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if isinstance(cause, ApplicationError) and cause.type in (
+                    "ProviderRejected",
+                    "UnknownProvider",
+                ):
+                    raise
+                timed_out = isinstance(cause, TemporalTimeout) or (
+                    isinstance(cause, ApplicationError) and cause.type == "ProviderTimeout"
+                )
+                ambiguous = ambiguous or timed_out
+                last = _failure_code(cause)
+            if attempt < timings.provider_attempts:
+                await workflow.sleep(timedelta(seconds=delay))
+                delay = min(delay * 2, timings.retry_max_seconds)
+        if not ambiguous:
+            raise _Failover(last)
+        # A try timed out: only this provider can say whether it happened. Ask until it answers.
         settled = await workflow.execute_activity_method(
-            DepositActivities.inquire_card_charge,
-            charge_input,
+            DepositActivities.inquire_payment,
+            InquiryInput(
+                deposit_id=inp.deposit_id,
+                provider=provider,
+                method=inp.method,
+                attempt=timings.provider_attempts + 1,
+            ),
             start_to_close_timeout=timedelta(seconds=timings.provider_call_seconds),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=timings.retry_initial_seconds),
                 maximum_interval=timedelta(minutes=5),
+                non_retryable_error_types=["ProviderRejected", "UnknownProvider"],
             ),
         )
-        return settled, failure
+        if not settled.found:
+            raise _Failover(last)
+        return settled
+
+    # -- after a provider took the payment ----------------------------------------------------
+
+    async def _settle(
+        self, inp: DepositWorkflowInput, candidate: RouteCandidate, started: ProviderCallResult
+    ) -> DepositWorkflowResult:
+        provider = candidate.provider
+        outcome: ProviderCallResult | ProviderEvent = started
+        if started.status not in _FINAL:
+            await self._record_route(inp, provider, started.next_action)
+            await self._transition(inp, DepositStatus.REQUIRES_ACTION, None)
+            outcome = await self._await_player(inp, candidate)
+        else:
+            await self._record_route(inp, provider, None)
+        status = outcome.status
+        if status == "succeeded":
+            await self._record_route(inp, provider, None)
+            await self._transition(inp, DepositStatus.PROCESSING, None)
+            credit = await workflow.execute_activity_method(
+                DepositActivities.credit_deposit,
+                CreditDepositInput(
+                    deposit_id=inp.deposit_id,
+                    player_id=inp.player_id,
+                    provider=provider,
+                    amount_minor=inp.amount_minor,
+                    currency=inp.currency,
+                ),
+                start_to_close_timeout=_DB_TIMEOUT,
+                retry_policy=_DB_RETRY,
+            )
+            result = await self._finish(inp, DepositStatus.SUCCEEDED, None)
+            result.ledger_transaction_id = credit.transaction_id
+            result.provider = provider
+            return result
+        await self._record_route(inp, provider, None)
+        if status in ("expired", "cancelled"):
+            result = await self._finish(inp, DepositStatus.EXPIRED, "expired:player_did_not_finish")
+        else:
+            reason = f"provider_declined:{outcome.decline_code or 'unknown'}"
+            result = await self._finish(inp, DepositStatus.FAILED, reason)
+        result.provider = provider
+        return result
+
+    def _final_event(self, provider: str, amount_minor: int) -> ProviderEvent | None:
+        for event in self._events:
+            if event.provider != provider or event.status not in _FINAL:
+                continue  # another provider's, or a stale 'processing' arriving late
+            if event.status == "succeeded" and event.amount_minor not in (None, amount_minor):
+                continue  # a transfer of another amount does not pay this deposit
+            return event
+        return None
+
+    async def _await_player(
+        self, inp: DepositWorkflowInput, candidate: RouteCandidate
+    ) -> ProviderCallResult | ProviderEvent:
+        """The callback, or a poll that finds a final status, or expiry (cancel at provider)."""
+        timings = inp.timings
+        provider = candidate.provider
+        deadline = workflow.now() + timedelta(seconds=candidate.action_ttl_seconds)
+        interval = timings.poll_initial_seconds
+        poll_max = max(timings.poll_max_seconds, candidate.action_ttl_seconds / 24)
+        polls = 0
+        while True:
+            remaining = (deadline - workflow.now()).total_seconds()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):  # no callback yet: poll the provider
+                await workflow.wait_condition(
+                    lambda: self._final_event(provider, inp.amount_minor) is not None,
+                    timeout=timedelta(seconds=min(interval, remaining)),
+                )
+            event = self._final_event(provider, inp.amount_minor)
+            if event is not None:
+                return event
+            polls += 1
+            polled = await self._poll(inp, provider, polls)
+            if polled is not None:
+                return polled
+            interval = min(interval * 2, poll_max)
+        # Time is up. Cancel at the provider; it answers with the payment if it was paid.
+        closed = await workflow.execute_activity_method(
+            DepositActivities.cancel_payment,
+            InquiryInput(deposit_id=inp.deposit_id, provider=provider, method=inp.method),
+            start_to_close_timeout=timedelta(seconds=timings.provider_call_seconds),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=timings.retry_initial_seconds),
+                maximum_interval=timedelta(minutes=5),
+                non_retryable_error_types=["ProviderRejected", "UnknownProvider"],
+            ),
+        )
+        event = self._final_event(provider, inp.amount_minor)
+        if event is not None and event.status == "succeeded":
+            return event
+        if closed.status == "succeeded" and closed.amount_minor in (None, inp.amount_minor):
+            return closed
+        return ProviderCallResult(found=closed.found, status="expired", decline_code="expired")
+
+    async def _poll(
+        self, inp: DepositWorkflowInput, provider: str, number: int
+    ) -> ProviderCallResult | None:
+        """One status inquiry; a provider that does not answer is asked again at the next poll."""
+        try:
+            polled = await workflow.execute_activity_method(
+                DepositActivities.inquire_payment,
+                InquiryInput(
+                    deposit_id=inp.deposit_id, provider=provider, method=inp.method, attempt=number
+                ),
+                start_to_close_timeout=timedelta(seconds=inp.timings.provider_call_seconds),
+                retry_policy=RetryPolicy(maximum_attempts=2),
+            )
+        except ActivityError:
+            return None
+        if polled.status in _FINAL:
+            if polled.status == "succeeded" and polled.amount_minor not in (None, inp.amount_minor):
+                return None
+            return polled
+        return None
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    async def _record_route(
+        self, inp: DepositWorkflowInput, provider: str, next_action: dict[str, Any] | None
+    ) -> None:
+        await workflow.execute_activity_method(
+            DepositActivities.record_deposit_route,
+            RecordRouteInput(
+                deposit_id=inp.deposit_id,
+                provider=provider,
+                next_action=next_action,
+                occurred_at=workflow.now(),
+            ),
+            start_to_close_timeout=_DB_TIMEOUT,
+            retry_policy=_DB_RETRY,
+        )
 
     async def _finish(
         self, inp: DepositWorkflowInput, status: DepositStatus, reason: str | None
@@ -162,10 +382,9 @@ class DepositWorkflow:
 
 def _failure_code(cause: BaseException | None) -> str:
     if isinstance(cause, ApplicationError):
-        details = cause.details
-        if cause.type == "ProviderRejected" and details:
-            return f"rejected:{details[0]}"
+        if cause.details:
+            return str(cause.details[0])
         return cause.type or "error"
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, TemporalTimeout):
         return "timeout"
     return type(cause).__name__ if cause else "unknown"

@@ -6,11 +6,12 @@ last four digits are stored or passed to the workflow.
 
 import base64
 import contextlib
-from datetime import UTC, date, datetime
+import io
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
-from pydantic import ValidationError
+import segno
+from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
@@ -22,12 +23,13 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from activities.gateway_models import CardRoute
+from api.deposit_methods import parse_card, parse_details, require_route, tokenize_everywhere
 from api.deps import SessionDep, SettingsDep, StateDep
-from api.errors import Problem, validation_errors
+from api.errors import Problem
 from api.idempotency import fingerprint, require_key
 from api.schemas import (
     AttemptOut,
-    CardDetails,
     CardSummary,
     DepositCreate,
     DepositList,
@@ -39,14 +41,12 @@ from api.schemas import (
 )
 from config import Settings
 from db import deposits as deposit_store
+from db import gateway as gateway_store
 from db import idempotency, responsible_gaming
 from db import players as player_store
 from db.models import Deposit
-from domain.cards import luhn_valid
 from domain.ids import deposit_workflow_id, new_id
 from domain.statuses import DepositStatus
-from providers.card import CardData, CardProviderClient, CardToken
-from providers.errors import CardRejected, ProviderError
 from workflows import search_attributes as sa
 from workflows.deposit import DepositTimings, DepositWorkflow, DepositWorkflowInput
 
@@ -65,54 +65,26 @@ _PROBLEMS = {
 }
 
 
-def parse_card(body: DepositCreate, *, today: date) -> CardData:
-    if body.method != "card":
-        raise Problem(
-            422,
-            "unsupported_method",
-            f"method {body.method!r} is not enabled yet; use 'card'",
-        )
-    try:
-        card = CardDetails.model_validate(body.details).card
-    except ValidationError as exc:
-        errors = validation_errors(exc.errors())
-        for error in errors:
-            error["loc"] = ["body", "details", *error["loc"]]
-        raise Problem(
-            422, "invalid_card_details", "details.card is missing or malformed", errors=errors
-        ) from exc
-    number = card.number.get_secret_value().replace(" ", "")
-    if not luhn_valid(number):
-        raise Problem(422, "invalid_card_number", "The card number is not valid (Luhn check)")
-    if (card.exp_year, card.exp_month) < (today.year, today.month):
-        raise Problem(422, "card_expired", "The card's expiry date has passed")
-    cvc = card.cvc.get_secret_value()
-    if not (cvc.isdigit() and len(cvc) in (3, 4)):
-        raise Problem(422, "invalid_cvc", "cvc must be 3 or 4 digits")
-    return CardData(
-        number=number,
-        exp_month=card.exp_month,
-        exp_year=card.exp_year,
-        cvc=cvc,
-        holder=card.holder,
-    )
-
-
 def workflow_input(deposit: Deposit, settings: Settings) -> DepositWorkflowInput:
-    assert deposit.card is not None
-    assert deposit.provider is not None
+    card = deposit.card
     return DepositWorkflowInput(
         deposit_id=deposit.id,
         player_id=deposit.player_id,
         amount_minor=deposit.amount_minor,
         currency=deposit.currency,
-        provider=deposit.provider,
-        card_token=deposit.card["token"],
+        method=deposit.method,
+        card=CardRoute(bin=card["bin"], scheme=card["scheme"], tokens=card["tokens"])
+        if card
+        else None,
+        details=dict(deposit.details or {}),
         timings=DepositTimings(
             provider_call_seconds=settings.provider_http_timeout_seconds + 5,
             retry_initial_seconds=settings.charge_retry_initial_seconds,
             retry_max_seconds=settings.charge_retry_max_seconds,
             give_up_seconds=settings.charge_give_up_seconds,
+            provider_attempts=settings.provider_attempts,
+            poll_initial_seconds=settings.callback_poll_initial_seconds,
+            poll_max_seconds=settings.callback_poll_max_seconds,
         ),
     )
 
@@ -157,6 +129,9 @@ def deposit_out(view: deposit_store.DepositView) -> DepositOut:
         )
         if deposit.card
         else None,
+        next_action=deposit.next_action
+        if deposit.status == DepositStatus.REQUIRES_ACTION.value
+        else None,
         attempts=[
             AttemptOut(
                 step=a.step,
@@ -164,6 +139,7 @@ def deposit_out(view: deposit_store.DepositView) -> DepositOut:
                 provider=a.provider,
                 outcome=a.outcome,
                 error_code=a.error_code,
+                unified_code=a.unified_code,
                 latency_ms=a.latency_ms,
                 at=a.created_at,
             )
@@ -201,7 +177,8 @@ async def create_deposit(
             f"currency {body.currency!r} is not supported; "
             f"use one of {', '.join(sorted(settings.currencies))}",
         )
-    card = parse_card(body, today=datetime.now(UTC).date())
+    card = parse_card(body, today=datetime.now(UTC).date()) if body.method == "card" else None
+    eligible_providers = require_route(body, settings, card=card)
     async with session.begin():
         stored = await idempotency.claim(
             session,
@@ -212,8 +189,12 @@ async def create_deposit(
         if stored is not None:
             deposit_id = stored.resource_id
         else:
-            if await player_store.get_player(session, player_id=body.player_id) is None:
+            player = await player_store.get_player(session, player_id=body.player_id)
+            if player is None:
                 raise Problem(404, "player_not_found", f"No player {body.player_id!r}")
+            details = (
+                parse_details(body, player_phone=player.phone) if body.method != "card" else {}
+            )
             refusal = await responsible_gaming.deposit_refusal(
                 session,
                 player_id=body.player_id,
@@ -223,8 +204,11 @@ async def create_deposit(
             )
             if refusal is not None:
                 raise Problem(422, refusal.code, refusal.detail)
-            provider = state.card_providers[settings.card_provider]
-            token = await tokenize(provider, card)
+            vaulted = (
+                await tokenize_everywhere(state.card_providers, eligible_providers, card)
+                if card
+                else None
+            )
             deposit_id = new_id("dep")
             await deposit_store.create_deposit(
                 session,
@@ -233,11 +217,19 @@ async def create_deposit(
                 amount_minor=body.amount,
                 currency=body.currency,
                 method=body.method,
-                provider=provider.provider,
-                card=token.model_dump(),
+                provider=None,
+                card=vaulted,
                 client=body.client.model_dump() if body.client else None,
                 workflow_id=deposit_workflow_id(deposit_id),
                 created_at=datetime.now(UTC),
+            )
+            await gateway_store.set_route(
+                session,
+                deposit_id=deposit_id,
+                provider=None,
+                next_action=None,
+                details=details,
+                at=datetime.now(UTC),
             )
             await idempotency.complete(
                 session, scope="deposits", key=key, resource_id=deposit_id, status_code=202
@@ -255,22 +247,25 @@ async def create_deposit(
     return deposit_out(view)
 
 
-async def tokenize(provider: CardProviderClient, card: CardData) -> CardToken:
-    try:
-        return await provider.tokenize(card)
-    except CardRejected as exc:
-        raise Problem(
-            422, "card_rejected", f"The card provider refused the card: {exc.code}"
-        ) from exc
-    except ProviderError as exc:
-        raise Problem(
-            502, "provider_error", f"The card provider is unavailable ({exc.code}); retry later"
-        ) from exc
-
-
 @router.get("/{deposit_id}", responses=_PROBLEMS)  # type: ignore[arg-type]
 async def get_deposit(deposit_id: str, session: SessionDep) -> DepositOut:
     return deposit_out(await load_view(session, deposit_id))
+
+
+@router.get(
+    "/{deposit_id}/qr.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "no QR to show"}},
+)
+async def deposit_qr(deposit_id: str, session: SessionDep) -> Response:
+    """The QR of a `qr` deposit's `next_action.payload`, as a PNG to show the player."""
+    deposit = (await load_view(session, deposit_id)).deposit
+    payload = (deposit.next_action or {}).get("payload")
+    if deposit.method != "qr" or not payload:
+        raise Problem(404, "qr_not_available", "This deposit has no QR code to scan")
+    buffer = io.BytesIO()
+    segno.make(str(payload), error="m").save(buffer, kind="png", scale=6, border=4)
+    return Response(buffer.getvalue(), media_type="image/png")
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:

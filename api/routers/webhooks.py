@@ -1,0 +1,99 @@
+"""Providers' callbacks: `POST /v1/webhooks/{provider}`.
+
+Verified before anything else: HMAC-SHA256 over `{timestamp}.{raw body}` with that provider's
+secret, and a timestamp within the tolerance (5 minutes). An unsigned, forged or replayed
+callback is 401 and changes nothing. A verified one becomes a signal to the payment's workflow
+(id derived from our reference, the deposit id); the workflow ignores duplicates, stale
+statuses and other amounts, so callbacks may come twice, late or out of order.
+"""
+
+import logging
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, Field, ValidationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.gateway_models import ProviderEvent
+from api.deps import SessionDep, SettingsDep, StateDep
+from api.errors import Problem
+from db import deposits as deposit_store
+from domain.ids import deposit_workflow_id
+from providers.signing import SignatureError, verify
+from workflows.deposit import DepositWorkflow
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+logger = logging.getLogger("api.webhooks")
+
+
+class ProviderCallback(BaseModel):
+    reference: str = Field(min_length=1, max_length=64)
+    status: str = Field(min_length=1, max_length=32)
+    amount: int | None = Field(default=None, ge=0)
+    currency: str | None = Field(default=None, max_length=3)
+    decline_code: str | None = Field(default=None, max_length=64)
+    provider_payment_id: str | None = Field(default=None, max_length=64)
+    event_id: str | None = Field(default=None, max_length=64)
+
+
+class WebhookAck(BaseModel):
+    received: bool
+    outcome: Literal["signalled", "already_final"]
+
+
+@router.post(
+    "/{provider}",
+    responses={
+        401: {"description": "signature_missing / invalid_signature / stale_timestamp"},
+        404: {"description": "unknown_provider / payment_not_found"},
+    },
+)
+async def provider_callback(
+    provider: str,
+    request: Request,
+    settings: SettingsDep,
+    state: StateDep,
+    session: SessionDep,
+    x_signature: Annotated[str | None, Header()] = None,
+    x_signature_timestamp: Annotated[str | None, Header()] = None,
+) -> WebhookAck:
+    if settings.provider_rule(provider) is None or provider not in settings.provider_secrets:
+        raise Problem(404, "unknown_provider", f"No provider {provider!r}")
+    body = await request.body()
+    try:
+        verify(
+            settings.provider_secret(provider),
+            body=body,
+            signature=x_signature,
+            timestamp=x_signature_timestamp,
+            now=time.time(),
+            tolerance_seconds=settings.webhook_tolerance_seconds,
+        )
+    except SignatureError as exc:
+        logger.warning("refused callback from %s: %s", provider, exc.code)
+        raise Problem(401, exc.code, exc.detail) from exc
+    try:
+        callback = ProviderCallback.model_validate_json(body)
+    except ValidationError as exc:
+        raise Problem(400, "invalid_callback", "The callback body is not understood") from exc
+    event = ProviderEvent(
+        provider=provider,
+        reference=callback.reference,
+        status=callback.status,
+        amount_minor=callback.amount,
+        currency=callback.currency,
+        decline_code=callback.decline_code,
+        provider_payment_id=callback.provider_payment_id,
+    )
+    view = await deposit_store.get_deposit_view(session, deposit_id=callback.reference)
+    if view is None:
+        raise Problem(404, "payment_not_found", f"No payment {callback.reference!r}")
+    handle = (await state.temporal()).get_workflow_handle(deposit_workflow_id(callback.reference))
+    try:
+        await handle.signal(DepositWorkflow.provider_event, event)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise Problem(503, "orchestrator_unavailable", "Retry the callback later") from exc
+        return WebhookAck(received=True, outcome="already_final")  # the workflow has finished
+    return WebhookAck(received=True, outcome="signalled")

@@ -1,0 +1,41 @@
+"""The one place provider HTTP errors become `providers.errors` (shared by every adapter)."""
+
+import httpx
+
+from providers.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
+
+
+class ProviderHttp:
+    """One provider reached over HTTP. `http` is shared and owned by the caller."""
+
+    def __init__(
+        self, *, http: httpx.AsyncClient, base_url: str, provider: str, secret: str
+    ) -> None:
+        self._http = http
+        self._base = f"{base_url.rstrip('/')}/providers/{provider}"
+        self._headers = {"Authorization": f"Bearer {secret}"}
+        self.provider = provider
+
+    async def _request(self, method: str, path: str, *, json: object = None) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                method, self._base + path, json=json, headers=self._headers
+            )
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout(self.provider, "timeout", type(exc).__name__) from exc
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(self.provider, "unreachable", type(exc).__name__) from exc
+        if response.status_code >= 500:
+            raise ProviderUnavailable(self.provider, f"http_{response.status_code}")
+        if response.status_code >= 400:
+            raise ProviderRejected(self.provider, error_code(response))
+        return response
+
+
+def error_code(response: httpx.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return f"http_{response.status_code}"
+    code = payload.get("code") if isinstance(payload, dict) else None
+    return str(code) if code else f"http_{response.status_code}"

@@ -1,0 +1,76 @@
+"""Signed callbacks to the merchant's webhook URL, with the misbehaviour real providers show:
+delayed, duplicated, lost, out of order. Failed deliveries are retried a few times."""
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from simulator.behaviour import Behaviour
+
+
+class CallbackSender:
+    def __init__(self, secret_of: Callable[[str], str]) -> None:
+        self._secret_of = secret_of
+        self._http = httpx.AsyncClient(timeout=5.0)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sent: list[dict[str, Any]] = []  # what was delivered, for the admin API
+
+    def notify(
+        self, provider: str, url: str | None, event: dict[str, Any], behaviour: Behaviour
+    ) -> None:
+        """Schedule delivery of `event` (a payment's new state) as the behaviour says."""
+        if not url or behaviour.callback_lost or behaviour.outage:
+            return
+        events = [event]
+        if behaviour.callback_duplicate:
+            events.append(event)
+        if behaviour.callback_out_of_order:
+            events.append({**event, "status": "processing"})
+        task = asyncio.create_task(
+            self._deliver(provider, url, events, behaviour.callback_delay_ms / 1000)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(
+        self, provider: str, url: str, events: list[dict[str, Any]], delay: float
+    ) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        for event in events:
+            body = json.dumps(
+                {
+                    **event,
+                    "event_id": f"evt_{secrets.token_hex(8)}",
+                    "sent_at": datetime.now(UTC).isoformat(),
+                }
+            ).encode()
+            for backoff in (0.5, 1.0, 2.0, None):
+                stamp = int(time.time())
+                headers = {
+                    "content-type": "application/json",
+                    SIGNATURE_HEADER: sign(self._secret_of(provider), stamp, body),
+                    TIMESTAMP_HEADER: str(stamp),
+                }
+                try:
+                    response = await self._http.post(url, content=body, headers=headers)
+                    if response.status_code < 500:
+                        self.sent.append({"provider": provider, "url": url, **event})
+                        break
+                except httpx.HTTPError:
+                    pass
+                if backoff is None:
+                    break
+                await asyncio.sleep(backoff)
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await self._http.aclose()
