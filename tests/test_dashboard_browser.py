@@ -165,6 +165,9 @@ async def test_dashboard_in_chromium(
             await expect(page.locator("#table-method")).to_contain_text("ewallet")
             await expect(page.locator("#table-provider")).to_contain_text("kazcard")
             await expect(page.locator("#table-reasons")).to_contain_text("insufficient_funds")
+            # Provider health from GET /v1/ops/providers, with each circuit's state.
+            circuit = page.locator('#providers span[data-provider="kazcard"]')
+            await expect(circuit).to_have_text(re.compile("closed|open|half_open"))
             # The stuck list reads the database: the fixture's long-gone "processing" deposit.
             stuck_link = page.locator("#stuck a", has_text="Temporal UI").first
             await expect(stuck_link).to_have_attribute(

@@ -67,6 +67,8 @@ async def test_metrics_parse_and_count(
         "kzpay_provider_calls",
         "kzpay_workflow_backlog",
         "kzpay_workflow_backlog_oldest_seconds",
+        "kzpay_provider_circuit_state",
+        "kzpay_provider_circuit_consecutive_failures",
     } <= set(families)
 
     def value(family: str, sample: str, **labels: str) -> float:

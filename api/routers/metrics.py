@@ -6,6 +6,7 @@ reads the current figures (a handful of indexed aggregates). No personal data in
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -19,8 +20,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
-from api.deps import SessionDep
+from api.deps import SessionDep, SettingsDep
 from api.routers.ops import DEPOSIT_OPEN, WITHDRAWAL_OPEN
+from db import gateway as gateway_store
+from domain.routing import CircuitState
 
 router = APIRouter(tags=["ops"])
 
@@ -62,6 +65,7 @@ class _Snapshot:
     payments: list[dict[str, Any]]
     latency: list[dict[str, Any]]
     backlog: list[dict[str, Any]]
+    circuits: dict[str, tuple[str, int]]  # provider -> (effective state, consecutive failures)
 
 
 class _SnapshotCollector(Collector):
@@ -126,19 +130,44 @@ class _SnapshotCollector(Collector):
         yield backlog
         yield oldest
 
+        circuit = GaugeMetricFamily(
+            "kzpay_provider_circuit_state",
+            "Provider circuit breaker: 1 for the state it is in (closed, open, half_open)",
+            labels=["provider", "state"],
+        )
+        failures = GaugeMetricFamily(
+            "kzpay_provider_circuit_consecutive_failures",
+            "Consecutive failed provider calls the breaker has counted",
+            labels=["provider"],
+        )
+        for provider, (state, consecutive) in sorted(self.snapshot.circuits.items()):
+            for candidate in CircuitState:
+                circuit.add_metric([provider, candidate.value], float(candidate.value == state))
+            failures.add_metric([provider], float(consecutive))
+        yield circuit
+        yield failures
+
 
 @router.get(
     "/metrics",
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
 )
-async def metrics(session: SessionDep) -> Response:
-    """Prometheus text exposition: payments, provider latency histograms, workflow backlog."""
+async def metrics(session: SessionDep, settings: SettingsDep) -> Response:
+    """Prometheus text: payments, provider latency histograms and circuits, workflow backlog."""
     params = {"deposit_open": list(DEPOSIT_OPEN), "withdrawal_open": list(WITHDRAWAL_OPEN)}
+    now = datetime.now(UTC)
+    cooldown = settings.circuit_policy().cooldown
+    names = sorted({rule.name for rule in settings.providers})
+    circuits = await gateway_store.circuits(session, providers=names)
     snapshot = _Snapshot(
         payments=[dict(r) for r in (await session.execute(_PAYMENTS_SQL)).mappings()],
         latency=[dict(r) for r in (await session.execute(_LATENCY_SQL)).mappings()],
         backlog=[dict(r) for r in (await session.execute(_BACKLOG_SQL, params)).mappings()],
+        circuits={
+            name: (c.effective_state(now, cooldown).value, c.consecutive_failures)
+            for name, c in circuits.items()
+        },
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(snapshot))

@@ -183,10 +183,16 @@ async function renderProviders() {
   try {
     const health = await api("/v1/ops/providers");
     const list = Array.isArray(health) ? health : (health.data || []);
-    $("providers").innerHTML = `<table><tr><th>provider</th><th class="num">success</th><th class="num">p50</th><th class="num">p95</th><th>circuit</th></tr>`
-      + list.map((p) => `<tr><td>${esc(p.provider || p.name || p.id)}</td><td class="num">${percent(p.success_rate)}</td>`
-        + `<td class="num">${p.latency_p50_ms ?? "–"} ms</td><td class="num">${p.latency_p95_ms ?? "–"} ms</td>`
-        + `<td><span class="badge ${p.circuit_state === "closed" ? "" : "bad"}">${esc(p.circuit_state ?? "–")}</span></td></tr>`).join("") + `</table>`;
+    $("providers").innerHTML = `<table><tr><th>provider</th><th>method</th><th class="num">calls</th><th class="num">success</th>`
+      + `<th class="num">p50</th><th class="num">p95</th><th>circuit</th></tr>`
+      + list.map((p) => {
+        const state = p.circuit ? p.circuit.state : (p.circuit_state ?? "–");
+        const ms = (v) => (v === null || v === undefined ? "–" : `${Math.round(v)} ms`);
+        return `<tr><td>${esc(p.provider)}${p.enabled === false ? ' <span class="badge">disabled</span>' : ""}</td>`
+          + `<td>${esc(p.method ?? "")}</td><td class="num">${p.attempts ?? "–"}</td><td class="num">${percent(p.success_rate)}</td>`
+          + `<td class="num">${ms(p.latency_p50_ms)}</td><td class="num">${ms(p.latency_p95_ms)}</td>`
+          + `<td><span class="badge ${state === "closed" ? "" : "bad"}" data-provider="${esc(p.provider)}">${esc(state)}</span></td></tr>`;
+      }).join("") + `</table>`;
   } catch (error) {
     $("providers").innerHTML = `<p class="muted">provider health unavailable (${esc(error.message)})</p>`;
   }
