@@ -231,7 +231,8 @@ async def risk_facts(session: AsyncSession, *, withdrawal: Withdrawal) -> Withdr
             .where(
                 Deposit.player_id == withdrawal.player_id,
                 Deposit.status == "succeeded",
-                Deposit.card["token"].astext == str(card.get("token")),
+                Deposit.card["bin"].astext == str(card.get("bin")),
+                Deposit.card["last4"].astext == str(card.get("last4")),
             )
         )
         seen = bool(deposited_with)
@@ -245,8 +246,18 @@ async def risk_facts(session: AsyncSession, *, withdrawal: Withdrawal) -> Withdr
 
 
 async def player_card_tokens(session: AsyncSession, *, player_id: str) -> dict[str, dict[str, Any]]:
-    """The cards this player has deposited with, by token: a payout may only go to these."""
+    """The cards this player has deposited with, by each provider token they were vaulted as:
+    a card payout may only go to one of these."""
     rows = await session.scalars(
         select(Deposit.card).where(Deposit.player_id == player_id, Deposit.card.is_not(None))
     )
-    return {str(card["token"]): card for card in rows if card and "token" in card}
+    cards: dict[str, dict[str, Any]] = {}
+    for card in rows:
+        if not card:
+            continue
+        tokens = dict(card.get("tokens") or {})
+        if "token" in card:
+            tokens.setdefault("", card["token"])
+        for token in tokens.values():
+            cards[str(token)] = {**card, "token": str(token)}
+    return cards

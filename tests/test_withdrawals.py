@@ -132,7 +132,7 @@ async def _card_token(sessions: async_sessionmaker[AsyncSession], deposit_id: st
     async with sessions() as session:
         deposit = await session.get_one(Deposit, deposit_id)
         assert deposit.card is not None
-        return str(deposit.card["token"])
+        return str(deposit.card["tokens"]["kazcard"])
 
 
 async def test_review_then_approve_records_the_operator(

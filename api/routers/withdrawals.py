@@ -90,7 +90,8 @@ async def parse_destination(
             )
         card = cards[token]
         shown = {k: card[k] for k in ("token", "bin", "last4", "scheme") if k in card}
-        return {"card": shown}, token
+        # Providers vault one card under several tokens: the card itself is BIN + last four.
+        return {"card": shown}, f"{card.get('bin')}:{card.get('last4')}"
     if body.method == "bank_transfer":
         try:
             iban = parse_kz_iban(str(details.get("iban", "")))
