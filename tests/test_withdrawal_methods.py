@@ -1,0 +1,48 @@
+"""Every payout method the contract names reaches `paid`: card, IBAN, e-wallet, mobile banking."""
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from tests.conftest import player_body
+from tests.test_withdrawals import IBAN, balance, create, finished, fund
+
+
+@pytest.mark.parametrize(
+    ("method", "destination"),
+    [
+        ("bank_transfer", {"iban": IBAN}),
+        ("ewallet", {"wallet_account": "tenge-wallet-770112"}),
+        ("mobile_banking", {"phone": "+77011234567"}),
+    ],
+)
+async def test_each_method_pays_out(
+    api: httpx.AsyncClient,
+    operator_api: httpx.AsyncClient,
+    temporal_client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    method: str,
+    destination: dict[str, Any],
+) -> None:
+    created_player = await api.post("/v1/players", json=player_body(phone="+77011234567"))
+    player = created_player.json()["id"]
+    await fund(sessions, player, 40_000_00, wagered=True)
+    body = {
+        "player_id": player,
+        "amount": 25_000_00,
+        "currency": "KZT",
+        "method": method,
+        "destination": destination,
+    }
+    created = await create(api, body)
+    assert created["destination"] == destination
+    # A first payout to a new destination is reviewed; an operator approves it.
+    approved = await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
+    assert approved.status_code == 200, approved.text
+    done = await finished(api, temporal_client, created)
+    assert done["status"] == "paid", done
+    assert done["attempts"][-1]["outcome"] == "paid"
+    assert await balance(api, player) == (15_000_00, 0)
