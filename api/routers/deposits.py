@@ -4,7 +4,6 @@ The PAN exists only inside this request: the provider returns a token, and only 
 last four digits are stored or passed to the workflow.
 """
 
-import base64
 import contextlib
 import io
 from datetime import UTC, datetime
@@ -29,16 +28,14 @@ from api.deps import SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from api.idempotency import fingerprint, require_key
 from api.schemas import (
-    AttemptOut,
     CardSummary,
     DepositCreate,
     DepositList,
     DepositOut,
     DepositSummaryOut,
-    EventOut,
-    LedgerTransactionOut,
     RiskOut,
 )
+from api.views import attempts_out, decode_cursor, events_out, ledger_out, page_of
 from config import Settings
 from db import deposits as deposit_store
 from db import gateway as gateway_store
@@ -132,22 +129,10 @@ def deposit_out(view: deposit_store.DepositView) -> DepositOut:
         next_action=deposit.next_action
         if deposit.status == DepositStatus.REQUIRES_ACTION.value
         else None,
-        attempts=[
-            AttemptOut(
-                step=a.step,
-                attempt=a.attempt_no,
-                provider=a.provider,
-                outcome=a.outcome,
-                error_code=a.error_code,
-                unified_code=a.unified_code,
-                latency_ms=a.latency_ms,
-                at=a.created_at,
-            )
-            for a in view.attempts
-        ],
+        attempts=attempts_out(view.attempts),
         risk=RiskOut.model_validate(deposit.risk) if deposit.risk else None,
-        ledger=[LedgerTransactionOut(id=t.id, key=t.key, kind=t.kind) for t in view.ledger],
-        events=[EventOut(status=e.status, reason=e.reason, at=e.occurred_at) for e in view.events],
+        ledger=ledger_out(view.ledger),
+        events=events_out(view.events),
         workflow_id=deposit.workflow_id,
         created_at=deposit.created_at,
         updated_at=deposit.updated_at,
@@ -268,14 +253,6 @@ async def deposit_qr(deposit_id: str, session: SessionDep) -> Response:
     return Response(buffer.getvalue(), media_type="image/png")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        stamp, deposit_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(stamp), deposit_id
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Problem(400, "invalid_cursor", "cursor is not one this API returned") from exc
-
-
 @router.get("", responses=_PROBLEMS)  # type: ignore[arg-type]
 async def list_deposits(
     session: SessionDep,
@@ -295,16 +272,9 @@ async def list_deposits(
         created_from=created_from,
         created_to=created_to,
         limit=limit + 1,
-        before=_decode_cursor(cursor) if cursor else None,
+        before=decode_cursor(cursor) if cursor else None,
     )
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = (
-        base64.urlsafe_b64encode(
-            f"{page[-1].created_at.isoformat()}|{page[-1].id}".encode()
-        ).decode()
-        if more
-        else None
-    )
+    page, next_cursor = page_of(rows, limit)
     return DepositList(
         data=[
             DepositSummaryOut(

@@ -4,8 +4,6 @@ Approve, reject and cancel are workflow updates: their validators refuse an inva
 transition before anything is written, which the API answers with 409 `invalid_state`.
 """
 
-import base64
-import binascii
 import contextlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -25,7 +23,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import MerchantDep, OperatorDep, ReaderDep, SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from api.idempotency import fingerprint, require_key
-from api.schemas import AttemptOut, EventOut, LedgerTransactionOut, RiskOut
+from api.schemas import RiskOut
+from api.views import attempts_out, decode_cursor, events_out, ledger_out, page_of
 from api.withdrawal_schemas import (
     RejectBody,
     ReviewBody,
@@ -185,20 +184,9 @@ def withdrawal_out(view: withdrawal_store.WithdrawalView) -> WithdrawalOut:
             for r in view.reviews
         ],
         escalated_at=w.escalated_at,
-        attempts=[
-            AttemptOut(
-                step=a.step,
-                attempt=a.attempt_no,
-                provider=a.provider,
-                outcome=a.outcome,
-                error_code=a.error_code,
-                latency_ms=a.latency_ms,
-                at=a.created_at,
-            )
-            for a in view.attempts
-        ],
-        ledger=[LedgerTransactionOut(id=t.id, key=t.key, kind=t.kind) for t in view.ledger],
-        events=[EventOut(status=e.status, reason=e.reason, at=e.occurred_at) for e in view.events],
+        attempts=attempts_out(view.attempts),
+        ledger=ledger_out(view.ledger),
+        events=events_out(view.events),
         workflow_id=w.workflow_id,
         created_at=w.created_at,
         updated_at=w.updated_at,
@@ -311,14 +299,6 @@ async def get_withdrawal(withdrawal_id: str, session: SessionDep, _: ReaderDep) 
     return withdrawal_out(await load_view(session, withdrawal_id))
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), ident
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise Problem(400, "invalid_cursor", "cursor is not one this API returned") from exc
-
-
 @router.get("", responses=_PROBLEMS)
 async def list_withdrawals(
     session: SessionDep,
@@ -336,16 +316,9 @@ async def list_withdrawals(
         status=status.value if status else None,
         escalated=escalated,
         limit=limit + 1,
-        before=_decode_cursor(cursor) if cursor else None,
+        before=decode_cursor(cursor) if cursor else None,
     )
-    page, more = rows[:limit], len(rows) > limit
-    next_cursor = (
-        base64.urlsafe_b64encode(
-            f"{page[-1].created_at.isoformat()}|{page[-1].id}".encode()
-        ).decode()
-        if more
-        else None
-    )
+    page, next_cursor = page_of(rows, limit)
     return WithdrawalList(
         data=[
             WithdrawalSummaryOut(
