@@ -7,7 +7,8 @@ import httpx
 from pydantic import BaseModel
 
 from config import Settings
-from providers.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
+from providers.errors import ProviderRejected
+from providers.http import ProviderHttp
 
 
 class PayoutOutcome(BaseModel):
@@ -19,14 +20,8 @@ class PayoutOutcome(BaseModel):
     currency: str
 
 
-class PayoutProviderClient:
-    """One payout provider reached over HTTP. `http` is shared and owned by the caller."""
-
-    def __init__(self, *, http: httpx.AsyncClient, base_url: str, provider: str, secret: str):
-        self._http = http
-        self._base = f"{base_url.rstrip('/')}/providers/{provider}/payouts"
-        self._headers = {"Authorization": f"Bearer {secret}"}
-        self.provider = provider
+class PayoutProviderClient(ProviderHttp):
+    """One payout provider: `POST /payouts` and status inquiry `GET /payouts/{reference}`."""
 
     async def pay(
         self,
@@ -44,37 +39,18 @@ class PayoutProviderClient:
             "method": method,
             "destination": destination,
         }
-        response = await self._send("POST", "", json=body)
+        response = await self._request("POST", "/payouts", json=body)
         return PayoutOutcome.model_validate(response.json())
 
     async def get_payout(self, reference: str) -> PayoutOutcome | None:
         """Status inquiry by our reference; None means the provider never saw the payout."""
         try:
-            response = await self._send("GET", f"/{reference}")
+            response = await self._request("GET", f"/payouts/{reference}")
         except ProviderRejected as exc:
             if exc.code == "not_found":
                 return None
             raise
         return PayoutOutcome.model_validate(response.json())
-
-    async def _send(self, method: str, path: str, *, json: object = None) -> httpx.Response:
-        try:
-            response = await self._http.request(
-                method, self._base + path, json=json, headers=self._headers
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(self.provider, "timeout", type(exc).__name__) from exc
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(self.provider, "unreachable", type(exc).__name__) from exc
-        if response.status_code >= 500:
-            raise ProviderUnavailable(self.provider, f"http_{response.status_code}")
-        if response.status_code >= 400:
-            try:
-                code = str(response.json().get("code") or f"http_{response.status_code}")
-            except (ValueError, AttributeError):
-                code = f"http_{response.status_code}"
-            raise ProviderRejected(self.provider, code)
-        return response
 
 
 def payout_providers(
