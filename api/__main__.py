@@ -14,7 +14,7 @@ def main() -> None:
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
-        log_level="info",
+        log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's records go through configure_logging's JSON handler
     )
 

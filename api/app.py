@@ -22,6 +22,7 @@ from api.routers import (
     ops_providers,
     players,
     responsible_gaming,
+    session,
     webhooks,
     withdrawals,
 )
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     app.include_router(health.router)
-    app.include_router(codec.router)  # operator role, checked per route
+    app.include_router(codec.router)  # operator key or operator session cookie
+    app.include_router(session.router)  # operator role: the browser's session cookie
     payments = [Depends(payments_access)]
     app.include_router(players.router, dependencies=payments)
     app.include_router(deposits.router, dependencies=payments)

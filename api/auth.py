@@ -2,14 +2,19 @@
 
 Routers declare what they need with the aliases in `api.deps` (`MerchantDep`, `OperatorDep`,
 `ReaderDep`); `payments_access` guards whole routers where reads and writes differ by role.
+`operator_key_or_session` also accepts the operator session cookie of `api.session`, for the
+browser-facing codec endpoint only: no endpoint that changes anything takes a cookie, so a
+cross-site request cannot act with an operator's session.
 """
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api import session as operator_session
 from api.errors import Problem
 from db import api_keys
 from domain.roles import Role, allows
@@ -43,14 +48,52 @@ def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     required = frozenset(roles)
 
     async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if not allows(principal.role, required):
-            names = ", ".join(sorted(role.value for role in required | {Role.ADMIN}))
-            raise Problem(
-                403, "forbidden", f"This needs a key with role {names}; yours is {principal.role}"
-            )
-        return principal
+        return _check_role(principal, required)
 
     return check
+
+
+def _check_role(principal: Principal, required: frozenset[Role]) -> Principal:
+    if not allows(principal.role, required):
+        names = ", ".join(sorted(role.value for role in required | {Role.ADMIN}))
+        raise Problem(
+            403, "forbidden", f"This needs a key with role {names}; yours is {principal.role}"
+        )
+    return principal
+
+
+_OPERATOR = frozenset({Role.OPERATOR})
+
+
+async def operator_key_or_session(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """An operator or admin key, or else a valid operator session cookie (`POST /v1/session`)."""
+    if credentials is not None:
+        return _check_role(await authenticate(request, credentials), _OPERATOR)
+    token = request.cookies.get(operator_session.COOKIE_NAME)
+    if token is None:
+        raise Problem(
+            401,
+            "unauthorized",
+            "Send an operator API key as `Authorization: Bearer <key>`, or sign in with one at "
+            "POST /v1/session (browsers: the session cookie)",
+        )
+    state = request.app.state.payments
+    claims = operator_session.verify(state.settings, token, now=datetime.now(UTC))
+    if claims is None:
+        raise Problem(
+            401,
+            "unauthorized",
+            "The operator session is expired or not valid: sign in again at POST /v1/session",
+        )
+    async with state.sessions() as db:
+        holder = await api_keys.active_holder(db, key_id=claims.key_id)
+    if holder is None:
+        raise Problem(401, "unauthorized", "The key this session was opened with is revoked")
+    request.state.principal = holder
+    return _check_role(holder, _OPERATOR)
 
 
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -36,6 +36,7 @@ _CVC = re.compile(
     \d{3,4}(?!\d)
     """
 )
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 _WORKFLOW_PAYMENT = re.compile(r"^[a-z_]+-((?:dep|wd)_[A-Za-z0-9]+)$")
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
@@ -170,7 +171,11 @@ def configure_logging(settings: Settings) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    # Whatever configured these before (uvicorn.Config sets their levels and handlers, a
+    # dictConfig may disable them), they now defer to the root logger and its level.
+    for name in UVICORN_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers.clear()
+        logger.setLevel(logging.NOTSET)
         logger.propagate = True
+        logger.disabled = False

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     codec_active_key: str = DEV_CODEC_KEY_ID
     # Browser origins allowed to call /codec (the Temporal Web UI); empty: temporal_web_url.
     codec_cors_origins: list[str] = Field(default_factory=list)
+    # Operator sessions (api/session.py): an operator key is exchanged at POST /v1/session for
+    # a short-lived HMAC-signed cookie that the Web UI's codec calls carry. Secure (and
+    # SameSite=None) by default in production; PAY_OPERATOR_SESSION_SECURE overrides.
+    operator_session_secret: SecretStr = SecretStr(f"{DEV_SECRET}-operator-session")
+    operator_session_ttl_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
+    operator_session_secure: bool | None = None
 
     # Logs: one JSON object per line on stderr (config/logging.py); "text" for humans.
     log_level: str = "INFO"
@@ -190,6 +196,12 @@ class Settings(BaseSettings):
                 f"set PAY_PROVIDER_SECRETS: the secret of {', '.join(weak)} is missing or the "
                 "development default"
             )
+        if unset(self.operator_session_secret):
+            problems.append(
+                "set PAY_OPERATOR_SESSION_SECRET (it is missing or the development default)"
+            )
+        elif len(self.operator_session_secret.get_secret_value().strip()) < 32:
+            problems.append("set PAY_OPERATOR_SESSION_SECRET to at least 32 random characters")
         if self.payload_codec_enabled:
             dev_keys = sorted(k for k, key in self.codec_keys.items() if unset(key))
             if not self.codec_keys:
@@ -204,6 +216,12 @@ class Settings(BaseSettings):
     def payload_codec_enabled(self) -> bool:
         if self.codec_enabled is not None:
             return self.codec_enabled
+        return self.environment == "production"
+
+    @property
+    def operator_session_cookie_secure(self) -> bool:
+        if self.operator_session_secure is not None:
+            return self.operator_session_secure
         return self.environment == "production"
 
     @property

@@ -68,6 +68,14 @@ async def authenticate(session: AsyncSession, *, key: str) -> KeyHolder | None:
     return KeyHolder(row.id, row.name, Role(row.role))
 
 
+async def active_holder(session: AsyncSession, *, key_id: str) -> KeyHolder | None:
+    """The holder of a key that exists and is not revoked (for sessions issued to it)."""
+    row = await session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        return None
+    return KeyHolder(row.id, row.name, Role(row.role))
+
+
 async def list_keys(session: AsyncSession) -> list[tuple[KeyHolder, datetime, datetime | None]]:
     rows = await session.scalars(select(ApiKey).order_by(ApiKey.created_at))
     return [(KeyHolder(r.id, r.name, Role(r.role)), r.created_at, r.revoked_at) for r in rows]

@@ -6,6 +6,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from api.session import COOKIE_NAME, issue
 from codec.aesgcm import (
     ENCODING,
     KEY_ID_METADATA,
@@ -30,6 +32,7 @@ from codec.aesgcm import (
 )
 from codec.converter import data_converter, payload_codec
 from config import Settings
+from db.api_keys import issue_key, revoke_key
 from domain.roles import Role
 from providers.registry import provider_http_client
 from stack.search_attributes import ensure_search_attributes
@@ -135,6 +138,7 @@ def production(**overrides: Any) -> Settings:
         "provider_secrets": {"kazcard": "k" * 40},
         "codec_keys": {"2025": _key(KEY_A)},
         "codec_active_key": "2025",
+        "operator_session_secret": "s" * 40,
     }
     values.update(overrides)
     return Settings(**values)
@@ -428,3 +432,183 @@ def test_codec_routes_are_documented(codec_app: FastAPI) -> None:
     paths = codec_app.openapi()["paths"]
     assert set(paths["/codec/decode"]) == {"post"}
     assert set(paths["/codec/encode"]) == {"post"}
+
+
+# -- the operator session cookie the Web UI sends -------------------------------------------------
+
+
+def _session_cookie(response: httpx.Response) -> tuple[str, str]:
+    """(the cookie's value, the whole Set-Cookie header)."""
+    header = response.headers["set-cookie"]
+    name, _, rest = header.partition("=")
+    assert name == COOKIE_NAME
+    return rest.split(";", 1)[0], header
+
+
+def _cookie(token: str) -> dict[str, str]:
+    return {"Cookie": f"{COOKIE_NAME}={token}"}
+
+
+async def test_an_operator_session_cookie_lets_the_browser_decode(
+    codec_app: FastAPI, api_keys: dict[Role, str], codec_settings: Settings
+) -> None:
+    original = _json_payload({"deposit": "dep_cookie"})
+    (sealed,) = await payload_codec(codec_settings).encode([original])
+    body = {"payloads": [_wire(sealed)]}
+    for role in (Role.OPERATOR, Role.ADMIN):
+        async with _http(codec_app, api_keys[role]) as console:
+            opened = await console.post("/v1/session")
+        assert opened.status_code == 201, opened.text
+        assert opened.json()["role"] == role.value
+        token, header = _session_cookie(opened)
+        attributes = {part.strip().split("=")[0].lower() for part in header.split(";")}
+        assert {"httponly", "path", "max-age", "samesite"} <= attributes
+        assert f"max-age={codec_settings.operator_session_ttl_seconds}" in header.lower()
+        assert "samesite=lax" in header.lower()  # development: plain HTTP, same site
+        assert "secure" not in attributes
+        api_key = api_keys[role]
+        assert api_key not in header  # the cookie carries the key id, never the key
+
+        async with _http(codec_app, **_cookie(token)) as browser:  # no Authorization header
+            decoded = await browser.post("/codec/decode", json=body)
+            assert decoded.status_code == 200, decoded.text
+            assert [_unwire(p) for p in decoded.json()["payloads"]] == [original]
+            shown = await browser.get("/v1/session")
+            assert shown.status_code == 200
+            assert shown.json()["key_id"] == opened.json()["key_id"]
+            # Only the codec takes the cookie: nothing that reads or changes payments does.
+            assert (await browser.get("/v1/ops/stuck")).status_code == 401
+            assert (await browser.get("/v1/withdrawals?status=in_review")).status_code == 401
+
+
+async def test_merchant_and_anonymous_callers_get_no_session(
+    codec_app: FastAPI, api_keys: dict[Role, str]
+) -> None:
+    async with _http(codec_app, api_keys[Role.MERCHANT]) as merchant:
+        refused = await merchant.post("/v1/session")
+        assert refused.status_code == 403
+        assert refused.json()["code"] == "forbidden"
+        assert "set-cookie" not in refused.headers
+    async with _http(codec_app) as anonymous:
+        assert (await anonymous.post("/v1/session")).status_code == 401
+        assert (await anonymous.get("/v1/session")).status_code == 401
+    async with _http(codec_app, "kzp_not_a_key") as wrong:
+        assert (await wrong.post("/v1/session")).status_code == 401
+
+
+async def test_expired_forged_and_revoked_sessions_are_refused(
+    codec_app: FastAPI,
+    codec_settings: Settings,
+    api_keys: dict[Role, str],
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with _http(codec_app, api_keys[Role.OPERATOR]) as console:
+        key_id = (await console.post("/v1/session")).json()["key_id"]
+    body: dict[str, list[Any]] = {"payloads": []}
+    now = datetime.now(UTC)
+    ttl = timedelta(seconds=codec_settings.operator_session_ttl_seconds)
+
+    expired, _ = issue(codec_settings, key_id=key_id, role=Role.OPERATOR, now=now - ttl - ttl)
+    almost, _ = issue(codec_settings, key_id=key_id, role=Role.OPERATOR, now=now - ttl / 2)
+    other_secret = codec_settings.model_copy(
+        update={"operator_session_secret": SecretStr("x" * 40)}
+    )
+    forged, _ = issue(other_secret, key_id=key_id, role=Role.OPERATOR, now=now)
+    version, _, signature = almost.split(".")
+    merchant_claims = base64.urlsafe_b64encode(
+        json.dumps({"kid": key_id, "role": "admin", "iat": 0, "exp": 4102444800}).encode()
+    ).decode()
+    relabelled = f"{version}.{merchant_claims.rstrip('=')}.{signature}"
+
+    async with _http(codec_app, **_cookie(almost)) as browser:
+        assert (await browser.post("/codec/decode", json=body)).status_code == 200
+    for token in (expired, forged, relabelled, "v1..", "garbage", ""):
+        async with _http(codec_app, **_cookie(token)) as browser:
+            refused = await browser.post("/codec/decode", json=body)
+            assert refused.status_code == 401, token
+            assert refused.json()["code"] == "unauthorized"
+
+    # Revoking the key ends the sessions opened with it.
+    async with sessions.begin() as session:
+        issued = await issue_key(session, name="to revoke", role=Role.OPERATOR)
+    async with _http(codec_app, issued.secret) as console:
+        token, _ = _session_cookie(await console.post("/v1/session"))
+    async with _http(codec_app, **_cookie(token)) as browser:
+        assert (await browser.post("/codec/decode", json=body)).status_code == 200
+        async with sessions.begin() as session:
+            assert await revoke_key(session, key_id=issued.holder.key_id)
+        revoked = await browser.post("/codec/decode", json=body)
+        assert revoked.status_code == 401
+        assert "revoked" in revoked.json()["detail"]
+
+    # A merchant key's id in a genuinely signed token still gets no decryption.
+    async with sessions.begin() as session:
+        merchant = await issue_key(session, name="merchant", role=Role.MERCHANT)
+    with pytest.raises(ValueError, match="operator and admin"):
+        issue(codec_settings, key_id=merchant.holder.key_id, role=Role.MERCHANT, now=now)
+    smuggled, _ = issue(codec_settings, key_id=merchant.holder.key_id, role=Role.OPERATOR, now=now)
+    async with _http(codec_app, **_cookie(smuggled)) as browser:
+        assert (await browser.post("/codec/decode", json=body)).status_code == 403
+
+
+async def test_logout_drops_the_cookie(codec_app: FastAPI) -> None:
+    async with _http(codec_app) as browser:
+        closed = await browser.delete("/v1/session")
+    assert closed.status_code == 204
+    token, header = _session_cookie(closed)
+    assert token in ("", '""')
+    assert "max-age=0" in header.lower()
+    assert "httponly" in header.lower()
+
+
+async def test_production_cookies_are_secure_and_cross_site(
+    codec_settings: Settings, api_keys: dict[Role, str]
+) -> None:
+    secure = codec_settings.model_copy(update={"operator_session_secure": True})
+    application = create_app(secure)
+    async with (
+        application.router.lifespan_context(application),
+        _http(application, api_keys[Role.OPERATOR]) as console,
+    ):
+        opened = await console.post("/v1/session")
+        assert opened.status_code == 201
+        _, header = _session_cookie(opened)
+        closed = await console.delete("/v1/session")
+    lowered = header.lower()
+    assert "; secure" in lowered
+    assert "samesite=none" in lowered
+    assert "httponly" in lowered
+    assert "; secure" in closed.headers["set-cookie"].lower()
+
+
+async def test_the_ui_origin_alone_may_send_credentials(
+    codec_app: FastAPI, codec_settings: Settings, api_keys: dict[Role, str]
+) -> None:
+    ui = codec_settings.temporal_web_url
+    async with _http(codec_app, api_keys[Role.OPERATOR]) as console:
+        token, _ = _session_cookie(await console.post("/v1/session"))
+    request_headers = {"Access-Control-Request-Method": "POST"}
+    request_headers["Access-Control-Request-Headers"] = "content-type,x-namespace"
+    async with _http(codec_app) as browser:
+        preflight = await browser.options(
+            "/codec/decode", headers={"Origin": ui, **request_headers}
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == ui  # never "*" with cookies
+        assert preflight.headers["access-control-allow-credentials"] == "true"
+        for origin in ("https://evil.example", "http://127.0.0.1:1", "null"):
+            other = await browser.options(
+                "/codec/decode", headers={"Origin": origin, **request_headers}
+            )
+            assert "access-control-allow-origin" not in other.headers, origin
+            assert "access-control-allow-credentials" not in other.headers, origin
+
+    async with _http(codec_app, Origin=ui, **_cookie(token)) as browser:
+        ok = await browser.post("/codec/decode", json={"payloads": []})
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == ui
+        assert ok.headers["access-control-allow-credentials"] == "true"
+    async with _http(codec_app, Origin="https://evil.example", **_cookie(token)) as browser:
+        # The server cannot stop the request, but without CORS headers the page cannot read it.
+        elsewhere = await browser.post("/codec/decode", json={"payloads": []})
+        assert "access-control-allow-origin" not in elsewhere.headers

@@ -31,8 +31,14 @@ REQUIRED = {
     "PAY_IDEMPOTENCY_SECRET",
     "PAY_CODEC_KEYS",
     "PAY_CODEC_ACTIVE_KEY",
+    "PAY_OPERATOR_SESSION_SECRET",
 }
-SECRETS = {"PAY_PROVIDER_SECRETS", "PAY_IDEMPOTENCY_SECRET", "PAY_CODEC_KEYS"}
+SECRETS = {
+    "PAY_PROVIDER_SECRETS",
+    "PAY_IDEMPOTENCY_SECRET",
+    "PAY_CODEC_KEYS",
+    "PAY_OPERATOR_SESSION_SECRET",
+}
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
 
 
@@ -259,6 +265,7 @@ def test_the_environment_of_each_service_makes_valid_production_settings(
         "PAY_IDEMPOTENCY_SECRET": "i" * 40,
         "PAY_CODEC_KEYS": '{"2025-01": "' + key + '"}',
         "PAY_CODEC_ACTIVE_KEY": "2025-01",
+        "PAY_OPERATOR_SESSION_SECRET": "s" * 40,
     }
     for variable in list(os.environ):
         if variable.startswith("PAY_"):
@@ -273,6 +280,7 @@ def test_the_environment_of_each_service_makes_valid_production_settings(
     assert settings.database_url.endswith("@postgresql:5432/payments")
     assert settings.simulator_url == "http://simulator:8100"
     assert settings.provider_secret("kazcard") == "k" * 40
+    assert settings.operator_session_cookie_secure
 
 
 def test_the_ui_decodes_payloads_through_our_codec_endpoint() -> None:
@@ -287,6 +295,9 @@ def test_the_ui_decodes_payloads_through_our_codec_endpoint() -> None:
     ui_origin = api["PAY_TEMPORAL_UI_URL"]
     assert ui_origin == "http://localhost:8080"
     assert ui_origin in yaml.safe_load(api["PAY_CODEC_CORS_ORIGINS"])
+    # The browser sends the operator session cookie, and no (empty) OIDC token shadows it.
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+    assert ui.get("TEMPORAL_CODEC_PASS_ACCESS_TOKEN", "false") == "false"
     from api.routers.codec import router
 
     assert {"/codec/decode", "/codec/encode"} <= {getattr(r, "path", "") for r in router.routes}

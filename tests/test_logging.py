@@ -10,6 +10,7 @@ import pytest
 
 from config import Settings
 from config.logging import (
+    UVICORN_LOGGERS,
     JsonFormatter,
     RedactingFilter,
     TextFormatter,
@@ -158,33 +159,44 @@ def test_text_format_is_redacted_as_well() -> None:
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    uvicorn = {
-        name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate)
-        for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+    """Puts back the root and uvicorn loggers exactly as the rest of the suite left them."""
+    names = ("", *UVICORN_LOGGERS)
+    saved = {
+        name: (
+            list(logging.getLogger(name).handlers),
+            logging.getLogger(name).level,
+            logging.getLogger(name).propagate,
+            logging.getLogger(name).disabled,
+        )
+        for name in names
     }
     yield
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in handlers:
-        root.addHandler(handler)
-    root.setLevel(level)
-    for name, (saved, propagate) in uvicorn.items():
+    for name, (handlers, level, propagate, disabled) in saved.items():
         logger = logging.getLogger(name)
-        logger.handlers[:] = saved
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
         logger.propagate = propagate
+        logger.disabled = disabled
 
 
 @pytest.mark.usefixtures("restore_logging")
 def test_configure_logging_sends_every_logger_through_the_json_handler(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # However uvicorn or an earlier test left them (uvicorn.Config(log_level="warning") sets the
+    # levels, dictConfig may disable), configure_logging takes the loggers over.
+    access = logging.getLogger("uvicorn.access")
+    access.setLevel(logging.WARNING)
+    access.addHandler(logging.NullHandler())
+    access.propagate = False
+    logging.getLogger("uvicorn.error").disabled = True
+
     configure_logging(Settings(log_level="DEBUG"))
-    logging.getLogger("uvicorn.access").info('%s - "POST /v1/deposits?iin=%s"', "10.0.0.1", IIN)
+    access.info('%s - "POST /v1/deposits?iin=%s"', "10.0.0.1", IIN)
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
     logging.getLogger("worker").debug("worker polling %s", "payments")
     out = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    assert [e["logger"] for e in out] == ["uvicorn.access", "worker"]
+    assert [e["logger"] for e in out] == ["uvicorn.access", "uvicorn.error", "worker"]
     assert IIN not in out[0]["message"]
-    assert out[1]["message"] == "worker polling payments"
-    assert out[1]["level"] == "DEBUG"
+    assert out[2]["message"] == "worker polling payments"
+    assert out[2]["level"] == "DEBUG"

@@ -20,6 +20,7 @@ def production(**overrides: Any) -> Settings:
         "provider_secrets": {"kazcard": "kazcard-" + "y" * 40},
         "codec_keys": {"2025-01": STRONG_KEY},
         "codec_active_key": "2025-01",
+        "operator_session_secret": "session-" + "s" * 40,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -38,6 +39,7 @@ def test_production_with_the_defaults_is_refused_with_what_to_set() -> None:
     assert "PAY_PROVIDER_SECRETS" in message
     assert "kazcard" in message
     assert "PAY_CODEC_KEYS" in message
+    assert "PAY_OPERATOR_SESSION_SECRET" in message
 
 
 def test_production_with_real_secrets_starts_with_the_codec_on() -> None:
@@ -58,6 +60,9 @@ def test_production_with_real_secrets_starts_with_the_codec_on() -> None:
         ({"codec_keys": {"dev": DEV_CODEC_KEY}, "codec_active_key": "dev"}, "PAY_CODEC_KEYS"),
         ({"codec_keys": {}}, "PAY_CODEC_KEYS"),
         ({"codec_active_key": "2024-12"}, "PAY_CODEC_ACTIVE_KEY"),
+        ({"operator_session_secret": DEV_SECRET}, "PAY_OPERATOR_SESSION_SECRET"),
+        ({"operator_session_secret": f"{DEV_SECRET}-operator-session"}, "PAY_OPERATOR_SESSION"),
+        ({"operator_session_secret": "short"}, "PAY_OPERATOR_SESSION_SECRET to at least 32"),
     ],
 )
 def test_each_development_or_missing_secret_is_named(override: dict[str, Any], named: str) -> None:
@@ -67,6 +72,7 @@ def test_each_development_or_missing_secret_is_named(override: dict[str, Any], n
         "provider_secrets": {"kazcard": "k" * 40},
         "codec_keys": {"2025-01": STRONG_KEY},
         "codec_active_key": "2025-01",
+        "operator_session_secret": "s" * 40,
     }
     values.update(override)
     message = refusal(**values)
@@ -116,6 +122,7 @@ def test_development_and_test_keep_the_dev_defaults_and_the_codec_off() -> None:
         settings = Settings(_env_file=None, environment=environment)
         assert not settings.payload_codec_enabled
         assert settings.idempotency_secret.get_secret_value() == DEV_SECRET
+        assert not settings.operator_session_cookie_secure  # plain HTTP works in development
     assert Settings(codec_enabled=True).payload_codec_enabled  # opt in with the dev key
 
 
@@ -125,9 +132,11 @@ def test_production_settings_come_from_the_environment(monkeypatch: pytest.Monke
     monkeypatch.setenv("PAY_PROVIDER_SECRETS", '{"kazcard": "' + "k" * 40 + '"}')
     monkeypatch.setenv("PAY_CODEC_KEYS", '{"2025-01": "' + STRONG_KEY + '"}')
     monkeypatch.setenv("PAY_CODEC_ACTIVE_KEY", "2025-01")
+    monkeypatch.setenv("PAY_OPERATOR_SESSION_SECRET", "s" * 40)
     settings = Settings()
     assert settings.environment == "production"
     assert settings.payload_codec_enabled
+    assert settings.operator_session_cookie_secure
     monkeypatch.setenv("PAY_PROVIDER_SECRETS", '{"kazcard": "' + DEV_SECRET + '"}')
     with pytest.raises(ValidationError, match="PAY_PROVIDER_SECRETS"):
         Settings()

@@ -7,7 +7,10 @@ answered here for the origins in `PAY_CODEC_CORS_ORIGINS` (default: the Temporal
 The CLI works too: `temporal workflow show -w deposit-dep_... --codec-endpoint
 http://localhost:8000/codec --codec-auth "Bearer <operator key>"`.
 
-Only operator and admin keys may use it: decrypted histories show payment details.
+Only operator and admin keys may use it: decrypted histories show payment details. The Web UI
+cannot send our keys, so it sends the operator session cookie instead
+(`TEMPORAL_CODEC_INCLUDE_CREDENTIALS=true`; `POST /v1/session` in `api.routers.session`): CORS
+answers allow credentials for the configured UI origins only.
 """
 
 import base64
@@ -16,12 +19,13 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payload
 
-from api.deps import OperatorDep, SettingsDep
+from api.auth import Principal, operator_key_or_session
+from api.deps import SettingsDep
 from api.errors import Problem, problem_response
 from codec.aesgcm import CodecError
 from codec.converter import payload_codec
@@ -112,6 +116,8 @@ def _check_namespace(settings: Settings, namespace: str | None) -> None:
 
 
 Namespace = Annotated[str | None, Header(alias="X-Namespace")]
+# An operator or admin key, or the operator session cookie the Web UI sends.
+OperatorDep = Annotated[Principal, Depends(operator_key_or_session)]
 
 
 @router.post("/decode", response_model=CodecPayloads)

@@ -241,9 +241,15 @@ function start() {
   $("key-form").addEventListener("submit", (event) => {
     event.preventDefault();
     localStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
+    // The operator session cookie lets the Temporal Web UI decrypt payloads through /codec.
+    fetch("/v1/session", { method: "POST", headers: { Authorization: `Bearer ${apiKey()}` } }).catch(() => {});
     refresh();
   });
-  $("forget-key").addEventListener("click", () => { localStorage.removeItem(KEY_STORAGE); $("api-key").value = ""; refresh(); });
+  $("forget-key").addEventListener("click", () => {
+    localStorage.removeItem(KEY_STORAGE); $("api-key").value = "";
+    fetch("/v1/session", { method: "DELETE" }).catch(() => {});
+    refresh();
+  });
   $("range-form").addEventListener("submit", (event) => {
     event.preventDefault();
     params.delete("from"); params.delete("to");
