@@ -15,11 +15,10 @@ from activities.deposits import DepositActivities, RoutingConfig
 from activities.withdrawals import WithdrawalActivities
 from codec.converter import data_converter
 from config import Settings, get_settings
-from config.logging import configure_logging
+from config.logging import LogContextInterceptor, configure_logging
 from db.engine import make_engine, make_sessionmaker
 from domain.fraud import RuleSource
 from domain.risk import RiskLimits
-from domain.withdrawals import WithdrawalRiskLimits
 from providers.payout import payout_providers
 from providers.registry import card_providers, payment_providers, provider_http_client
 from workflows.deposit import DepositWorkflow
@@ -46,14 +45,6 @@ def risk_limits(settings: Settings) -> RiskLimits:
     )
 
 
-def withdrawal_risk_limits(settings: Settings) -> WithdrawalRiskLimits:
-    return WithdrawalRiskLimits(
-        review_from_minor=settings.withdrawal_review_from_minor,
-        decline_from_minor=settings.withdrawal_decline_from_minor,
-        min_turnover_ratio_pct=settings.withdrawal_min_turnover_pct,
-    )
-
-
 def build_worker(
     client: Client,
     settings: Settings,
@@ -61,6 +52,7 @@ def build_worker(
     sessions: async_sessionmaker[AsyncSession],
     http: httpx.AsyncClient,
 ) -> Worker:
+    fraud_rules = RuleSource(settings.fraud_rules_path, settings.fraud_rules_overlay)
     deposits = DepositActivities(
         sessions=sessions,
         card_providers=card_providers(settings, http),
@@ -74,16 +66,17 @@ def build_worker(
         ),
         risk_limits=risk_limits(settings),
         ledger_policy=settings.ledger_policy(),
-        fraud_rules=RuleSource(settings.fraud_rules_path, settings.fraud_rules_overlay),
+        fraud_rules=fraud_rules,
     )
     withdrawals = WithdrawalActivities(
         sessions=sessions,
         payout_providers=payout_providers(settings, http),
-        risk_limits=withdrawal_risk_limits(settings),
+        fraud_rules=fraud_rules,
     )
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
+        interceptors=[LogContextInterceptor()],  # activities log with their payment's ids
         workflows=WORKFLOWS,
         activities=[
             deposits.assess_deposit_risk,

@@ -7,9 +7,9 @@ and alerts are raised once per key).
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import fraud as fraud_store
+from db.models import Deposit, Withdrawal
 from db.monitoring import raise_alert
-from db.models import Deposit
-from domain.fraud import Decision, RuleSet, evaluate_deposit
+from domain.fraud import Decision, RuleSet, evaluate_deposit, evaluate_withdrawal
 from domain.risk import RiskVerdict
 
 
@@ -51,4 +51,42 @@ async def assess_deposit(session: AsyncSession, *, deposit: Deposit, rules: Rule
             message=f"Deposit {deposit.id} needs a look: {', '.join(decision.reasons)}",
             details={"payment_id": deposit.id, **decision.as_json()},
         )
+    return decision
+
+
+async def assess_withdrawal(
+    session: AsyncSession, *, withdrawal: Withdrawal, rules: RuleSet
+) -> Decision:
+    """The withdrawal's decision, stored with its signals and on the withdrawal (`risk`).
+
+    The payout destination is linked by the withdrawal's fingerprint (multi-accounting, a
+    destination used before); a card payout also by the card (BIN + last four).
+    """
+    card = withdrawal.destination.get("card")
+    facts, signals = await fraud_store.withdrawal_facts(
+        session,
+        withdrawal_id=withdrawal.id,
+        player_id=withdrawal.player_id,
+        amount_minor=withdrawal.amount_minor,
+        currency=withdrawal.currency,
+        method=withdrawal.method,
+        destination_fingerprint=withdrawal.destination_fingerprint,
+        rules=rules,
+        now=withdrawal.created_at,
+        card=card if isinstance(card, dict) else None,
+    )
+    decision = evaluate_withdrawal(facts, rules)
+    await fraud_store.record_decision(
+        session,
+        payment_id=withdrawal.id,
+        kind="withdrawal",
+        player_id=withdrawal.player_id,
+        amount_minor=withdrawal.amount_minor,
+        currency=withdrawal.currency,
+        method=withdrawal.method,
+        signals=signals,
+        decision=decision,
+        created_at=withdrawal.created_at,
+    )
+    withdrawal.risk = decision.as_json()
     return decision

@@ -19,6 +19,7 @@ class WithdrawalRiskResult(BaseModel):
     decision: Literal["approve", "review", "decline"]
     score: int
     reasons: list[str]
+    version: str | None = None  # the rule set's version (None from workers before the engine)
 
 
 class PayoutInput(BaseModel):

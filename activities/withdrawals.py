@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import fraud
 from activities.withdrawal_models import (
     EscalateInput,
     EscalateResult,
@@ -24,8 +25,9 @@ from activities.withdrawal_models import (
 from db import deposits as deposit_store
 from db import ledger as ledger_store
 from db import withdrawals as withdrawal_store
+from db.models import Withdrawal
+from domain.fraud import RuleSource
 from domain.ledger import withdrawal_post, withdrawal_void
-from domain.withdrawals import WithdrawalRiskLimits, assess_withdrawal
 from providers.errors import ProviderError, ProviderRejected, ProviderTimeout
 from providers.payout import PayoutOutcome, PayoutProviderClient
 
@@ -36,33 +38,31 @@ class WithdrawalActivities:
         *,
         sessions: async_sessionmaker[AsyncSession],
         payout_providers: Mapping[str, PayoutProviderClient],
-        risk_limits: WithdrawalRiskLimits,
+        fraud_rules: RuleSource | None = None,
     ) -> None:
         self._sessions = sessions
         self._payout_providers = payout_providers
-        self._risk_limits = risk_limits
+        self._fraud = fraud_rules or RuleSource()
 
     @activity.defn
     async def assess_withdrawal_risk(self, inp: WithdrawalRiskInput) -> WithdrawalRiskResult:
+        """The anti-fraud engine's decision (config/fraud_rules.toml, `[withdrawal]`), stored
+        with its signals in `fraud_decisions` and on the withdrawal (`risk`)."""
         async with self._sessions.begin() as session:
-            view = await withdrawal_store.get_withdrawal_view(
-                session, withdrawal_id=inp.withdrawal_id
-            )
-            if view is None:
+            withdrawal = await session.get(Withdrawal, inp.withdrawal_id)
+            if withdrawal is None:
                 raise ApplicationError(
                     f"withdrawal {inp.withdrawal_id} not found", non_retryable=True, type="NotFound"
                 )
-            facts = await withdrawal_store.risk_facts(session, withdrawal=view.withdrawal)
-            verdict = assess_withdrawal(facts, self._risk_limits)
-            result = WithdrawalRiskResult(
-                decision=verdict.decision,
-                score=verdict.score,
-                reasons=list(verdict.reasons),
+            decision = await fraud.assess_withdrawal(
+                session, withdrawal=withdrawal, rules=self._fraud.current()
             )
-            await withdrawal_store.set_risk(
-                session, withdrawal_id=inp.withdrawal_id, risk=result.model_dump(mode="json")
-            )
-        return result
+        return WithdrawalRiskResult(
+            decision=decision.decision.value,
+            score=decision.score,
+            reasons=list(decision.reasons),
+            version=decision.version,
+        )
 
     @activity.defn
     async def pay_out(self, inp: PayoutInput) -> PayoutResult:

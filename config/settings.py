@@ -141,10 +141,8 @@ class Settings(BaseSettings):
             "mobile_banking": "kazcard",
         }
     )
+    # Their risk rules (large amount, new destination, low turnover, ...) are in the fraud rules.
     withdrawal_min_minor: int = 1_000_00
-    withdrawal_review_from_minor: int = 500_000_00
-    withdrawal_decline_from_minor: int = 50_000_000_00
-    withdrawal_min_turnover_pct: int = Field(default=100, ge=0)
     withdrawal_four_eyes_from_minor: int = 2_000_000_00
     withdrawal_escalate_after_seconds: float = 4 * 3600.0
     payout_retry_initial_seconds: float = 1.0

@@ -7,7 +7,7 @@ destination; deposits by player and time; ledger entries by wallet and transacti
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import text
@@ -104,13 +104,17 @@ _DEVICE_CTE = (
     "FROM fraud_decisions WHERE device_id = :device_id AND player_id = :player_id)"
 )
 _TURNOVER_CTE = (
-    "turn AS (SELECT "
-    "coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'game_bet'), 0) AS bets, "
-    "coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'deposit_credit'), 0) AS deposits "
-    "FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id "
-    "WHERE e.account_id = (SELECT id FROM ledger_accounts WHERE code = :wallet) "
-    "AND e.transaction_id >= coalesce((SELECT id FROM ledger_transactions "
-    "WHERE created_at >= :turnover_since ORDER BY created_at LIMIT 1), 9223372036854775807))"
+    # Running per-day totals kept by a trigger on ledger_entries (migration 0050): at most one
+    # row per day of the look-back, whatever the player's history.
+    "turn AS (SELECT coalesce(sum(bets_minor), 0) AS bets, "
+    "coalesce(sum(deposits_minor), 0) AS deposits FROM wallet_daily_totals "
+    "WHERE account_id = (SELECT id FROM ledger_accounts WHERE code = :wallet) "
+    "AND day >= :turnover_since_day)"
+)
+_DESTINATION_PAID_CTE = (
+    "dpaid AS (SELECT count(*) > 0 AS paid FROM fraud_decisions f JOIN withdrawals w "
+    "ON w.id = f.payment_id WHERE f.destination_key = :destination_key "
+    "AND f.kind = 'withdrawal' AND f.player_id = :player_id AND w.status = 'paid')"
 )
 _CARD_DEPOSITED_CTE = (
     "cdep AS (SELECT count(*) > 0 AS deposited FROM fraud_decisions f JOIN deposits d "
@@ -191,6 +195,8 @@ def build_query(
         ctes += _RG_CTES
     else:
         ctes.append(_TURNOVER_CTE)
+        if signals.destination_key is not None:
+            ctes.append(_DESTINATION_PAID_CTE)
         if signals.device_id is not None:
             ctes.append(_DEVICE_CTE)
         if card_for_payout and signals.card_key is not None:
@@ -213,7 +219,10 @@ def build_query(
         "d7": now - timedelta(days=7),
         "d30": now - timedelta(days=30),
         "wallet": player_wallet(player_id, currency).code,
-        "turnover_since": now - timedelta(days=days("turnover_lookback_days", 30)),
+        # Whole UTC days: today and the look-back's days before it.
+        "turnover_since_day": (
+            now.astimezone(UTC) - timedelta(days=days("turnover_lookback_days", 30))
+        ).date(),
         "device_known_before": now - timedelta(hours=days("known_device_min_hours", 24)),
     }
     params.update({_COLUMNS[d]: values[d] for d in dimensions})
@@ -292,10 +301,18 @@ async def _run(
         turnover = take(2)
         facts["bets_lookback_minor"] = int(turnover["bets"])
         facts["deposits_lookback_minor"] = int(turnover["deposits"])
+        paid_before = None
+        if signals.destination_key is not None:
+            paid_before = bool(take(1)["paid"])
         if signals.device_id is not None:
             facts["device_known"] = bool(take(1)["known"])
+        card_deposited = None
         if cursor < len(values):
-            facts["destination_card_deposited"] = bool(take(1)["deposited"])
+            card_deposited = bool(take(1)["deposited"])
+            facts["destination_card_deposited"] = card_deposited
+        if paid_before is not None:
+            # Paid out there before, or (a card) deposited with: a destination the player uses.
+            facts["destination_used_before"] = paid_before or bool(card_deposited)
         if destination_iin is not None or destination_name is not None:
             facts["destination_name_matches"] = (
                 destination_iin == player["iin"]

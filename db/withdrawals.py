@@ -1,4 +1,4 @@
-"""Withdrawals, the operators' reviews of them and the facts their risk check needs.
+"""Withdrawals and the operators' reviews of them (risk facts: `db/fraud.py`).
 
 Writes are idempotent on business ids: the activities that call them are retried.
 """
@@ -7,22 +7,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import (
     Deposit,
-    LedgerAccount,
-    LedgerEntry,
     LedgerTransaction,
     PaymentAttempt,
     PaymentEvent,
     Withdrawal,
     WithdrawalReview,
 )
-from domain.ledger import player_wallet
-from domain.withdrawals import WithdrawalRiskFacts, WithdrawalStatus, can_transition
+from domain.withdrawals import WithdrawalStatus, can_transition
 
 
 @dataclass(frozen=True)
@@ -193,56 +190,6 @@ async def mark_escalated(session: AsyncSession, *, withdrawal_id: str, at: datet
     withdrawal = await session.get_one(Withdrawal, withdrawal_id, with_for_update=True)
     if withdrawal.escalated_at is None:
         withdrawal.escalated_at = at
-
-
-async def set_risk(session: AsyncSession, *, withdrawal_id: str, risk: dict[str, Any]) -> None:
-    withdrawal = await session.get_one(Withdrawal, withdrawal_id)
-    withdrawal.risk = risk
-
-
-async def _wallet_sum(session: AsyncSession, *, player_id: str, currency: str, kind: str) -> int:
-    code = player_wallet(player_id, currency).code
-    total = await session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0))
-        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .where(LedgerAccount.code == code, LedgerTransaction.kind == kind)
-    )
-    return int(total or 0)
-
-
-async def risk_facts(session: AsyncSession, *, withdrawal: Withdrawal) -> WithdrawalRiskFacts:
-    """Has this destination been used by the player before; deposits versus game turnover."""
-    paid_before = await session.scalar(
-        select(func.count())
-        .select_from(Withdrawal)
-        .where(
-            Withdrawal.destination_fingerprint == withdrawal.destination_fingerprint,
-            Withdrawal.player_id == withdrawal.player_id,
-            Withdrawal.status == WithdrawalStatus.PAID.value,
-        )
-    )
-    seen = bool(paid_before)
-    card = withdrawal.destination.get("card")
-    if not seen and isinstance(card, dict):
-        deposited_with = await session.scalar(
-            select(func.count())
-            .select_from(Deposit)
-            .where(
-                Deposit.player_id == withdrawal.player_id,
-                Deposit.status == "succeeded",
-                Deposit.card["bin"].astext == str(card.get("bin")),
-                Deposit.card["last4"].astext == str(card.get("last4")),
-            )
-        )
-        seen = bool(deposited_with)
-    args = {"player_id": withdrawal.player_id, "currency": withdrawal.currency}
-    return WithdrawalRiskFacts(
-        amount_minor=withdrawal.amount_minor,
-        destination_seen_before=seen,
-        deposits_sum_minor=await _wallet_sum(session, kind="deposit_credit", **args),
-        game_turnover_minor=await _wallet_sum(session, kind="game_bet", **args),
-    )
 
 
 async def player_card_tokens(session: AsyncSession, *, player_id: str) -> dict[str, dict[str, Any]]:

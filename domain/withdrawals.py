@@ -1,5 +1,8 @@
 """Withdrawal rules: statuses, who may move a withdrawal where, and the four-eyes review.
 
+Risk (large amount, new payout destination, low game turnover, ...) is the anti-fraud engine's:
+`domain/fraud`, configured under `[withdrawal]` in `config/fraud_rules.toml`.
+
 Plain Python, so the workflow's update validators and the unit tests share one truth.
 """
 
@@ -96,50 +99,6 @@ def check_cancel(status: WithdrawalStatus) -> bool:
     ):
         raise InvalidTransition(f"a withdrawal that is {status} can no longer be cancelled")
     return True
-
-
-@dataclass(frozen=True)
-class WithdrawalRiskFacts:
-    amount_minor: int
-    destination_seen_before: bool
-    """The player has been paid to this destination (or deposited from this card) before."""
-    deposits_sum_minor: int
-    game_turnover_minor: int
-
-
-@dataclass(frozen=True)
-class WithdrawalRiskLimits:
-    review_from_minor: int
-    decline_from_minor: int
-    min_turnover_ratio_pct: int
-    """Bets below this share of deposits before a cash-out look like cycling: review."""
-
-
-@dataclass(frozen=True)
-class WithdrawalRiskVerdict:
-    decision: str
-    score: int
-    reasons: tuple[str, ...]
-
-
-def assess_withdrawal(
-    facts: WithdrawalRiskFacts, limits: WithdrawalRiskLimits
-) -> WithdrawalRiskVerdict:
-    if facts.amount_minor >= limits.decline_from_minor:
-        return WithdrawalRiskVerdict("decline", 100, ("amount_above_maximum",))
-    reasons: list[str] = []
-    score = 0
-    if facts.amount_minor >= limits.review_from_minor:
-        reasons.append("large_amount")
-        score += 40
-    if not facts.destination_seen_before:
-        reasons.append("new_payout_destination")
-        score += 30
-    turnover_floor = facts.deposits_sum_minor * limits.min_turnover_ratio_pct // 100
-    if facts.deposits_sum_minor and facts.game_turnover_minor < turnover_floor:
-        reasons.append("low_game_turnover")
-        score += 30
-    return WithdrawalRiskVerdict("review" if reasons else "approve", score, tuple(reasons))
 
 
 def destination_fingerprint(method: str, normalized: str) -> str:

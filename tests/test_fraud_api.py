@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from domain.fraud.config import DEFAULT_RULES_PATH, load_rule_set
 from tests.conftest import (
-    VISA_DECLINED,
     card_deposit,
     deposit_and_wait,
     make_iin,
@@ -18,6 +18,8 @@ from tests.conftest import (
     player_body,
 )
 from tests.fraud_helpers import overlay
+
+VERSION = load_rule_set(DEFAULT_RULES_PATH).version
 
 
 def with_device(body: dict[str, object], device: str, ip: str = "10.9.9.9") -> dict[str, object]:
@@ -96,7 +98,7 @@ async def test_large_deposit_is_reviewed_with_reasons_and_an_alert(
     mine = [a for a in alerts["data"] if a["details"]["payment_id"] == deposit["id"]]
     assert len(mine) == 1
     assert mine[0]["status"] == "open"
-    assert mine[0]["details"]["version"].startswith("2026.11-1")
+    assert mine[0]["details"]["version"].startswith(VERSION)
 
     handled = await operator_api.post(
         f"/v1/ops/alerts/{mine[0]['id']}/handle", json={"note": "KYC documents on file"}
@@ -145,21 +147,48 @@ async def test_changing_the_rule_file_changes_decisions(
                 )
             ).all()
         )
-    assert versions == {before["id"]: "2026.11-1+test", after["id"]: "2026.11-1+stricter"}
+    assert versions == {before["id"]: f"{VERSION}+test", after["id"]: f"{VERSION}+stricter"}
+
+
+_CARD_ACQUIRERS = ("kazcard", "altyncard")
+
+
+def fresh_card() -> str:
+    """A Luhn-valid KZ card no other test uses: its declines are this test's only."""
+    from domain.cards import luhn_valid
+
+    stem = "440563" + f"{uuid.uuid4().int % 10**9:09d}"
+    return next(stem + d for d in "0123456789" if luhn_valid(stem + d))
 
 
 async def test_card_testing_declines_after_small_declines(
-    api: httpx.AsyncClient, temporal_client: Client, fraud_overlay: Path
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    fraud_overlay: Path,
+    simulator: httpx.AsyncClient,
 ) -> None:
+    """Card, device and player are this test's own, so other tests' declines cannot leak in."""
     player_id = await new_player(api)
     device = f"dev-{uuid.uuid4().hex[:8]}"
+    ip = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.9"
+    card = fresh_card()
     with overlay(fraud_overlay, "[deposit.rules.card_testing]\nmax_declines = 2\n", "ct"):
-        for _ in range(2):
-            body = with_device(card_deposit(player_id, 100_00, number=VISA_DECLINED), device)
-            shown = await deposit_and_wait(api, temporal_client, body)
-            assert shown["status"] == "failed", shown
+        # The acquirers decline everything for a while: two small declined tries.
+        try:
+            for name in _CARD_ACQUIRERS:
+                await simulator.put(f"/admin/providers/{name}/behaviour", json={"decline_rate": 1})
+            for _ in range(2):
+                body = with_device(card_deposit(player_id, 100_00, number=card), device, ip)
+                shown = await deposit_and_wait(api, temporal_client, body)
+                assert shown["status"] == "failed", shown
+                assert shown["status_reason"].startswith("provider_declined"), shown
+        finally:
+            for name in _CARD_ACQUIRERS:
+                await simulator.put(f"/admin/providers/{name}/behaviour", json={})
         third = await deposit_and_wait(
-            api, temporal_client, with_device(card_deposit(player_id, 100_00), device)
+            api,
+            temporal_client,
+            with_device(card_deposit(player_id, 100_00, number=card), device, ip),
         )
     assert third["status"] == "declined"
     assert third["risk"]["reasons"] == ["card_testing"]

@@ -14,6 +14,7 @@ from domain.fraud.geo import bin_country, card_key, fingerprint, ip_country, nam
 from domain.fraud.rules import RULES, velocity_code
 from domain.risk import RiskVerdict
 
+VERSION = load_rule_set(DEFAULT_RULES_PATH).version
 BASE = PaymentFacts(kind="deposit", amount_minor=500_000, currency="KZT", method="card")
 
 
@@ -77,6 +78,11 @@ CASES: dict[str, tuple[dict[str, Any], PaymentFacts, PaymentFacts]] = {
         {},
         facts(destination_card_deposited=False),
         facts(destination_card_deposited=True),
+    ),
+    "new_payout_destination": (
+        {},
+        facts(destination_used_before=False),
+        facts(destination_used_before=True),
     ),
     "new_device_large_amount": (
         {"min_amount": 100_000},
@@ -168,7 +174,7 @@ def test_clean_payment_is_approved_with_the_version() -> None:
     decision = evaluate(facts(), load_rule_set(DEFAULT_RULES_PATH))
     assert decision.decision is RiskVerdict.APPROVE
     assert (decision.score, decision.reasons) == (0, ())
-    assert decision.version == "2026.11-1"
+    assert decision.version == VERSION
 
 
 def test_decline_action_declines_whatever_the_score() -> None:
@@ -293,7 +299,7 @@ def test_overlay_merges_and_extends_the_version(tmp_path: Path) -> None:
     overlay = tmp_path / "o.toml"
     overlay.write_text('version = "site"\n[deposit.rules.amount_below_minimum]\nmin_amount = 1\n')
     rules = load_rule_set(DEFAULT_RULES_PATH, overlay)
-    assert rules.version == "2026.11-1+site"
+    assert rules.version == f"{VERSION}+site"
     assert rules.deposit.rules["amount_below_minimum"].int("min_amount") == 1
     assert rules.deposit.rules["amount_below_minimum"].action == "decline"
 
@@ -359,5 +365,5 @@ def test_decision_json_carries_the_version() -> None:
         "decision": "approve",
         "score": 0,
         "reasons": [],
-        "version": "2026.11-1",
+        "version": VERSION,
     }

@@ -14,6 +14,7 @@ from db import ledger as ledger_store
 from db import monitoring
 from db import players as player_store
 from db import responsible_gaming as rg
+from db import withdrawals as withdrawal_store
 from db.models import PaymentAttempt
 from domain.fraud import Decision, evaluate
 from domain.fraud.config import DEFAULT_RULES_PATH, load_rule_set
@@ -295,21 +296,71 @@ async def test_withdrawal_facts_cycling_destination_device_and_ip(
                     currency="KZT",
                 ),
             )
+        home = fingerprint(f"KZ00{uid()}")
+        await paid_withdrawal(session, me, destination_key=home)
         facts, _ = await fraud_store.withdrawal_facts(
             session,
             player_id=me,
-            amount_minor=500_000_00,
+            amount_minor=400_000_00,
             currency="KZT",
             method="bank_transfer",
-            destination_fingerprint=fingerprint(f"KZ00{uid()}"),
+            destination_fingerprint=home,
             rules=RULES,
             now=NOW,
             destination_iin=(await player_store.get_player(session, player_id=me)).iin,  # type: ignore[union-attr]
             client={"ip": "2.134.0.1", "device_id": "dev-home"},
         )
+        elsewhere, _ = await fraud_store.withdrawal_facts(
+            session,
+            player_id=me,
+            amount_minor=400_000_00,
+            currency="KZT",
+            method="bank_transfer",
+            destination_fingerprint=fingerprint(f"KZ00{uid()}"),
+            rules=RULES,
+            now=NOW,
+        )
     assert facts.bets_lookback_minor == 1_000_000_00
     assert (facts.device_known, facts.destination_name_matches) == (True, True)
+    assert facts.destination_used_before is True
     assert evaluate(facts, RULES).reasons == ()
+    assert elsewhere.destination_used_before is False
+    assert evaluate(elsewhere, RULES).reasons == ("new_payout_destination",)
+
+
+async def paid_withdrawal(session: AsyncSession, player_id: str, *, destination_key: str) -> str:
+    """A withdrawal paid out to `destination_key` two days ago, with its fraud decision."""
+    withdrawal_id = f"wd_{uid()}"
+    at = NOW - timedelta(days=2)
+    created = await withdrawal_store.create_withdrawal(
+        session,
+        withdrawal_id=withdrawal_id,
+        player_id=player_id,
+        amount_minor=10_000_00,
+        currency="KZT",
+        method="bank_transfer",
+        destination={"iban": "KZ.."},
+        destination_fingerprint=destination_key[:32],
+        provider="kazcard",
+        approvals_needed=1,
+        workflow_id=f"withdrawal-{withdrawal_id}",
+        created_at=at,
+    )
+    created.status = "paid"
+    await fraud_store.record_decision(
+        session,
+        payment_id=withdrawal_id,
+        kind="withdrawal",
+        player_id=player_id,
+        amount_minor=10_000_00,
+        currency="KZT",
+        method="bank_transfer",
+        signals=fraud_store.Signals(destination_key=destination_key),
+        decision=APPROVED,
+        created_at=at,
+    )
+    await session.flush()
+    return withdrawal_id
 
 
 async def test_fact_query_reads_through_indexes(sessions: async_sessionmaker[AsyncSession]) -> None:

@@ -182,7 +182,7 @@ async def test_review_then_reject_releases_the_hold(
     assert rejected.status_code == 200, rejected.text
     done = await finished(api, temporal_client, created)
     assert done["status"] == "rejected"
-    assert "low_game_turnover" in done["risk"]["reasons"]
+    assert "low_turnover" in done["risk"]["reasons"]  # cycling: deposit, no play
     assert kinds(done) == ["withdrawal_hold", "withdrawal_released"]
     assert await balance(api, player) == (100_000_00, 0)
     for action, body in (("approve", None), ("cancel", None)):

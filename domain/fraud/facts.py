@@ -65,6 +65,8 @@ class PaymentFacts:
     bets_lookback_minor: int = 0  # game bets in the same look-back
     destination_name_matches: bool | None = None
     destination_card_deposited: bool | None = None
+    # The player was paid out to this destination before (or, a card, deposited with it).
+    destination_used_before: bool | None = None
 
     def velocity_of(self, dimension: Dimension) -> Velocity | None:
         return self.velocity.get(dimension)

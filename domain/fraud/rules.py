@@ -151,6 +151,14 @@ def _card_not_deposited(f: PaymentFacts, c: RuleConfig) -> bool:
     return f.destination_card_deposited is False
 
 
+@rule(
+    "new_payout_destination",
+    "payout to a destination the player was never paid to (nor, a card, deposited with)",
+)
+def _new_destination(f: PaymentFacts, c: RuleConfig) -> bool:
+    return f.destination_used_before is False
+
+
 @rule("new_device_large_amount", "a device new to this player, for a large amount", "min_amount")
 def _new_device(f: PaymentFacts, c: RuleConfig) -> bool:
     return f.device_known is False and f.amount_minor >= c.int("min_amount")
