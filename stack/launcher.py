@@ -236,6 +236,44 @@ class Stack:
     def dead_components(self) -> list[Component]:
         return [c for c in self.components if c.process.poll() is not None]
 
+    # -- fault injection (bench.chaos) ----------------------------------------------------
+
+    def kill(self, name: str) -> int:
+        """SIGKILL one component (no graceful shutdown); returns the pid it had."""
+        component = self._component(name)
+        component.process.kill()
+        component.process.wait()
+        component.log_file.close()
+        return component.process.pid
+
+    def respawn(self, name: str) -> str:
+        """Start a killed component again in its place; its previous log is kept as name.N.log."""
+        starters = {"worker": self._start_worker, "simulator": self._start_simulator}
+        starters["api"] = self._start_api
+        old = self._component(name)
+        index = self.components.index(old)
+        self.components.remove(old)
+        if old.process.poll() is None:
+            old.process.kill()
+            old.process.wait()
+        old.log_file.close()
+        runs = len(list(self.log_dir.glob(f"{name}.*.log")))
+        old.log_path.rename(self.log_dir / f"{name}.{runs + 1}.log")
+        detail = starters[name]()
+        self.components.insert(index, self.components.pop())
+        return detail
+
+    def restart_postgres(self, down_seconds: float = 0.0) -> None:
+        """Stop the embedded PostgreSQL (fast shutdown: clients are disconnected), wait, start it
+        again on the same data directory and socket, so DATABASE_URL stays valid."""
+        server = self._pg
+        if server is None:
+            raise StackError("PostgreSQL is external (PAY_DATABASE_URL): it is not ours to restart")
+        server.stop()  # type: ignore[attr-defined]
+        time.sleep(down_seconds)
+        with server._lock:  # type: ignore[attr-defined]
+            server.ensure_postgres_running()  # type: ignore[attr-defined]
+
     def _require_free_port(self, port: int, setting: str) -> None:
         with contextlib.closing(socket.socket()) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,0 +1,1122 @@
+"""`python -m bench.chaos` (`make chaos`): mixed payments through the HTTP API while things break.
+
+It starts the embedded stack (PostgreSQL, Temporal dev server, simulator, worker, API) in a
+temporary data directory on free ports, creates players, funds each with a card deposit and a
+little game turnover, then submits `--payments` mixed payments at `--rate` per second with up to
+`--concurrency` requests in flight:
+
+* card deposits (kazcard / altyncard by routing and failover; some declined cards, some 3-D Secure
+  challenges the player passes on the simulator's page),
+* deposits by bank transfer, e-wallet, mobile banking, QR and aggregator, which wait for the
+  player: the driver confirms (or declines) on the simulator's player page like a person would,
+* withdrawals to KZ IBANs (some to closed accounts: the payout fails), to the deposit card, to an
+  e-wallet and to the player's phone; the large ones wait for an operator (`/approve` with the
+  operator key, a second approval by the admin key above the four-eyes threshold, some
+  rejected) and a few are cancelled by the player.
+
+Meanwhile a fault schedule runs, keyed to how many payments were submitted: the worker is
+SIGKILLed and started again several times, `kazcard` goes fully down (acquirer outage and payout
+desk errors) and comes back, the simulator duplicates, delays and drops callbacks, and
+PostgreSQL is restarted once. A request that meets a 5xx or a refused connection is retried with
+the same Idempotency-Key, like a casino backend would.
+
+At the end it waits (`--settle-timeout`) for every payment to be terminal and then checks:
+
+* lost: every payment the API accepted (202) is readable and has a Temporal workflow;
+* stuck: whatever is still open is listed by `GET /v1/ops/stuck` with what it waits on;
+* double charge: per deposit, at most one successful charge/payment across the providers'
+  logs at the simulator, and exactly one when (and only when) the deposit succeeded;
+* double payout: per withdrawal, at most one payout, paid exactly when the withdrawal is paid;
+* ledger: each payment's postings (credit once; hold then exactly one of post/void), the
+  ledger invariants (`db.ledger_check.run_checks`), and each player's wallet equal to succeeded
+  deposits - paid withdrawals - held (available) and open withdrawals (held).
+
+It prints the counts and exits 1 on any loss, double charge or payout, or broken invariant.
+The stack's timings are shortened for the run (status polls every few seconds instead of every
+30 s, shorter retry backoffs and circuit cooldown); see CHAOS_ENV.
+"""
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from config import Settings
+from db.engine import make_engine, make_sessionmaker
+from db.ledger_check import run_checks
+from domain.iban import with_check_digits
+from domain.iin import check_digit
+from domain.statuses import TERMINAL_DEPOSIT_STATUSES
+from domain.withdrawals import WithdrawalStatus
+from stack.launcher import Stack, free_port
+
+DEPOSIT_TERMINAL = frozenset(s.value for s in TERMINAL_DEPOSIT_STATUSES)
+WITHDRAWAL_TERMINAL = frozenset(s.value for s in WithdrawalStatus if s.terminal)
+DEPOSIT_OPEN = ("pending", "requires_action", "processing")
+WITHDRAWAL_OPEN = tuple(s.value for s in WithdrawalStatus if not s.terminal)
+ASYNC_METHODS = ("bank_transfer", "ewallet", "mobile_banking", "qr", "aggregator")
+DECLINED_CARD = "4000000000000002"
+THREE_DS_CARD = "4000000000003220"
+TENGE = 100  # minor units per tenge
+
+# Shorter timings so a run ends in minutes; each can still be overridden from the environment.
+CHAOS_ENV = {
+    "PAY_CALLBACK_POLL_INITIAL_SECONDS": "3",
+    "PAY_CALLBACK_POLL_MAX_SECONDS": "10",
+    "PAY_CHARGE_RETRY_MAX_SECONDS": "5",
+    "PAY_PAYOUT_RETRY_MAX_SECONDS": "5",
+    "PAY_CIRCUIT_COOLDOWN_SECONDS": "10",
+    "PAY_PROVIDER_HTTP_TIMEOUT_SECONDS": "5",
+    "PAY_TEMPORAL_TASK_QUEUE": "chaos",
+}
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- test data ----------------------------------------------------------------------------------
+
+
+def make_iin(rng: random.Random) -> str:
+    while True:
+        birth = f"{rng.randint(70, 99):02d}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+        first = f"{birth}{rng.choice('34')}{rng.randint(1000, 9999)}"
+        digit = check_digit(first)
+        if digit is not None:
+            return first + str(digit)
+
+
+def make_iban(rng: random.Random, *, closed: bool = False) -> str:
+    account = ("999" if closed else str(rng.randint(1, 8))) + "".join(
+        rng.choice("0123456789") for _ in range(12 if not closed else 10)
+    )
+    return with_check_digits("125" + account)
+
+
+def make_card(rng: random.Random) -> str:
+    """A Luhn-valid Visa or Mastercard number unique enough for per-card velocity rules."""
+    body = rng.choice(["424242", "510510"]) + "".join(rng.choice("0123456789") for _ in range(9))
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch)
+        if i % 2 == 0:
+            d = d * 2 - 9 if d * 2 > 9 else d * 2
+        total += d
+    return body + str((10 - total % 10) % 10)
+
+
+def card_details(number: str) -> dict[str, Any]:
+    return {"card": {"number": number, "exp_month": 12, "exp_year": 2031, "cvc": "123"}}
+
+
+# -- bookkeeping ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Player:
+    id: str
+    phone: str
+    card: str
+    vip: bool
+    funded: int = 0  # succeeded funding amount
+    committed: int = 0  # withdrawals submitted so far (whatever became of them)
+    card_token: str | None = None
+    deposits: int = 0
+
+
+@dataclass
+class Payment:
+    kind: str  # "deposit" | "withdrawal"
+    method: str
+    player: Player
+    amount: int
+    label: str  # what the plan meant: "card", "card_3ds", "card_declined", "iban_closed", ...
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    body: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    workflow_id: str | None = None
+    refused: str | None = None
+    player_pays: bool = True  # async deposits: confirm (True) or decline on the page
+    review: str = "approve"  # withdrawals in review: approve | reject
+    cancel: bool = False
+    acted: bool = False
+    reviewed: set[tuple[str, str]] = field(default_factory=set)
+    status: str | None = None
+    provider: str | None = None
+    ledger_kinds: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Tally:
+    submitted: int = 0
+    accepted: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    player_actions: Counter[str] = field(default_factory=Counter)
+    reviews: Counter[str] = field(default_factory=Counter)
+    cancels: Counter[str] = field(default_factory=Counter)
+    faults: list[str] = field(default_factory=list)
+
+
+class Api:
+    """The public API as a casino backend and its operators use it: retries keep the key."""
+
+    def __init__(self, http: httpx.AsyncClient, keys: dict[str, str], tally: Tally) -> None:
+        self.http = http
+        self.keys = keys
+        self.tally = tally
+
+    def headers(self, role: str, key: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.keys[role]}"}
+        if key:
+            headers["Idempotency-Key"] = key
+        return headers
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        role: str = "merchant",
+        key: str | None = None,
+        body: dict[str, Any] | None = None,
+        retry_for: float = 180.0,
+    ) -> httpx.Response:
+        """The first answer that is not a 5xx or a connection failure (retried until
+        `retry_for` seconds are over; then the last 5xx, or the exception is raised)."""
+        deadline = time.monotonic() + retry_for
+        delay = 0.3
+        while True:
+            try:
+                response = await self.http.request(
+                    method, path, json=body, headers=self.headers(role, key)
+                )
+                if response.status_code < 500 or time.monotonic() > deadline:
+                    return response
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+            self.tally.retries += 1
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 3.0)
+
+    async def get_json(self, path: str, *, role: str = "merchant") -> Any:
+        response = await self.call("GET", path, role=role)
+        response.raise_for_status()
+        return response.json()
+
+    async def list_all(self, path: str, *, role: str = "merchant") -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            sep = "&" if "?" in path else "?"
+            page = await self.get_json(
+                f"{path}{sep}limit=200" + (f"&cursor={cursor}" if cursor else ""), role=role
+            )
+            items += page["data"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+class Faults:
+    """Fault actions against the stack and the simulator's admin API."""
+
+    def __init__(self, stack: Stack, simulator: httpx.AsyncClient, tally: Tally) -> None:
+        self.stack = stack
+        self.sim = simulator
+        self.tally = tally
+        self.behaviour: dict[str, dict[str, Any]] = defaultdict(dict)
+        self.providers: dict[str, str] = {}
+
+    def note(self, message: str) -> None:
+        self.tally.faults.append(message)
+        say(f"FAULT {message}")
+
+    async def load_providers(self) -> None:
+        self.providers = (await self.sim.get("/admin/providers")).json()
+
+    async def set_behaviour(self, provider: str, **changes: Any) -> None:
+        self.behaviour[provider].update(changes)
+        response = await self.sim.put(
+            f"/admin/providers/{provider}/behaviour", json=self.behaviour[provider]
+        )
+        response.raise_for_status()
+
+    async def callbacks(self, **changes: Any) -> None:
+        for provider in self.providers:
+            await self.set_behaviour(provider, **changes)
+
+    async def kill_worker(self) -> None:
+        pid = await asyncio.to_thread(self.stack.kill, "worker")
+        self.note(f"SIGKILL worker (pid {pid})")
+        await asyncio.sleep(1.0)
+        began = time.monotonic()
+        await asyncio.to_thread(self.stack.respawn, "worker")
+        self.note(f"worker restarted in {time.monotonic() - began:.1f}s")
+
+    async def outage(self, provider: str, down: bool) -> None:
+        await self.set_behaviour(provider, outage=down)
+        response = await self.sim.put(
+            f"/admin/payouts/{provider}/behaviour", json={"error_rate": 1.0 if down else 0.0}
+        )
+        response.raise_for_status()
+        self.note(f"{provider} {'DOWN (acquirer outage, payouts 503)' if down else 'back up'}")
+
+    async def restart_postgres(self) -> None:
+        self.note("PostgreSQL stopping (fast shutdown, 3 s down)")
+        began = time.monotonic()
+        await asyncio.to_thread(self.stack.restart_postgres, 3.0)
+        self.note(f"PostgreSQL back after {time.monotonic() - began:.1f}s")
+
+    async def duplicate(self, on: bool) -> None:
+        await self.callbacks(callback_duplicate=on, callback_out_of_order=on)
+        self.note(
+            f"callbacks {'duplicated + stale out-of-order' if on else 'no longer duplicated'}"
+        )
+
+    async def delay(self, ms: int) -> None:
+        await self.callbacks(callback_delay_ms=ms)
+        self.note(f"callbacks delayed {ms} ms" if ms else "callbacks no longer delayed")
+
+    async def drop(self, on: bool) -> None:
+        await self.callbacks(callback_lost=on)
+        self.note("callbacks DROPPED" if on else "callbacks delivered again")
+
+    async def heal(self) -> None:
+        await self.sim.post("/admin/reset")
+        for provider in self.providers:
+            await self.sim.put(f"/admin/payouts/{provider}/behaviour", json={})
+        self.behaviour.clear()
+        self.note("all simulator behaviour reset")
+
+
+Step = tuple[float, Callable[[Faults], Awaitable[None]]]
+
+
+def schedule(name: str, *, pg_restart: bool) -> list[Step]:
+    """Fault steps keyed to the share of payments submitted."""
+    if name == "full":
+        steps: list[Step] = [
+            (0.05, lambda f: f.duplicate(True)),
+            (0.10, lambda f: f.kill_worker()),
+            (0.20, lambda f: f.outage("kazcard", True)),
+            (0.30, lambda f: f.kill_worker()),
+            (0.35, lambda f: f.delay(3000)),
+            (0.42, lambda f: f.outage("kazcard", False)),
+            (0.60, lambda f: f.kill_worker()),
+            (0.65, lambda f: f.drop(True)),
+            (0.80, lambda f: f.drop(False)),
+            (0.85, lambda f: f.kill_worker()),
+            (0.95, lambda f: f.heal()),
+        ]
+        if pg_restart:
+            steps.append((0.50, lambda f: f.restart_postgres()))
+    else:
+        steps = [
+            (0.05, lambda f: f.duplicate(True)),
+            (0.15, lambda f: f.outage("kazcard", True)),
+            (0.30, lambda f: f.kill_worker()),
+            (0.55, lambda f: f.outage("kazcard", False)),
+            (0.60, lambda f: f.drop(True)),
+            (0.80, lambda f: f.heal()),
+        ]
+        if pg_restart:
+            steps.append((0.45, lambda f: f.restart_postgres()))
+    return sorted(steps, key=lambda step: step[0])
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    payments: int
+    concurrency: int
+    rate: float
+    players: int
+    faults: str
+    pg_restart: bool
+    settle_timeout: float
+    seed: int
+    data_dir: Path | None
+    keep: bool
+    json_out: Path | None
+
+
+class Chaos:
+    def __init__(self, opts: Options, stack: Stack) -> None:
+        self.opts = opts
+        self.stack = stack
+        self.rng = random.Random(opts.seed)
+        self.tally = Tally()
+        self.players: list[Player] = []
+        self.payments: list[Payment] = []
+        self.by_id: dict[str, Payment] = {}
+        self.done_submitting = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.progress = 0.0
+        self.progressed = asyncio.Event()
+
+    async def run(self) -> dict[str, Any]:
+        settings = self.stack.settings
+        keys = json.loads(self.stack.dev_keys_path.read_text())
+        limits = httpx.Limits(max_connections=self.opts.concurrency + 16)
+        async with (
+            httpx.AsyncClient(base_url=settings.api_url, timeout=30, limits=limits) as http,
+            httpx.AsyncClient(base_url=settings.simulator_url, timeout=30) as sim,
+        ):
+            self.api = Api(http, keys, self.tally)
+            self.sim = sim
+            self.faults = Faults(self.stack, sim, self.tally)
+            await self.faults.load_providers()
+            began = time.monotonic()
+            await self.setup_players()
+            say(f"players ready in {time.monotonic() - began:.1f}s")
+            plan = self.plan()
+            reactor = asyncio.create_task(self.reactor())
+            reporter = asyncio.create_task(self.reporter())
+            began = time.monotonic()
+            await asyncio.gather(self.submit(plan), self.fault_schedule())
+            submit_seconds = time.monotonic() - began
+            await self.faults.heal()
+            say(
+                f"submitted {self.tally.submitted} in {submit_seconds:.1f}s: "
+                f"{self.tally.accepted} accepted, refused {dict(self.tally.refused)}"
+            )
+            settle_began = time.monotonic()
+            open_left = await self.settle()
+            settle_seconds = time.monotonic() - settle_began
+            self.finished.set()
+            await asyncio.gather(reactor, reporter)
+            report = await self.verify()
+            report["timing"] = {
+                "submit_seconds": round(submit_seconds, 1),
+                "settle_seconds": round(settle_seconds, 1),
+                "open_after_settle": open_left,
+            }
+            return report
+
+    # -- setup -------------------------------------------------------------------------------
+
+    async def setup_players(self) -> None:
+        sem = asyncio.Semaphore(self.opts.concurrency)
+        n = self.opts.players
+
+        async def one(index: int) -> Player | None:
+            async with sem:
+                phone = f"+7701{self.rng.randint(1_000_000, 9_999_998):07d}"
+                if phone.endswith("0000"):
+                    phone = phone[:-1] + "1"
+                body = {
+                    "external_id": f"chaos-{uuid.uuid4().hex[:12]}",
+                    "iin": make_iin(self.rng),
+                    "full_name": f"Chaos Player {index}",
+                    "phone": phone,
+                }
+                response = await self.api.call(
+                    "POST", "/v1/players", body=body, key=uuid.uuid4().hex
+                )
+                if response.status_code != 201:
+                    say(f"player refused: {response.status_code} {response.text[:200]}")
+                    return None
+                vip = index % 10 == 9
+                player = Player(response.json()["id"], phone, make_card(self.rng), vip)
+                funding = Payment(
+                    "deposit",
+                    "card",
+                    player,
+                    (4_000_000 if vip else 300_000) * TENGE,
+                    "funding",
+                )
+                funding.body = self.deposit_body(funding, card_details(player.card))
+                await self.create(funding)
+                return player
+
+        found = await asyncio.gather(*(one(i) for i in range(n)))
+        self.players = [p for p in found if p is not None]
+        say(f"{len(self.players)} players created, funding deposits submitted")
+        deadline = time.monotonic() + 180
+        funding = [p for p in self.payments if p.label == "funding" and p.id]
+        while time.monotonic() < deadline:
+            states = await asyncio.gather(*(self.refresh(p, sem) for p in funding))
+            if all(s in DEPOSIT_TERMINAL for s in states):
+                break
+            await asyncio.sleep(1.0)
+        funded = 0
+        for payment in funding:
+            if payment.status == "succeeded":
+                payment.player.funded = payment.amount
+                funded += 1
+        say(f"{funded}/{len(funding)} funding deposits succeeded")
+        await self.load_card_tokens([p for p in funding if p.status == "succeeded"])
+
+        async def turnover(player: Player) -> None:
+            """Bets then wins of the same amount: turnover for the withdrawal rules, net zero."""
+            async with sem:
+                amount = player.funded * 8 // 10
+                for _ in range(2):
+                    round_id = uuid.uuid4().hex
+                    for kind in ("bet", "win"):
+                        response = await self.api.call(
+                            "POST",
+                            f"/v1/players/{player.id}/game-transactions",
+                            key=uuid.uuid4().hex,
+                            body={
+                                "type": kind,
+                                "amount": amount,
+                                "currency": "KZT",
+                                "round_id": round_id,
+                            },
+                        )
+                        if response.status_code >= 300:
+                            raise RuntimeError(f"game {kind} refused: {response.text[:300]}")
+
+        await asyncio.gather(*(turnover(p) for p in self.players if p.funded))
+        say("game turnover posted (bet + win, net zero)")
+
+    async def load_card_tokens(self, funding: list[Payment]) -> None:
+        assert self.stack.database_url
+        engine = make_engine(self.stack.database_url, pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                rows = await session.execute(
+                    text("SELECT id, card FROM deposits WHERE id = ANY(:ids)"),
+                    {"ids": [p.id for p in funding]},
+                )
+                cards = {str(r[0]): r[1] for r in rows}
+        finally:
+            await engine.dispose()
+        for payment in funding:
+            tokens = (cards.get(str(payment.id)) or {}).get("tokens") or {}
+            payment.player.card_token = next(iter(tokens.values()), None)
+
+    # -- the plan ------------------------------------------------------------------------------
+
+    def deposit_body(self, payment: Payment, details: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "player_id": payment.player.id,
+            "amount": payment.amount,
+            "currency": "KZT",
+            "method": payment.method,
+            "details": details,
+        }
+
+    def plan(self) -> list[Payment]:
+        rng = self.rng
+        funded = [p for p in self.players if p.funded]
+        if not funded:
+            raise RuntimeError("no player could be funded: see the logs")
+        plan: list[Payment] = []
+        for _ in range(self.opts.payments):
+            roll = rng.random()
+            if roll < 0.60:
+                candidates = [p for p in funded if p.deposits < 3] or funded
+                player = rng.choice(candidates)
+                player.deposits += 1
+                plan.append(self.plan_deposit(player, rng))
+            else:
+                player = rng.choice(funded)
+                plan.append(self.plan_withdrawal(player, rng))
+        return plan
+
+    def plan_deposit(self, player: Player, rng: random.Random) -> Payment:
+        amount = rng.randint(5_000, 50_000) * TENGE
+        roll = rng.random()
+        if roll < 0.55:
+            label, number = "card", player.card
+            if rng.random() < 0.06:
+                label, number = "card_declined", DECLINED_CARD
+            elif rng.random() < 0.04:
+                label, number = "card_3ds", THREE_DS_CARD
+            payment = Payment("deposit", "card", player, amount, label)
+            payment.body = self.deposit_body(payment, card_details(number))
+            return payment
+        method = rng.choice(ASYNC_METHODS)
+        payment = Payment("deposit", method, player, amount, method)
+        details: dict[str, Any] = {}
+        if method == "ewallet":
+            insufficient = rng.random() < 0.05
+            details = {"wallet_account": "insufficient" if insufficient else f"w-{player.id[-8:]}"}
+            if insufficient:
+                payment.label = "ewallet_insufficient"
+        payment.player_pays = rng.random() >= 0.10
+        payment.body = self.deposit_body(payment, details)
+        return payment
+
+    def plan_withdrawal(self, player: Player, rng: random.Random) -> Payment:
+        available = player.funded - player.committed
+        big: int | None = None
+        if player.vip and available >= 2_200_000 * TENGE and rng.random() < 0.5:
+            big = rng.choice([1_200_000, 2_100_000]) * TENGE  # review; four-eyes over 2M
+        amount = big or rng.randint(5_000, 20_000) * TENGE
+        if amount > available:
+            amount = max(1_000 * TENGE, available // 4)
+        player.committed += amount
+        roll = rng.random()
+        if roll < 0.45:
+            closed = rng.random() < 0.05
+            payment = Payment(
+                "withdrawal", "bank_transfer", player, amount, "iban_closed" if closed else "iban"
+            )
+            destination: dict[str, Any] = {"iban": make_iban(rng, closed=closed)}
+        elif roll < 0.70 and player.card_token:
+            payment = Payment("withdrawal", "card", player, amount, "card")
+            destination = {"card_token": player.card_token}
+        elif roll < 0.85:
+            payment = Payment("withdrawal", "ewallet", player, amount, "ewallet")
+            destination = {"wallet_account": f"w-{player.id[-8:]}"}
+        else:
+            payment = Payment("withdrawal", "mobile_banking", player, amount, "mobile_banking")
+            destination = {"phone": player.phone}
+        if big:
+            payment.label += "_large"
+        payment.review = "reject" if rng.random() < 0.15 else "approve"
+        payment.cancel = rng.random() < 0.03
+        payment.body = {
+            "player_id": player.id,
+            "amount": amount,
+            "currency": "KZT",
+            "method": payment.method,
+            "destination": destination,
+        }
+        return payment
+
+    # -- driving ---------------------------------------------------------------------------------
+
+    async def create(self, payment: Payment) -> None:
+        self.payments.append(payment)
+        path = "/v1/deposits" if payment.kind == "deposit" else "/v1/withdrawals"
+        self.tally.submitted += 1
+        try:
+            response = await self.api.call("POST", path, key=payment.key, body=payment.body)
+        except httpx.HTTPError as exc:
+            payment.refused = f"unreachable:{type(exc).__name__}"
+            self.tally.refused[payment.refused] += 1
+            return
+        if response.status_code == 202:
+            created = response.json()
+            payment.id = created["id"]
+            payment.workflow_id = created["workflow_id"]
+            payment.status = created["status"]
+            self.by_id[created["id"]] = payment
+            self.tally.accepted += 1
+            if payment.cancel:
+                await self.cancel(payment)
+            return
+        try:
+            code = str(response.json().get("code", response.status_code))
+        except ValueError:
+            code = str(response.status_code)
+        payment.refused = code
+        self.tally.refused[f"{payment.kind}:{code}"] += 1
+
+    async def cancel(self, payment: Payment) -> None:
+        response = await self.api.call("POST", f"/v1/withdrawals/{payment.id}/cancel")
+        outcome = "cancelled" if response.status_code == 200 else str(response.status_code)
+        self.tally.cancels[outcome] += 1
+
+    async def submit(self, plan: list[Payment]) -> None:
+        sem = asyncio.Semaphore(self.opts.concurrency)
+        tasks: list[asyncio.Task[None]] = []
+        interval = 1.0 / self.opts.rate
+        start = time.monotonic()
+
+        async def one(payment: Payment) -> None:
+            async with sem:
+                await self.create(payment)
+
+        for n, payment in enumerate(plan):
+            wait = start + n * interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await sem.acquire()  # backpressure: never more than `concurrency` in flight
+            sem.release()
+            tasks.append(asyncio.create_task(one(payment)))
+            self.progress = (n + 1) / len(plan)
+            self.progressed.set()
+        await asyncio.gather(*tasks)
+        self.done_submitting.set()
+        self.progressed.set()
+
+    async def fault_schedule(self) -> None:
+        for at, action in schedule(self.opts.faults, pg_restart=self.opts.pg_restart):
+            while self.progress < at and not self.done_submitting.is_set():
+                self.progressed.clear()
+                await self.progressed.wait()
+            try:
+                await action(self.faults)
+            except Exception as exc:  # a fault that cannot be applied is reported, not fatal
+                self.faults.note(f"could not apply a fault: {type(exc).__name__}: {exc}")
+
+    async def reactor(self) -> None:
+        """The players and operators: act on pages and review queues as payments get there."""
+        while not self.finished.is_set():
+            try:
+                await self.react_once()
+            except httpx.HTTPError as exc:
+                say(f"reactor: {type(exc).__name__} (retrying)")
+            await asyncio.sleep(1.0)
+
+    async def react_once(self) -> None:
+        waiting = await self.api.list_all("/v1/deposits?status=requires_action")
+        actions = []
+        for item in waiting:
+            payment = self.by_id.get(item["id"])
+            if payment is not None and not payment.acted and item.get("provider"):
+                payment.acted = True
+                actions.append(self.player_acts(payment, item["provider"]))
+        review = await self.api.list_all("/v1/withdrawals?status=in_review")
+        for item in review:
+            payment = self.by_id.get(item["id"])
+            if payment is not None:
+                actions.append(self.operator_reviews(payment))
+        await asyncio.gather(*actions)
+
+    async def player_acts(self, payment: Payment, provider: str) -> None:
+        await asyncio.sleep(self.rng.uniform(0.0, 1.5))  # a person takes a moment
+        base = f"/pay/{provider}/{payment.id}"
+        if not payment.player_pays:
+            path, what = f"{base}/decline", "declined"
+        elif payment.method == "bank_transfer":
+            path, what = f"{base}/transfer?amount={payment.amount}", "paid"
+        elif payment.method == "aggregator":
+            path, what = f"{base}/confirm?method=card", "paid"
+        else:
+            path, what = f"{base}/confirm", "paid"
+        try:
+            response = await self.sim.post(path, headers={"accept": "application/json"})
+        except httpx.HTTPError:
+            payment.acted = False  # try again at the next look
+            return
+        if response.status_code >= 500:
+            payment.acted = False
+            return
+        self.tally.player_actions[what if response.status_code < 300 else "too_late"] += 1
+
+    async def operator_reviews(self, payment: Payment) -> None:
+        item = await self.api.get_json(f"/v1/withdrawals/{payment.id}")
+        if item["status"] != "in_review":
+            return
+        if payment.review == "reject":
+            steps = [("operator", "reject")]
+        else:
+            steps = [("operator", "approve"), ("admin", "approve")][: item["approvals_needed"]]
+        for role, action in steps:
+            if (role, action) in payment.reviewed:
+                continue
+            body = {"reason": "chaos: not convinced"} if action == "reject" else {}
+            response = await self.api.call(
+                "POST", f"/v1/withdrawals/{payment.id}/{action}", role=role, body=body
+            )
+            if response.status_code < 300 or response.status_code == 409:
+                payment.reviewed.add((role, action))
+                self.tally.reviews[f"{action} {response.status_code}"] += 1
+
+    async def reporter(self) -> None:
+        last = ""
+        while not self.finished.is_set():
+            await asyncio.sleep(5.0)
+            line = (
+                f"progress: submitted {self.tally.submitted} accepted {self.tally.accepted} "
+                f"refused {sum(self.tally.refused.values())} retries {self.tally.retries} | "
+                f"player actions {dict(self.tally.player_actions)} reviews "
+                f"{dict(self.tally.reviews)}"
+            )
+            if line != last:
+                say(line)
+                last = line
+
+    async def refresh(self, payment: Payment, sem: asyncio.Semaphore | None = None) -> str | None:
+        if payment.id is None:
+            return None
+        path = f"/v1/{payment.kind}s/{payment.id}"
+        if sem is None:
+            data = await self.api.get_json(path)
+        else:
+            async with sem:
+                data = await self.api.get_json(path)
+        payment.status = data["status"]
+        payment.provider = data.get("provider")
+        payment.ledger_kinds = [t["kind"] for t in data.get("ledger", [])]
+        return payment.status
+
+    async def open_ids(self) -> set[str]:
+        ids: set[str] = set()
+        for status in DEPOSIT_OPEN:
+            ids |= {d["id"] for d in await self.api.list_all(f"/v1/deposits?status={status}")}
+        for status in WITHDRAWAL_OPEN:
+            ids |= {w["id"] for w in await self.api.list_all(f"/v1/withdrawals?status={status}")}
+        return ids & set(self.by_id)
+
+    async def settle(self) -> int:
+        deadline = time.monotonic() + self.opts.settle_timeout
+        while True:
+            open_now = await self.open_ids()
+            if not open_now or time.monotonic() > deadline:
+                say(f"settled: {len(open_now)} payment(s) still open")
+                return len(open_now)
+            by_status = Counter(self.by_id[i].kind for i in open_now)
+            say(f"waiting for {len(open_now)} open payment(s): {dict(by_status)}")
+            await asyncio.sleep(3.0)
+
+    # -- verification --------------------------------------------------------------------------
+
+    async def verify(self) -> dict[str, Any]:
+        accepted = [p for p in self.payments if p.id]
+        sem = asyncio.Semaphore(8)
+        client = await Client.connect(
+            self.stack.settings.temporal_target, namespace=self.stack.settings.temporal_namespace
+        )
+        lost: list[str] = []
+
+        async def exists(payment: Payment) -> None:
+            try:
+                await self.refresh(payment, sem)
+            except httpx.HTTPStatusError:
+                lost.append(f"{payment.id}: not readable over the API")
+                return
+            async with sem:
+                try:
+                    assert payment.workflow_id
+                    await client.get_workflow_handle(payment.workflow_id).describe()
+                except RPCError as exc:
+                    lost.append(f"{payment.id}: no workflow ({exc})")
+
+        await asyncio.gather(*(exists(p) for p in accepted))
+        say(f"checked {len(accepted)} accepted payments: {len(lost)} lost")
+
+        stuck = await self.api.get_json("/v1/ops/stuck?older_than=0s&limit=500", role="operator")
+        stuck_ids = {s["id"]: s["waiting_on"] for s in stuck["data"]}
+        open_payments = [
+            p
+            for p in accepted
+            if p.status not in (DEPOSIT_TERMINAL if p.kind == "deposit" else WITHDRAWAL_TERMINAL)
+        ]
+        unexplained = [
+            f"{p.id} ({p.status})" for p in open_payments if not stuck_ids.get(str(p.id))
+        ]
+
+        charges = await self.check_provider_logs(accepted, sem)
+        ledger = self.check_postings(accepted)
+        wallets = await self.check_wallets(sem)
+        invariants = await self.check_invariants()
+
+        statuses: dict[str, Counter[str]] = defaultdict(Counter)
+        for p in accepted:
+            statuses[f"{p.kind} {p.method}"][str(p.status)] += 1
+        finals = Counter(f"{p.kind}:{p.status}" for p in accepted)
+        return {
+            "payments_planned": self.opts.payments,
+            "players": len(self.players),
+            "submitted": self.tally.submitted,
+            "accepted": len(accepted),
+            "refused": dict(self.tally.refused),
+            "request_retries": self.tally.retries,
+            "final_status": dict(sorted(finals.items())),
+            "by_method": {k: dict(v) for k, v in sorted(statuses.items())},
+            "player_actions": dict(self.tally.player_actions),
+            "reviews": dict(self.tally.reviews),
+            "cancels": dict(self.tally.cancels),
+            "faults": self.tally.faults,
+            "open": len(open_payments),
+            "stuck_listed": [
+                f"{p.id} {p.status}: {stuck_ids.get(str(p.id))}" for p in open_payments
+            ],
+            "open_not_listed_as_stuck": unexplained,
+            "lost": lost,
+            **charges,
+            "ledger_postings_wrong": ledger,
+            "wallets_wrong": wallets,
+            "ledger_invariants": invariants,
+        }
+
+    async def check_provider_logs(
+        self, accepted: list[Payment], sem: asyncio.Semaphore
+    ) -> dict[str, Any]:
+        cards = [n for n, m in self.faults.providers.items() if m == "card"]
+        by_method: dict[str, list[str]] = defaultdict(list)
+        for name, method in self.faults.providers.items():
+            by_method[method].append(name)
+        double_charges: list[str] = []
+        charge_mismatch: list[str] = []
+        double_payouts: list[str] = []
+        payout_mismatch: list[str] = []
+
+        async def fetch(path: str) -> dict[str, Any]:
+            async with sem:
+                response = await self.sim.get(path)
+            response.raise_for_status()
+            found: dict[str, Any] = response.json()
+            return found
+
+        async def deposit(p: Payment) -> None:
+            succeeded = []
+            names = cards if p.method == "card" else by_method[p.method]
+            for name in names:
+                if p.method == "card":
+                    log = await fetch(f"/admin/providers/{name}/charges/{p.id}")
+                    status = (log.get("charge") or {}).get("status")
+                else:
+                    log = await fetch(f"/admin/providers/{name}/payments/{p.id}")
+                    status = (log.get("payment") or {}).get("status")
+                if status == "succeeded":
+                    succeeded.append(name)
+            if len(succeeded) > 1:
+                double_charges.append(f"{p.id}: charged at {succeeded}")
+            if (p.status == "succeeded") != (len(succeeded) >= 1) and p.status in DEPOSIT_TERMINAL:
+                charge_mismatch.append(f"{p.id}: deposit {p.status}, provider charges {succeeded}")
+
+        async def withdrawal(p: Payment) -> None:
+            paid = []
+            for name in sorted({p.provider or "kazcard", "kazcard"}):
+                log = await fetch(f"/admin/payouts/{name}/{p.id}")
+                if (log.get("payout") or {}).get("status") == "paid":
+                    paid.append(name)
+            if len(paid) > 1:
+                double_payouts.append(f"{p.id}: paid by {paid}")
+            if p.status in WITHDRAWAL_TERMINAL and (p.status == "paid") != bool(paid):
+                payout_mismatch.append(f"{p.id}: withdrawal {p.status}, payouts {paid}")
+
+        await asyncio.gather(
+            *(deposit(p) if p.kind == "deposit" else withdrawal(p) for p in accepted)
+        )
+        return {
+            "double_charges": double_charges,
+            "charge_mismatch": charge_mismatch,
+            "double_payouts": double_payouts,
+            "payout_mismatch": payout_mismatch,
+        }
+
+    @staticmethod
+    def check_postings(accepted: list[Payment]) -> list[str]:
+        wrong: list[str] = []
+        for p in accepted:
+            kinds = Counter(p.ledger_kinds)
+            if p.kind == "deposit":
+                ok = kinds["deposit_credit"] == (1 if p.status == "succeeded" else 0)
+            elif p.status == "paid":
+                ok = kinds["withdrawal_hold"] == 1 and kinds["withdrawal_paid"] == 1
+                ok = ok and kinds["withdrawal_released"] == 0
+            elif p.status in WITHDRAWAL_TERMINAL:
+                ok = kinds["withdrawal_hold"] == 1 and kinds["withdrawal_released"] == 1
+                ok = ok and kinds["withdrawal_paid"] == 0
+            else:
+                ok = kinds["withdrawal_hold"] == 1 and not (
+                    kinds["withdrawal_paid"] or kinds["withdrawal_released"]
+                )
+            if not ok:
+                wrong.append(f"{p.id} {p.kind} {p.status}: {dict(kinds)}")
+        return wrong
+
+    async def check_wallets(self, sem: asyncio.Semaphore) -> list[str]:
+        wrong: list[str] = []
+        expected: dict[str, list[int]] = {p.id: [0, 0] for p in self.players}
+        for p in self.payments:
+            if not p.id:
+                continue
+            book = expected[p.player.id]
+            if p.kind == "deposit" and p.status == "succeeded":
+                book[0] += p.amount
+            elif p.kind == "withdrawal" and p.status == "paid":
+                book[0] -= p.amount
+            elif p.kind == "withdrawal" and p.status not in WITHDRAWAL_TERMINAL:
+                book[0] -= p.amount
+                book[1] += p.amount
+
+        async def one(player: Player) -> None:
+            async with sem:
+                data = await self.api.get_json(f"/v1/players/{player.id}")
+            balance = data["balance"]
+            want_available, want_held = expected[player.id]
+            if (balance["available"], balance["held"]) != (want_available, want_held):
+                wrong.append(
+                    f"{player.id}: available {balance['available']} held {balance['held']}, "
+                    f"expected {want_available} / {want_held}"
+                )
+
+        await asyncio.gather(*(one(p) for p in self.players))
+        return wrong
+
+    async def check_invariants(self) -> dict[str, Any]:
+        assert self.stack.database_url
+        engine = make_engine(self.stack.database_url, pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                results = await run_checks(session)
+        finally:
+            await engine.dispose()
+        return {r.name: ("ok" if r.ok else r.offenders[:10]) for r in results}
+
+
+# -- reporting and entry point -------------------------------------------------------------------
+
+
+def breaches(report: dict[str, Any]) -> list[str]:
+    found = []
+    for key in (
+        "lost",
+        "double_charges",
+        "charge_mismatch",
+        "double_payouts",
+        "payout_mismatch",
+        "ledger_postings_wrong",
+        "wallets_wrong",
+        "open_not_listed_as_stuck",
+    ):
+        if report[key]:
+            found.append(f"{key}: {len(report[key])}")
+    found += [f"ledger: {name}" for name, v in report["ledger_invariants"].items() if v != "ok"]
+    return found
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print("\n=== chaos run ===", flush=True)
+    print(
+        f"players {report['players']}, payments submitted {report['submitted']} (incl. "
+        f"{report['players']} funding), accepted {report['accepted']}, refused "
+        f"{report['refused'] or 0}, request retries {report['request_retries']}"
+    )
+    print("final status:")
+    for key, count in report["final_status"].items():
+        print(f"  {key:<28} {count}")
+    print("by method:")
+    for key, counts in report["by_method"].items():
+        print(f"  {key:<28} {counts}")
+    print(
+        f"player actions {report['player_actions']}, reviews {report['reviews']}, "
+        f"cancels {report['cancels']}"
+    )
+    print(f"faults applied ({len(report['faults'])}):")
+    for fault in report["faults"]:
+        print(f"  - {fault}")
+    print(f"timing: {report['timing']}")
+    print(
+        f"open at the end: {report['open']} (listed as stuck with a reason: "
+        f"{report['open'] - len(report['open_not_listed_as_stuck'])})"
+    )
+    for line in report["stuck_listed"][:20]:
+        print(f"  stuck {line}")
+    for key in (
+        "lost",
+        "double_charges",
+        "charge_mismatch",
+        "double_payouts",
+        "payout_mismatch",
+        "ledger_postings_wrong",
+        "wallets_wrong",
+        "open_not_listed_as_stuck",
+    ):
+        print(f"{key:<26} {len(report[key])}")
+        for line in report[key][:10]:
+            print(f"    {line}")
+    print("ledger invariants:")
+    for name, verdict in report["ledger_invariants"].items():
+        print(
+            f"  {'ok' if verdict == 'ok' else 'BREACH'}  {name}"
+            + ("" if verdict == "ok" else f" {verdict}")
+        )
+    found = breaches(report)
+    print(
+        "RESULT: "
+        + (
+            "PASS (zero lost, zero double, ledger balanced)"
+            if not found
+            else "FAIL " + "; ".join(found)
+        ),
+        flush=True,
+    )
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chaos", description=(__doc__ or "").splitlines()[0]
+    )
+    parser.add_argument("--payments", type=int, default=1000, help="mixed payments to submit")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight at most")
+    parser.add_argument("--rate", type=float, default=8.0, help="payments submitted per second")
+    parser.add_argument("--players", type=int, default=0, help="default: payments / 4, >= 8")
+    parser.add_argument("--faults", choices=["full", "short"], default="full")
+    parser.add_argument("--no-pg-restart", action="store_true", help="skip the PostgreSQL restart")
+    parser.add_argument("--settle-timeout", type=float, default=300.0, help="seconds")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: a temp directory")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--json", dest="json_out", type=Path, default=None, help="report file")
+    args = parser.parse_args(argv)
+    return Options(
+        payments=args.payments,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        players=args.players or max(8, math.ceil(args.payments / 4)),
+        faults=args.faults,
+        pg_restart=not args.no_pg_restart,
+        settle_timeout=args.settle_timeout,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        keep=args.keep,
+        json_out=args.json_out,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    for name, value in CHAOS_ENV.items():
+        os.environ.setdefault(name, value)  # the stack's processes inherit these
+    data_dir = opts.data_dir or Path(tempfile.mkdtemp(prefix="kzpay-chaos-")) / "data"
+    api_port, sim_port = free_port(), free_port()
+    settings = Settings(
+        data_dir=data_dir,
+        api_port=api_port,
+        simulator_port=sim_port,
+        simulator_url=f"http://127.0.0.1:{sim_port}",
+        temporal_port=free_port(),
+        temporal_ui_port=free_port(),
+        temporal_task_queue=os.environ["PAY_TEMPORAL_TASK_QUEUE"],
+    )
+    stack = Stack(settings, say=say)
+    say(
+        f"chaos: {opts.payments} payments, {opts.players} players, rate {opts.rate}/s, "
+        f"concurrency {opts.concurrency}, faults {opts.faults}"
+        f"{'' if opts.pg_restart else ' (no PostgreSQL restart)'}; data in {data_dir}"
+    )
+    report: dict[str, Any] | None = None
+    try:
+        stack.start()
+        report = asyncio.run(Chaos(opts, stack).run())
+    finally:
+        stack.stop()
+    print_report(report)
+    if opts.json_out:
+        opts.json_out.write_text(json.dumps(report, indent=2, default=str))
+    failed = bool(breaches(report))
+    if failed or opts.keep:
+        say(f"data and logs kept in {data_dir}")
+    elif opts.data_dir is None:
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
