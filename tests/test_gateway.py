@@ -517,7 +517,7 @@ async def test_duplicate_and_out_of_order_callbacks_are_harmless(
 ) -> None:
     await sim.put(
         "/admin/providers/kzqr/behaviour",
-        json={"callback_duplicate": True, "callback_out_of_order": True},
+        json={"callback_duplicate": True, "callback_out_of_order": True, "callback_delay_ms": 200},
     )
     player_id = await new_player(api)
     deposit = await _create(api, _deposit(player_id, "qr"))
@@ -534,6 +534,22 @@ async def test_duplicate_and_out_of_order_callbacks_are_harmless(
     assert done["status"] == "succeeded"
     assert await _credits(sessions, deposit["id"]) == 1
     assert await _balance(api, player_id) == 250_000
+
+
+async def test_full_outage_of_the_only_qr_provider_fails_cleanly(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await sim.put("/admin/providers/kzqr/behaviour", json={"outage": True})
+    player_id = await new_player(api)
+    deposit = await _create(api, _deposit(player_id, "qr"))
+    done = await _finish(api, temporal_client, deposit)
+    assert done["status"] == "failed"
+    assert done["status_reason"] == "provider_error:kzqr:http_503"
+    assert [a["outcome"] for a in done["attempts"]] == ["error", "error", "error"]
+    assert await _credits(sessions, deposit["id"]) == 0
 
 
 async def test_lost_callback_is_covered_by_polling_the_provider(

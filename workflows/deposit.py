@@ -93,7 +93,6 @@ class DepositWorkflow:
     def __init__(self) -> None:
         self._status = DepositStatus.PENDING
         self._events: list[ProviderEvent] = []
-        self._ignored: list[str] = []
 
     @workflow.query
     def status(self) -> DepositStatus:
@@ -236,11 +235,9 @@ class DepositWorkflow:
             await self._record_route(inp, provider, started.next_action)
             await self._transition(inp, DepositStatus.REQUIRES_ACTION, None)
             outcome = await self._await_player(inp, candidate)
-        else:
-            await self._record_route(inp, provider, None)
+        await self._record_route(inp, provider, None)  # who served it; nothing left to do
         status = outcome.status
         if status == "succeeded":
-            await self._record_route(inp, provider, None)
             await self._transition(inp, DepositStatus.PROCESSING, None)
             credit = await workflow.execute_activity_method(
                 DepositActivities.credit_deposit,
@@ -258,7 +255,6 @@ class DepositWorkflow:
             result.ledger_transaction_id = credit.transaction_id
             result.provider = provider
             return result
-        await self._record_route(inp, provider, None)
         if status in ("expired", "cancelled"):
             result = await self._finish(inp, DepositStatus.EXPIRED, "expired:player_did_not_finish")
         else:
