@@ -82,9 +82,7 @@ class PaymentAttempt(Base):
 
     __tablename__ = "payment_attempts"
     __table_args__ = (
-        UniqueConstraint(
-            "payment_id", "step", "attempt_no", "provider", name="uq_payment_attempt"
-        ),
+        UniqueConstraint("payment_id", "step", "attempt_no", "provider", name="uq_payment_attempt"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
