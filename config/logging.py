@@ -7,7 +7,11 @@ masked in the message, the exception text and any `extra` string) and comes out 
 
 The ids come from `extra={"payment_id": ...}`, from `log_context(...)` around a block of code, or
 from the `temporal_workflow` / `temporal_activity` details Temporal's loggers attach; a workflow
-id like `deposit-dep_123` also gives the payment id `dep_123`.
+id like `deposit-dep_123` also gives the payment id `dep_123`. The worker runs every activity
+inside `log_context` (`LogContextInterceptor`), so whatever an activity logs, httpx's request
+lines to the providers included, carries its workflow and payment ids; a request line naming a
+payment's URL (`GET /v1/deposits/dep_123`, uvicorn's access log, the API's error log) gives the
+payment id too.
 """
 
 import contextlib
@@ -19,6 +23,13 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from temporalio import activity
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
 
 from config.settings import Settings
 from domain.cards import luhn_valid
@@ -38,6 +49,9 @@ _CVC = re.compile(
 )
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 _WORKFLOW_PAYMENT = re.compile(r"^[a-z_]+-((?:dep|wd)_[A-Za-z0-9]+)$")
+_PAYMENT_PATH = re.compile(r"/v1/(?:deposits|withdrawals)/((?:dep|wd)_[A-Za-z0-9]+)")
+# A payment's workflow id inside a message (the SDK's DEBUG lines quote task tokens).
+_WORKFLOW_IN_TEXT = re.compile(r"(?:deposit|withdrawal)-((?:dep|wd)_[A-Za-z0-9]+)")
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
@@ -114,10 +128,24 @@ def _ids(record: logging.LogRecord) -> dict[str, str]:
         if value is not None:
             ids[key] = str(value)
     if "payment_id" not in ids and "workflow_id" in ids:
-        found = _WORKFLOW_PAYMENT.match(ids["workflow_id"])
+        payment_id = payment_id_of(ids["workflow_id"])
+        if payment_id:
+            ids["payment_id"] = payment_id
+    if "payment_id" not in ids:
+        message = record.getMessage()
+        found = _PAYMENT_PATH.search(message)
         if found:
             ids["payment_id"] = found.group(1)
+        elif found := _WORKFLOW_IN_TEXT.search(message):
+            ids["payment_id"] = found.group(1)
+            ids.setdefault("workflow_id", found.group(0))
     return ids
+
+
+def payment_id_of(workflow_id: str) -> str | None:
+    """`dep_123` of `deposit-dep_123`; None for workflows that are not a payment's."""
+    found = _WORKFLOW_PAYMENT.match(workflow_id)
+    return found.group(1) if found else None
 
 
 def _clean(value: Any) -> Any:
@@ -179,3 +207,24 @@ def configure_logging(settings: Settings) -> None:
         logger.setLevel(logging.NOTSET)
         logger.propagate = True
         logger.disabled = False
+
+
+class _ActivityLogContext(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        workflow_id = info.workflow_id or None
+        with log_context(
+            workflow_id=workflow_id,
+            payment_id=payment_id_of(workflow_id) if workflow_id else None,
+            activity_type=info.activity_type,
+        ):
+            return await super().execute_activity(input)
+
+
+class LogContextInterceptor(Interceptor):
+    """Runs every activity inside `log_context(workflow_id=..., payment_id=...)`, so that any
+    logger used under it (httpx, SQLAlchemy, our own) writes the payment's ids. Workflow code
+    logs through `workflow.logger`, which attaches them itself."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityLogContext(super().intercept_activity(next))

@@ -3,10 +3,13 @@
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+from temporalio.client import Client
 
 from config import Settings
 from config.logging import (
@@ -18,7 +21,7 @@ from config.logging import (
     log_context,
     redact,
 )
-from tests.conftest import make_iin
+from tests.conftest import VISA_DECLINED, VISA_OK, card_deposit, make_iin, player_body
 
 PAN = "4242424242424242"
 AMEX = "378282246310005"  # 15 digits, Luhn-valid
@@ -200,3 +203,77 @@ def test_configure_logging_sends_every_logger_through_the_json_handler(
     assert IIN not in out[0]["message"]
     assert out[2]["message"] == "worker polling payments"
     assert out[2]["level"] == "DEBUG"
+
+
+def test_payment_urls_in_request_lines_give_the_payment_id(
+    capture: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = capture
+    logger.info('%s - "%s %s HTTP/1.1" %d', "10.0.0.1", "GET", "/v1/deposits/dep_Ab12", 200)
+    logger.info("unhandled error on POST /v1/withdrawals/wd_9z/approve")
+    logger.info("GET /v1/deposits?player_id=pl_1")
+    logger.debug("Running activity charge_card (token %r)", b"\x12\x18deposit-dep_Q7\x1a$")
+    first, second, third, fourth = lines(stream)
+    assert first["payment_id"] == "dep_Ab12"
+    assert second["payment_id"] == "wd_9z"
+    assert "payment_id" not in third
+    assert fourth["payment_id"] == "dep_Q7"
+    assert fourth["workflow_id"] == "deposit-dep_Q7"
+
+
+# -- a real card deposit through the API and the worker, logged as in production --------------
+
+
+async def test_a_card_deposit_logs_its_ids_and_never_the_card(
+    restore_logging: None,
+    capsys: pytest.CaptureFixture[str],
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+) -> None:
+    """The API and the worker (activities included) with configure_logging's JSON handler at
+    DEBUG: no line holds the PAN, the CVC or the IIN; every line an activity writes, and every
+    line naming the payment, carries its payment and workflow ids."""
+    configure_logging(Settings(log_level="DEBUG"))
+    capsys.readouterr()
+    player_iin = make_iin()
+    player = await api.post("/v1/players", json=player_body(iin=player_iin))
+    assert player.status_code == 201, player.text
+    deposits = []
+    for number in (VISA_OK, VISA_DECLINED):
+        body = card_deposit(player.json()["id"], number=number)
+        body["details"]["card"]["cvc"] = "987"
+        created = await api.post(
+            "/v1/deposits", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
+        )
+        assert created.status_code == 202, created.text
+        deposit = created.json()
+        await temporal_client.get_workflow_handle(deposit["workflow_id"]).result()
+        assert (await api.get(f"/v1/deposits/{deposit['id']}")).status_code == 200
+        deposits.append(deposit)
+    logging.getLogger("uvicorn.access").info(  # what uvicorn writes for such a request
+        '%s - "%s %s HTTP/1.1" %d', "10.0.0.1", "GET", f"/v1/deposits/{deposits[0]['id']}", 200
+    )
+    output = capsys.readouterr().err
+    entries = [json.loads(line) for line in output.splitlines()]
+
+    for secret in (VISA_OK, VISA_DECLINED, player_iin, '"987"', "cvc=987", "'987'"):
+        assert secret not in output, secret
+    for deposit in deposits:
+        own = [e for e in entries if e.get("payment_id") == deposit["id"]]
+        assert own, f"nothing logged with payment_id {deposit['id']}"
+        assert any(e.get("activity_type") for e in own)  # the worker's activities
+        for entry in own:
+            if "workflow_id" in entry:
+                assert entry["workflow_id"] == deposit["workflow_id"], entry
+    for entry in entries:
+        # The SDK's DEBUG dumps of polled tasks are not about one payment; its INFO and up are.
+        sdk = entry["logger"].startswith("temporalio") and entry["level"] != "DEBUG"
+        from_worker = entry.get("activity_type") or sdk
+        if from_worker and str(entry.get("workflow_id", "deposit-")).startswith("deposit-"):
+            assert entry.get("payment_id"), entry
+            assert entry.get("workflow_id"), entry
+        for deposit in deposits:
+            if deposit["id"] in entry["message"]:
+                assert entry.get("payment_id") == deposit["id"], entry
+    access = [e for e in entries if e["logger"] == "uvicorn.access"]
+    assert access[-1]["payment_id"] == deposits[0]["id"]
