@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean bench-ledger demo
+.PHONY: run test lint install clean bench-ledger demo chaos
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=/path/to/python3.11 and run again")'
@@ -32,6 +32,9 @@ bench-ledger: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m demo $(DEMO_ARGS)
+
+chaos: $(STAMP)
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .data

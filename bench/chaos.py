@@ -43,6 +43,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -51,6 +52,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import httpx
@@ -249,6 +251,7 @@ class Faults:
         self.tally = tally
         self.behaviour: dict[str, dict[str, Any]] = defaultdict(dict)
         self.providers: dict[str, str] = {}
+        self.dirty = False
 
     def note(self, message: str) -> None:
         self.tally.faults.append(message)
@@ -258,6 +261,7 @@ class Faults:
         self.providers = (await self.sim.get("/admin/providers")).json()
 
     async def set_behaviour(self, provider: str, **changes: Any) -> None:
+        self.dirty = True
         self.behaviour[provider].update(changes)
         response = await self.sim.put(
             f"/admin/providers/{provider}/behaviour", json=self.behaviour[provider]
@@ -305,6 +309,9 @@ class Faults:
         self.note("callbacks DROPPED" if on else "callbacks delivered again")
 
     async def heal(self) -> None:
+        if not self.dirty:
+            return
+        self.dirty = False
         await self.sim.post("/admin/reset")
         for provider in self.providers:
             await self.sim.put(f"/admin/payouts/{provider}/behaviour", json={})
@@ -406,7 +413,7 @@ class Chaos:
                 f"{self.tally.accepted} accepted, refused {dict(self.tally.refused)}"
             )
             settle_began = time.monotonic()
-            open_left = await self.settle()
+            open_left = await self.settle(timeout=self.opts.settle_timeout)
             settle_seconds = time.monotonic() - settle_began
             self.finished.set()
             await asyncio.gather(reactor, reporter)
@@ -457,13 +464,11 @@ class Chaos:
         found = await asyncio.gather(*(one(i) for i in range(n)))
         self.players = [p for p in found if p is not None]
         say(f"{len(self.players)} players created, funding deposits submitted")
-        deadline = time.monotonic() + 180
         funding = [p for p in self.payments if p.label == "funding" and p.id]
-        while time.monotonic() < deadline:
-            states = await asyncio.gather(*(self.refresh(p, sem) for p in funding))
-            if all(s in DEPOSIT_TERMINAL for s in states):
-                break
-            await asyncio.sleep(1.0)
+        await self.settle(timeout=300, quiet=True)
+        statuses = {d["id"]: d["status"] for d in await self.api.list_all("/v1/deposits")}
+        for payment in funding:
+            payment.status = statuses.get(str(payment.id), payment.status)
         funded = 0
         for payment in funding:
             if payment.status == "succeeded":
@@ -770,15 +775,19 @@ class Chaos:
             ids |= {w["id"] for w in await self.api.list_all(f"/v1/withdrawals?status={status}")}
         return ids & set(self.by_id)
 
-    async def settle(self) -> int:
-        deadline = time.monotonic() + self.opts.settle_timeout
+    async def settle(self, *, timeout: float, quiet: bool = False) -> int:
+        """Wait until none of our payments is open (or the timeout); how many still are."""
+        deadline = time.monotonic() + timeout
+        last = 0.0
         while True:
             open_now = await self.open_ids()
             if not open_now or time.monotonic() > deadline:
                 say(f"settled: {len(open_now)} payment(s) still open")
                 return len(open_now)
-            by_status = Counter(self.by_id[i].kind for i in open_now)
-            say(f"waiting for {len(open_now)} open payment(s): {dict(by_status)}")
+            if not quiet or time.monotonic() - last > 10:
+                by_kind = Counter(self.by_id[i].kind for i in open_now)
+                say(f"waiting for {len(open_now)} open payment(s): {dict(by_kind)}")
+                last = time.monotonic()
             await asyncio.sleep(3.0)
 
     # -- verification --------------------------------------------------------------------------
@@ -790,6 +799,7 @@ class Chaos:
             self.stack.settings.temporal_target, namespace=self.stack.settings.temporal_namespace
         )
         lost: list[str] = []
+        workflows: Counter[str] = Counter()
 
         async def exists(payment: Payment) -> None:
             try:
@@ -800,7 +810,8 @@ class Chaos:
             async with sem:
                 try:
                     assert payment.workflow_id
-                    await client.get_workflow_handle(payment.workflow_id).describe()
+                    described = await client.get_workflow_handle(payment.workflow_id).describe()
+                    workflows[described.status.name if described.status else "UNKNOWN"] += 1
                 except RPCError as exc:
                     lost.append(f"{payment.id}: no workflow ({exc})")
 
@@ -827,6 +838,10 @@ class Chaos:
         for p in accepted:
             statuses[f"{p.kind} {p.method}"][str(p.status)] += 1
         finals = Counter(f"{p.kind}:{p.status}" for p in accepted)
+        providers: dict[str, Counter[str]] = defaultdict(Counter)
+        for p in accepted:
+            if p.kind == "deposit" and p.method == "card":
+                providers[f"card {p.label}"][f"{p.provider}:{p.status}"] += 1
         return {
             "payments_planned": self.opts.payments,
             "players": len(self.players),
@@ -836,6 +851,9 @@ class Chaos:
             "request_retries": self.tally.retries,
             "final_status": dict(sorted(finals.items())),
             "by_method": {k: dict(v) for k, v in sorted(statuses.items())},
+            "card_deposits_by_provider": {k: dict(v) for k, v in sorted(providers.items())},
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count(),
             "player_actions": dict(self.tally.player_actions),
             "reviews": dict(self.tally.reviews),
             "cancels": dict(self.tally.cancels),
@@ -845,6 +863,8 @@ class Chaos:
                 f"{p.id} {p.status}: {stuck_ids.get(str(p.id))}" for p in open_payments
             ],
             "open_not_listed_as_stuck": unexplained,
+            "workflow_status": dict(workflows),
+            "temporal_only": len(stuck.get("temporal_only", [])),
             "lost": lost,
             **charges,
             "ledger_postings_wrong": ledger,
@@ -1004,6 +1024,9 @@ def print_report(report: dict[str, Any]) -> None:
     print("by method:")
     for key, counts in report["by_method"].items():
         print(f"  {key:<28} {counts}")
+    print("card deposits by provider:")
+    for key, counts in report["card_deposits_by_provider"].items():
+        print(f"  {key:<28} {counts}")
     print(
         f"player actions {report['player_actions']}, reviews {report['reviews']}, "
         f"cancels {report['cancels']}"
@@ -1011,10 +1034,17 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"faults applied ({len(report['faults'])}):")
     for fault in report["faults"]:
         print(f"  - {fault}")
-    print(f"timing: {report['timing']}")
+    print(
+        f"timing: {report['timing']}; machine: {report['cpus']} CPUs, load average "
+        f"{report['load_average']} at the end"
+    )
     print(
         f"open at the end: {report['open']} (listed as stuck with a reason: "
         f"{report['open'] - len(report['open_not_listed_as_stuck'])})"
+    )
+    print(
+        f"workflows: {report['workflow_status']}; running in Temporal while finished in the "
+        f"database: {report['temporal_only']}"
     )
     for line in report["stuck_listed"][:20]:
         print(f"  stuck {line}")
@@ -1055,11 +1085,11 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--payments", type=int, default=1000, help="mixed payments to submit")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight at most")
-    parser.add_argument("--rate", type=float, default=8.0, help="payments submitted per second")
+    parser.add_argument("--rate", type=float, default=4.0, help="payments submitted per second")
     parser.add_argument("--players", type=int, default=0, help="default: payments / 4, >= 8")
     parser.add_argument("--faults", choices=["full", "short"], default="full")
     parser.add_argument("--no-pg-restart", action="store_true", help="skip the PostgreSQL restart")
-    parser.add_argument("--settle-timeout", type=float, default=300.0, help="seconds")
+    parser.add_argument("--settle-timeout", type=float, default=600.0, help="seconds")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data-dir", type=Path, default=None, help="default: a temp directory")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
@@ -1080,8 +1110,16 @@ def parse_args(argv: list[str] | None) -> Options:
     )
 
 
+def _interrupt(signum: int, _: FrameType | None) -> None:
+    """Ctrl-C or SIGTERM anywhere (also inside the event loop) ends the run; `finally` then
+    stops the stack's processes, which run in their own sessions."""
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     for name, value in CHAOS_ENV.items():
         os.environ.setdefault(name, value)  # the stack's processes inherit these
     data_dir = opts.data_dir or Path(tempfile.mkdtemp(prefix="kzpay-chaos-")) / "data"
