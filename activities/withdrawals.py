@@ -101,9 +101,17 @@ class WithdrawalActivities:
         started = time.monotonic()
         attempt = activity.info().attempt
         outcome = await client.get_payout(inp.withdrawal_id)
-        name = "inquiry_" + (outcome.status if outcome else "not_found")
+        if outcome is None:
+            # Never seen: close the reference before the hold is released, so that a request
+            # still in flight cannot be paid later (which would pay the player twice).
+            outcome = await client.cancel_payout(
+                reference=inp.withdrawal_id, amount=inp.amount_minor, currency=inp.currency
+            )
+            name = "cancelled_" + outcome.status
+        else:
+            name = "inquiry_" + outcome.status
         await self._record_attempt(inp, attempt, name, started, step="payout_inquiry")
-        return _result(outcome) if outcome else PayoutResult(found=False)
+        return _result(outcome)
 
     @activity.defn
     async def settle_hold(self, inp: SettleHoldInput) -> SettleHoldResult:

@@ -52,6 +52,16 @@ class PayoutProviderClient(ProviderHttp):
             raise
         return PayoutOutcome.model_validate(response.json())
 
+    async def cancel_payout(self, *, reference: str, amount: int, currency: str) -> PayoutOutcome:
+        """Close the reference at the provider: the payout if it was made after all, otherwise
+        a guarantee that no late request under this reference will ever be paid."""
+        response = await self._request(
+            "POST",
+            f"/payouts/{reference}/cancel",
+            json={"amount": amount, "currency": currency},
+        )
+        return PayoutOutcome.model_validate(response.json())
+
 
 def payout_providers(
     settings: Settings, http: httpx.AsyncClient

@@ -25,6 +25,11 @@ class PayoutRequest(BaseModel):
     destination: dict[str, Any]
 
 
+class PayoutCancelRequest(BaseModel):
+    amount: int = Field(gt=0)
+    currency: str
+
+
 class Payout(BaseModel):
     reference: str
     payout_id: str
@@ -61,6 +66,7 @@ class PayoutDesk:
         self.behaviour = BehaviourState()
         self.payouts: dict[str, Payout] = {}
         self.calls: dict[str, int] = {}
+        self.cancelled: set[str] = set()
         self._lock = asyncio.Lock()
 
     async def pay(self, request: PayoutRequest) -> Payout:
@@ -71,8 +77,11 @@ class PayoutDesk:
         async with self._lock:
             payout = self.payouts.get(request.reference)
             if payout is None:
-                failure = _failure(request) or (
-                    "declined_by_bank" if self.behaviour.roll_decline() else None
+                failure = (
+                    "cancelled"
+                    if request.reference in self.cancelled
+                    else _failure(request)
+                    or ("declined_by_bank" if self.behaviour.roll_decline() else None)
                 )
                 payout = Payout(
                     reference=request.reference,
@@ -88,6 +97,25 @@ class PayoutDesk:
         if self.behaviour.take_timeout():
             await asyncio.sleep(self.behaviour.behaviour.timeout_seconds)
         return payout
+
+    async def cancel(self, reference: str, amount: int, currency: str) -> Payout:
+        """Void a reference: a payout already made is returned as it is; otherwise any late
+        request under this reference will be refused, so the caller may release its funds."""
+        await self.behaviour.delay()
+        async with self._lock:
+            payout = self.payouts.get(reference)
+            if payout is None:
+                self.cancelled.add(reference)
+                payout = Payout(
+                    reference=reference,
+                    payout_id=f"po_cancelled_{len(self.cancelled):08d}",
+                    status="failed",
+                    failure_code="cancelled",
+                    amount=amount,
+                    currency=currency,
+                )
+                self.payouts[reference] = payout
+            return payout
 
 
 def payout_router(settings: Settings) -> APIRouter:
@@ -111,6 +139,12 @@ def payout_router(settings: Settings) -> APIRouter:
     @router.post("/providers/{name}/payouts", status_code=201)
     async def create_payout(body: PayoutRequest, payouts: Authorized) -> Payout:
         return await payouts.pay(body)
+
+    @router.post("/providers/{name}/payouts/{reference}/cancel")
+    async def cancel_payout(
+        reference: str, body: PayoutCancelRequest, payouts: Authorized
+    ) -> Payout:
+        return await payouts.cancel(reference, body.amount, body.currency)
 
     @router.get("/providers/{name}/payouts/{reference}")
     async def payout_status(reference: str, payouts: Authorized) -> Payout:

@@ -131,7 +131,7 @@ class WithdrawalWorkflow:
         reason = (
             f"payout_failed:{payout.failure_code or 'unknown'}"
             if payout.found
-            else "payout_failed:provider_never_received"
+            else "payout_failed:provider_never_received"  # inquiry cancels, so not expected
         )
         return await self._finish(WithdrawalStatus.FAILED, reason)
 
