@@ -214,15 +214,25 @@ class DepositActivities:
 
     @activity.defn
     async def cancel_payment(self, inp: InquiryInput) -> ProviderCallResult:
-        """The player ran out of time: close the payment unless it was paid meanwhile."""
+        """Close the payment at the provider unless it was paid meanwhile: the player ran out
+        of time, or a card charge that timed out is abandoned before trying elsewhere."""
+        started = time.monotonic()
         try:
             if inp.method == "card":
                 charge = await self._card(inp.provider).cancel_charge(inp.deposit_id)
-                return (
-                    self._charge_result(inp.deposit_id, charge)
-                    if charge
-                    else ProviderCallResult(found=False)
+                if charge is None:
+                    return ProviderCallResult(found=False)
+                result = self._charge_result(inp.deposit_id, charge)
+                call = ProviderCallInput(
+                    deposit_id=inp.deposit_id,
+                    provider=inp.provider,
+                    method=inp.method,
+                    amount_minor=charge.amount,
+                    currency=charge.currency,
+                    attempt=inp.attempt,
                 )
+                await self._attempt(call, "cancel", f"cancel_{charge.status}", started, result)
+                return result
             payment = await self._payments(inp.provider).cancel_payment(inp.deposit_id)
         except ProviderRejected as exc:
             raise ApplicationError(

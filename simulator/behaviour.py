@@ -17,6 +17,13 @@ class Behaviour(BaseModel):
     timeout_next: int = Field(
         default=0, ge=0, description="the next N charge calls are processed but answer too late"
     )
+    late_next: int = Field(
+        default=0,
+        ge=0,
+        description="the next N charge calls are held for timeout_seconds before the acquirer "
+        "sees them (a request stuck in the network): the caller times out, an inquiry finds "
+        "nothing, and the request arrives later",
+    )
     outage: bool = Field(default=False, description="every provider endpoint answers 503")
     callback_lost: bool = Field(default=False, description="callbacks are never sent")
     callback_duplicate: bool = Field(default=False, description="each callback is sent twice")
@@ -50,6 +57,12 @@ class BehaviourState:
             self.behaviour.timeout_next -= 1
             return True
         return self._random.random() < self.behaviour.timeout_rate
+
+    def take_late(self) -> bool:
+        if self.behaviour.late_next > 0:
+            self.behaviour.late_next -= 1
+            return True
+        return False
 
     def roll_decline(self) -> bool:
         return self._random.random() < self.behaviour.decline_rate

@@ -101,12 +101,16 @@ class CardProvider:
     async def charge(self, request: ChargeRequest, *, page_base: str = "") -> tuple[Charge, bool]:
         """The charge for this reference, and whether to answer too late (a timeout)."""
         self.charge_calls[request.reference] = self.charge_calls.get(request.reference, 0) + 1
+        if self.behaviour.take_late():
+            await asyncio.sleep(self.behaviour.behaviour.timeout_seconds)
         await self.behaviour.delay()
         if self.behaviour.take_failure():
             raise SimulatorError(503, "temporarily_unavailable", "acquirer is unavailable")
         async with self._lock:
             existing = self.find_charge(request.reference)
             if existing is not None:
+                if existing.status == "cancelled":
+                    return existing, False  # closed by the merchant: never charged
                 if (existing.amount, existing.currency) != (request.amount, request.currency):
                     raise SimulatorError(
                         409, "reference_reused", "reference used for another charge"
@@ -153,9 +157,20 @@ class CardProvider:
         return settled
 
     def cancel(self, reference: str) -> Charge:
+        """Close a reference. Unknown to us: remember it as cancelled, so that a charge request
+        still in flight under it is refused when it arrives (the merchant may charge elsewhere)."""
         charge = self.find_charge(reference)
         if charge is None:
-            raise SimulatorError(404, "not_found", f"no charge with reference {reference!r}")
+            tombstone = Charge(
+                reference=reference,
+                charge_id=f"ch_void_{secrets.token_hex(6)}",
+                status="cancelled",
+                decline_code="cancelled_by_merchant",
+                amount=0,
+                currency="",
+            )
+            self.store.put_charge(self.name, reference, tombstone.model_dump())
+            return tombstone
         if charge.status != "requires_action":
             return charge
         cancelled = charge.model_copy(update={"status": "cancelled", "decline_code": "expired"})

@@ -469,6 +469,56 @@ async def test_ambiguous_timeout_charged_at_first_provider_is_found_not_charged_
     assert await _credits(sessions, deposit["id"]) == 1
 
 
+async def test_timeout_never_seen_closes_the_reference_before_failing_over(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    player_id = await new_player(api)
+    deposit = await _create(api, card_deposit(player_id))
+    # Every kazcard request is stuck in the network for 8 s: each of the 3 tries times out, the
+    # inquiry finds nothing. The reference is closed at kazcard before altyncard charges.
+    await sim.put(
+        "/admin/providers/kazcard/behaviour",
+        json={"late_next": 3, "timeout_seconds": 8},
+    )
+    done = await _finish(api, temporal_client, deposit)
+    assert done["status"] == "succeeded"
+    assert done["provider"] == "altyncard"
+    steps = [(a["provider"], a["outcome"]) for a in done["attempts"]]
+    assert ("kazcard", "cancel_cancelled") in steps, steps
+    assert await _credits(sessions, deposit["id"]) == 1
+
+    # One of the stuck requests finally reaches kazcard: it is refused, the card is not charged.
+    card = await _stored_card(sessions, deposit["id"])
+    late = await sim.post(
+        "/providers/kazcard/charges",
+        json={
+            "reference": deposit["id"],
+            "token": card["tokens"]["kazcard"],
+            "amount": deposit["amount"],
+            "currency": "KZT",
+        },
+        headers={"Authorization": f"Bearer {settings.provider_secret('kazcard')}"},
+    )
+    assert late.json()["status"] == "cancelled"
+    kazcard = (await sim.get(f"/admin/providers/kazcard/charges/{deposit['id']}")).json()
+    assert kazcard["charge"]["status"] == "cancelled"
+
+
+async def _stored_card(
+    sessions: async_sessionmaker[AsyncSession], deposit_id: str
+) -> dict[str, Any]:
+    from db.models import Deposit
+
+    async with sessions() as session:
+        card = (await session.get_one(Deposit, deposit_id)).card
+    assert card is not None
+    return card
+
+
 async def test_circuit_opens_after_failures_and_routing_skips_the_provider(
     api: httpx.AsyncClient,
     operator_api: httpx.AsyncClient,
