@@ -21,6 +21,7 @@ from api.routers import (
     ops,
     ops_providers,
     players,
+    reconcile,
     responsible_gaming,
     session,
     webhooks,
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analytics.router)  # operator role
     app.include_router(ops.router)  # operator role
     app.include_router(ops_providers.router)  # operator role
+    app.include_router(reconcile.router)  # operator role
     app.include_router(webhooks.router)  # providers: authenticated by their HMAC signature
     app.include_router(metrics.router)  # unauthenticated, like /healthz: no personal data
     app.include_router(dashboard.router)  # static page; its API calls carry the operator key
