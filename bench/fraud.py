@@ -4,8 +4,10 @@ It starts its own embedded PostgreSQL in a temporary directory (or uses `--datab
 `PAY_DATABASE_URL`), migrates it and seeds, with set-based SQL:
 
 * one heavy player with `--history` deposits over 180 days (3 cards, 2 devices, 3 IPs), a
-  tenth as many withdrawals, and `--bets` game bets in the wallet's ledger;
-* `--others` other players with 40 deposits each sharing some of those cards/devices/IPs,
+  tenth as many (paid) withdrawals, and `--bets` game bets in the wallet's ledger (the ledger
+  trigger of migration 0050 keeps its per-day totals);
+* `--others` other players with 40 deposits and 5 withdrawals each, the deposits sharing some
+  of those cards/devices/IPs,
   so the indexes have neighbours to skip, and 100 ledger bets each (inserted in time order,
   as posting does: transaction ids grow with time).
 
@@ -78,6 +80,21 @@ SELECT :p || 'wd' || g, 'withdrawal', :p || '0', 500000, 'KZT', 'bank_transfer',
        'bench', now() - g * (interval '180 days' / (:history / 10))
 FROM generate_series(1, :history / 10) g;
 
+INSERT INTO withdrawals (id, player_id, amount_minor, currency, method, destination,
+                         destination_fingerprint, status, provider, approvals_needed, workflow_id,
+                         created_at, updated_at)
+SELECT payment_id, player_id, amount_minor, currency, method, '{}'::jsonb, destination_key, 'paid',
+       'kazcard', 1, 'wf', created_at, created_at
+FROM fraud_decisions WHERE payment_id LIKE :p || 'wd%';
+
+INSERT INTO withdrawals (id, player_id, amount_minor, currency, method, destination,
+                         destination_fingerprint, status, provider, approvals_needed, workflow_id,
+                         created_at, updated_at)
+SELECT :p || 'owd' || g, :p || (1 + g % :others), 200000, 'KZT', 'bank_transfer', '{}'::jsonb,
+       md5(:p || g::text), CASE WHEN g % 9 = 0 THEN 'rejected' ELSE 'paid' END, 'kazcard', 1,
+       'wf', now() - (g % 4320) * interval '1 hour', now() - (g % 4320) * interval '1 hour'
+FROM generate_series(1, :others * 5) g;
+
 INSERT INTO ledger_accounts (code, type, currency, owner_id, debits_must_not_exceed_credits,
                              posted_debits, posted_credits, pending_debits, pending_credits)
 VALUES ('player:' || :p || '0:wallet:KZT', 'player_wallet', 'KZT', :p || '0', false, 0, 0, 0, 0);
@@ -112,6 +129,15 @@ ANALYZE;
 """
 
 Evaluation = Callable[[AsyncSession], Awaitable[Any]]
+
+
+def backend_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a local PostgreSQL backend (None when it is not on this machine)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -196,13 +222,19 @@ async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) 
 
         failed = False
         for name, run in (("deposit", deposit), ("withdrawal", withdrawal)):
+            # A transaction that commits, as in the activities: psycopg prepares a statement run
+            # five times on a connection and keeps it until a ROLLBACK on that connection, and
+            # PostgreSQL then reuses its generic plan instead of planning each time.
             for _ in range(args.warmup):
-                async with sessions() as session:
+                async with sessions.begin() as session:
                     await run(session)
+            async with sessions.begin() as session:
+                backend = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            cpu_before = backend_cpu_seconds(backend)
             timings: list[float] = []
             for _ in range(args.runs):
                 t0 = time.perf_counter()
-                async with sessions() as session:
+                async with sessions.begin() as session:
                     decision = await run(session)
                 timings.append((time.perf_counter() - t0) * 1000)
             p99 = percentile(timings, 0.99)
@@ -212,7 +244,26 @@ async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) 
                 f"max={max(timings):.2f}ms  decision={decision.decision.value} "
                 f"reasons={list(decision.reasons)}"
             )
+            cpu_after = backend_cpu_seconds(backend)
+            if cpu_before is not None and cpu_after is not None:
+                # What the server spent per evaluation, whatever else competes for the machine
+                # (one pooled connection serves these sequential runs).
+                per_query = (cpu_after - cpu_before) / args.runs * 1000
+                out(f"{name:<10} server CPU per evaluation: {per_query:.2f}ms")
             failed |= p99 > args.max_p99_ms
+            marker = "rg_x AS" if name == "deposit" else "turn AS"
+            async with sessions.begin() as session:
+                cached = (
+                    await session.execute(
+                        text(
+                            "SELECT coalesce(sum(generic_plans), 0), "
+                            "coalesce(sum(custom_plans), 0) FROM pg_prepared_statements "
+                            "WHERE strpos(statement, :marker) > 0"
+                        ),
+                        {"marker": marker},
+                    )
+                ).one()
+            out(f"{name:<10} prepared fact queries: generic plans={cached[0]} custom={cached[1]}")
 
         for kind in ("deposit", "withdrawal"):
             signals = deposit_signals
@@ -244,7 +295,10 @@ async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) 
             seq = [
                 line.strip()
                 for line in plan
-                if re.search(r"Seq Scan on (fraud_decisions|deposits|ledger_\w+)", line)
+                if re.search(
+                    r"Seq Scan on (fraud_decisions|deposits|withdrawals|wallet_\w+|ledger_\w+)",
+                    line,
+                )
             ]
             timing = [line.strip() for line in plan if line.startswith(("Planning", "Execution"))]
             out(f"{kind} plan: {'; '.join(timing)}; indexes: {', '.join(indexes)}")

@@ -64,10 +64,12 @@ def _velocity_cte(dimension: Dimension) -> str:
 def _identities_cte(dimension: Dimension) -> str:
     column = _COLUMNS[dimension]
     return (
-        f"i_{dimension} AS (SELECT count(DISTINCT pl.iin) AS others FROM "  # noqa: S608
+        # One primary-key look-up per distinct player (a join would hash the players table).
+        f"i_{dimension} AS (SELECT count(DISTINCT iin) FILTER (WHERE iin <> "  # noqa: S608
+        "(SELECT iin FROM pl_row)) AS others FROM (SELECT (SELECT iin FROM players "
+        "WHERE id = x.player_id) AS iin FROM "
         f"(SELECT DISTINCT player_id FROM fraud_decisions WHERE {column} = :{column} "
-        "AND created_at >= :identity_since AND created_at <= :now) x "
-        "JOIN players pl ON pl.id = x.player_id WHERE pl.iin <> (SELECT iin FROM pl_row))"
+        "AND created_at >= :identity_since AND created_at <= :now) x) y)"
     )
 
 
@@ -97,11 +99,16 @@ _PREVIOUS_IP_CTE = (
     "AND payment_id <> :payment_id ORDER BY created_at DESC LIMIT 1)"
     ") y ORDER BY created_at DESC LIMIT 1) AS previous)"
 )
+# "Is there one such row": each branch reads its index in order and stops at the first match
+# (ORDER BY the index's own order keeps the planner on the index; a count would read them all).
 _DEVICE_CTE = (
-    # Aggregates, not EXISTS: a LIMIT 1 tempts the planner into a sequential scan that reads
-    # the whole table when the answer is "no".
-    "dev AS (SELECT coalesce(min(created_at) < :device_known_before, false) AS known "
-    "FROM fraud_decisions WHERE device_id = :device_id AND player_id = :player_id)"
+    "dev AS (SELECT count(*) > 0 AS known FROM ("
+    "(SELECT 1 FROM fraud_decisions WHERE device_id = :device_id AND kind = 'deposit' "
+    "AND created_at < :device_known_before AND player_id = :player_id "
+    "ORDER BY created_at LIMIT 1) UNION ALL "
+    "(SELECT 1 FROM fraud_decisions WHERE device_id = :device_id AND kind = 'withdrawal' "
+    "AND created_at < :device_known_before AND player_id = :player_id "
+    "ORDER BY created_at LIMIT 1)) x)"
 )
 _TURNOVER_CTE = (
     # Running per-day totals kept by a trigger on ledger_entries (migration 0050): at most one
@@ -112,14 +119,15 @@ _TURNOVER_CTE = (
     "AND day >= :turnover_since_day)"
 )
 _DESTINATION_PAID_CTE = (
-    "dpaid AS (SELECT count(*) > 0 AS paid FROM fraud_decisions f JOIN withdrawals w "
-    "ON w.id = f.payment_id WHERE f.destination_key = :destination_key "
-    "AND f.kind = 'withdrawal' AND f.player_id = :player_id AND w.status = 'paid')"
+    # The player's paid withdrawals to this destination: a partial index (migration 0050).
+    "dpaid AS (SELECT count(*) > 0 AS paid FROM withdrawals WHERE player_id = :player_id "
+    "AND destination_fingerprint = :destination_key AND status = 'paid')"
 )
 _CARD_DEPOSITED_CTE = (
-    "cdep AS (SELECT count(*) > 0 AS deposited FROM fraud_decisions f JOIN deposits d "
+    # EXISTS plans for the first match (an index scan that stops there), even as a generic plan.
+    "cdep AS (SELECT EXISTS (SELECT 1 FROM fraud_decisions f JOIN deposits d "
     "ON d.id = f.payment_id WHERE f.card_key = :card_key AND f.kind = 'deposit' "
-    "AND f.player_id = :player_id AND d.status = 'succeeded')"
+    "AND f.player_id = :player_id AND d.status = 'succeeded') AS deposited)"
 )
 
 

@@ -1,6 +1,7 @@
 """Fact gathering against PostgreSQL: each fact from real rows, the indexes the query uses, and
 the monitoring checks."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -438,3 +439,68 @@ async def test_monitoring_raises_each_alert_once(
             session, now=now, thresholds=monitoring.MonitorThresholds(), rules=RULES
         )
     assert not any(provider in key or heavy in key for key in again)
+
+
+_RECOMPUTED_TOTALS = """
+WITH fresh AS (
+    SELECT e.account_id, (t.created_at AT TIME ZONE 'UTC')::date AS day,
+           coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'game_bet'), 0) AS bets,
+           coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'deposit_credit'), 0) AS deposits
+    FROM ledger_entries e
+    JOIN ledger_transactions t ON t.id = e.transaction_id
+    JOIN ledger_accounts a ON a.id = e.account_id
+    WHERE t.kind IN ('game_bet', 'deposit_credit') AND a.type = 'player_wallet'
+    GROUP BY 1, 2
+)
+SELECT count(*) FROM fresh f FULL JOIN wallet_daily_totals w USING (account_id, day)
+WHERE coalesce(f.bets, 0) <> coalesce(w.bets_minor, 0)
+   OR coalesce(f.deposits, 0) <> coalesce(w.deposits_minor, 0)
+"""
+
+
+async def test_wallet_daily_totals_follow_every_posting(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The trigger of migration 0050 keeps the cycling rule's per-day totals equal to the ledger,
+    through single postings, group-committed batches, wins (not counted) and replays."""
+    async with sessions.begin() as session:
+        me = await player(session)
+    deposit = deposit_credit(
+        deposit_id=f"dep_{uid()}",
+        player_id=me,
+        provider="kazcard",
+        amount_minor=300_000_00,
+        currency="KZT",
+    )
+    await ledger_store.post(sessions, deposit)
+    await ledger_store.post(sessions, deposit)  # a replay posts nothing
+    round_id = uid()
+    for kind in ("bet", "win"):
+        await ledger_store.post(
+            sessions,
+            game_transaction(
+                player_id=me, round_id=round_id, type=kind, amount_minor=70_000_00, currency="KZT"
+            ),
+        )
+    batcher = ledger_store.LedgerBatcher(sessions, max_batch=8, parallel=2)
+    bets = [
+        game_transaction(
+            player_id=me, round_id=uid(), type="bet", amount_minor=1_000_00, currency="KZT"
+        )
+        for _ in range(10)
+    ]
+    await asyncio.gather(*(batcher.post(bet) for bet in bets))
+    async with sessions() as session:
+        facts, _ = await fraud_store.withdrawal_facts(
+            session,
+            player_id=me,
+            amount_minor=10_000_00,
+            currency="KZT",
+            method="bank_transfer",
+            destination_fingerprint=fingerprint(f"KZ00{uid()}"),
+            rules=RULES,
+            now=datetime.now(UTC),
+        )
+        mismatched = (await session.execute(text(_RECOMPUTED_TOTALS))).scalar_one()
+    assert (facts.deposits_lookback_minor, facts.bets_lookback_minor) == (300_000_00, 80_000_00)
+    assert mismatched == 0

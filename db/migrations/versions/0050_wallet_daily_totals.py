@@ -8,7 +8,9 @@ thousands of ledger entries. Existing postings are backfilled.
 
 `ix_ledger_entries_account_tx` (0010) existed only for the old turnover query; it duplicated
 0002's `ix_ledger_entries_account_id_id` for every other reader and made every posting maintain
-one more index, so it is dropped.
+one more index, so it is dropped. `ix_withdrawals_paid_destination` answers "was this player
+paid out to this destination before" (the `new_payout_destination` rule) and
+`ix_fraud_decisions_card_player` "has the player deposited with this card".
 
 Revision ID: 0050
 Revises: 0040
@@ -71,9 +73,26 @@ def upgrade() -> None:
         + _TOTALS.format(entries="ledger_entries")
     )
     op.drop_index("ix_ledger_entries_account_tx", table_name="ledger_entries")
+    # "Paid out to this destination before" (new_payout_destination): an index-only count.
+    op.create_index(
+        "ix_withdrawals_paid_destination",
+        "withdrawals",
+        ["player_id", "destination_fingerprint"],
+        postgresql_where=sa.text("status = 'paid'"),
+    )
+    # "Has the player deposited with this card" (card_not_used_for_deposit): an index scan that
+    # stops at the first succeeded deposit, however long the card's history.
+    op.create_index(
+        "ix_fraud_decisions_card_player",
+        "fraud_decisions",
+        ["card_key", "player_id"],
+        postgresql_where=sa.text("kind = 'deposit' AND card_key IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_fraud_decisions_card_player", table_name="fraud_decisions")
+    op.drop_index("ix_withdrawals_paid_destination", table_name="withdrawals")
     op.create_index(
         "ix_ledger_entries_account_tx",
         "ledger_entries",
