@@ -16,9 +16,10 @@ little game turnover, then submits `--payments` mixed payments at `--rate` per s
 
 Meanwhile a fault schedule runs, keyed to how many payments were submitted: the worker is
 SIGKILLed and started again several times, `kazcard` goes fully down (acquirer outage and payout
-desk errors) and comes back, the simulator duplicates, delays and drops callbacks, and
-PostgreSQL is restarted once. A request that meets a 5xx or a refused connection is retried with
-the same Idempotency-Key, like a casino backend would.
+desk errors) and comes back, a card provider answers some charges and payouts only after the
+platform's timeout (done, but the outcome unknown to the caller), the simulator duplicates,
+delays and drops callbacks, and PostgreSQL is restarted once. A request that meets a 5xx or a
+refused connection is retried with the same Idempotency-Key, like a casino backend would.
 
 At the end it waits (`--settle-timeout`) for every payment to be terminal and then checks:
 
@@ -164,6 +165,7 @@ class Payment:
     status: str | None = None
     provider: str | None = None
     ledger_kinds: list[str] = field(default_factory=list)
+    attempts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -239,6 +241,23 @@ class Api:
                 return items
 
 
+async def sim_call(
+    sim: httpx.AsyncClient, method: str, path: str, *, body: Any = None, tries: int = 20
+) -> httpx.Response:
+    """A simulator admin call, retried over dropped keep-alive connections and 5xx."""
+    for attempt in range(1, tries + 1):
+        try:
+            response = await sim.request(method, path, json=body)
+            if response.status_code < 500 or attempt == tries:
+                response.raise_for_status()
+                return response
+        except httpx.TransportError:
+            if attempt == tries:
+                raise
+        await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
 # -- faults -------------------------------------------------------------------------------------
 
 
@@ -250,6 +269,7 @@ class Faults:
         self.sim = simulator
         self.tally = tally
         self.behaviour: dict[str, dict[str, Any]] = defaultdict(dict)
+        self.payout_behaviour: dict[str, dict[str, Any]] = defaultdict(dict)
         self.providers: dict[str, str] = {}
         self.dirty = False
 
@@ -258,15 +278,35 @@ class Faults:
         say(f"FAULT {message}")
 
     async def load_providers(self) -> None:
-        self.providers = (await self.sim.get("/admin/providers")).json()
+        self.providers = (await sim_call(self.sim, "GET", "/admin/providers")).json()
 
     async def set_behaviour(self, provider: str, **changes: Any) -> None:
         self.dirty = True
         self.behaviour[provider].update(changes)
-        response = await self.sim.put(
-            f"/admin/providers/{provider}/behaviour", json=self.behaviour[provider]
+        await sim_call(
+            self.sim, "PUT", f"/admin/providers/{provider}/behaviour", body=self.behaviour[provider]
         )
-        response.raise_for_status()
+
+    async def set_payouts(self, provider: str, **changes: Any) -> None:
+        self.dirty = True
+        self.payout_behaviour[provider].update(changes)
+        await sim_call(
+            self.sim,
+            "PUT",
+            f"/admin/payouts/{provider}/behaviour",
+            body=self.payout_behaviour[provider],
+        )
+
+    async def late(self, provider: str, rate: float) -> None:
+        """The provider does the work but answers after the platform's HTTP timeout (5 s):
+        the outcome is unknown until a status inquiry, the classic double-charge trap."""
+        await self.set_behaviour(provider, timeout_rate=rate, timeout_seconds=8)
+        await self.set_payouts(provider, timeout_rate=rate, timeout_seconds=8)
+        self.note(
+            f"{provider} answers {rate:.0%} of charges/payouts after the timeout"
+            if rate
+            else f"{provider} answers in time again"
+        )
 
     async def callbacks(self, **changes: Any) -> None:
         for provider in self.providers:
@@ -282,10 +322,7 @@ class Faults:
 
     async def outage(self, provider: str, down: bool) -> None:
         await self.set_behaviour(provider, outage=down)
-        response = await self.sim.put(
-            f"/admin/payouts/{provider}/behaviour", json={"error_rate": 1.0 if down else 0.0}
-        )
-        response.raise_for_status()
+        await self.set_payouts(provider, error_rate=1.0 if down else 0.0)
         self.note(f"{provider} {'DOWN (acquirer outage, payouts 503)' if down else 'back up'}")
 
     async def restart_postgres(self) -> None:
@@ -311,11 +348,12 @@ class Faults:
     async def heal(self) -> None:
         if not self.dirty:
             return
-        self.dirty = False
-        await self.sim.post("/admin/reset")
+        await sim_call(self.sim, "POST", "/admin/reset")
         for provider in self.providers:
-            await self.sim.put(f"/admin/payouts/{provider}/behaviour", json={})
+            await sim_call(self.sim, "PUT", f"/admin/payouts/{provider}/behaviour", body={})
         self.behaviour.clear()
+        self.payout_behaviour.clear()
+        self.dirty = False
         self.note("all simulator behaviour reset")
 
 
@@ -334,8 +372,10 @@ def schedule(name: str, *, pg_restart: bool) -> list[Step]:
             (0.42, lambda f: f.outage("kazcard", False)),
             (0.60, lambda f: f.kill_worker()),
             (0.65, lambda f: f.drop(True)),
+            (0.70, lambda f: f.late("kazcard", 0.2)),
             (0.80, lambda f: f.drop(False)),
             (0.85, lambda f: f.kill_worker()),
+            (0.88, lambda f: f.late("kazcard", 0.0)),
             (0.95, lambda f: f.heal()),
         ]
         if pg_restart:
@@ -344,8 +384,10 @@ def schedule(name: str, *, pg_restart: bool) -> list[Step]:
         steps = [
             (0.05, lambda f: f.duplicate(True)),
             (0.15, lambda f: f.outage("kazcard", True)),
+            (0.20, lambda f: f.late("altyncard", 0.3)),
             (0.30, lambda f: f.kill_worker()),
             (0.55, lambda f: f.outage("kazcard", False)),
+            (0.58, lambda f: f.late("altyncard", 0.0)),
             (0.60, lambda f: f.drop(True)),
             (0.80, lambda f: f.heal()),
         ]
@@ -765,6 +807,11 @@ class Chaos:
         payment.status = data["status"]
         payment.provider = data.get("provider")
         payment.ledger_kinds = [t["kind"] for t in data.get("ledger", [])]
+        payment.attempts = [
+            f"{a['provider']} {a['step']}:{a['outcome']}"
+            + (f":{a['error_code']}" if a.get("error_code") else "")
+            for a in data.get("attempts", [])
+        ]
         return payment.status
 
     async def open_ids(self) -> set[str]:
@@ -838,10 +885,12 @@ class Chaos:
         for p in accepted:
             statuses[f"{p.kind} {p.method}"][str(p.status)] += 1
         finals = Counter(f"{p.kind}:{p.status}" for p in accepted)
+        attempts = Counter(a for p in accepted for a in p.attempts)
+        retried = sum(1 for p in accepted if len(p.attempts) > 1)
         providers: dict[str, Counter[str]] = defaultdict(Counter)
         for p in accepted:
             if p.kind == "deposit" and p.method == "card":
-                providers[f"card {p.label}"][f"{p.provider}:{p.status}"] += 1
+                providers[p.label][f"{p.provider}:{p.status}"] += 1
         return {
             "payments_planned": self.opts.payments,
             "players": len(self.players),
@@ -854,6 +903,8 @@ class Chaos:
             "card_deposits_by_provider": {k: dict(v) for k, v in sorted(providers.items())},
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "cpus": os.cpu_count(),
+            "provider_attempts": dict(attempts.most_common()),
+            "payments_with_several_attempts": retried,
             "player_actions": dict(self.tally.player_actions),
             "reviews": dict(self.tally.reviews),
             "cancels": dict(self.tally.cancels),
@@ -886,8 +937,7 @@ class Chaos:
 
         async def fetch(path: str) -> dict[str, Any]:
             async with sem:
-                response = await self.sim.get(path)
-            response.raise_for_status()
+                response = await sim_call(self.sim, "GET", path)
             found: dict[str, Any] = response.json()
             return found
 
@@ -1027,6 +1077,10 @@ def print_report(report: dict[str, Any]) -> None:
     print("card deposits by provider:")
     for key, counts in report["card_deposits_by_provider"].items():
         print(f"  {key:<28} {counts}")
+    print(
+        f"provider calls ({report['payments_with_several_attempts']} payments needed more than "
+        f"one): {report['provider_attempts']}"
+    )
     print(
         f"player actions {report['player_actions']}, reviews {report['reviews']}, "
         f"cancels {report['cancels']}"
