@@ -12,6 +12,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.deposits import DepositActivities, RoutingConfig
+from activities.monitoring import MonitoringActivities
 from activities.withdrawals import WithdrawalActivities
 from codec.converter import data_converter
 from config import Settings, get_settings
@@ -22,9 +23,10 @@ from domain.risk import RiskLimits
 from providers.payout import payout_providers
 from providers.registry import card_providers, payment_providers, provider_http_client
 from workflows.deposit import DepositWorkflow
+from workflows.monitoring import MonitoringWorkflow, start_monitoring
 from workflows.withdrawal import WithdrawalWorkflow
 
-WORKFLOWS = [DepositWorkflow, WithdrawalWorkflow]
+WORKFLOWS = [DepositWorkflow, WithdrawalWorkflow, MonitoringWorkflow]
 
 
 async def connect_temporal(settings: Settings) -> Client:
@@ -73,6 +75,7 @@ def build_worker(
         payout_providers=payout_providers(settings, http),
         fraud_rules=fraud_rules,
     )
+    monitoring = MonitoringActivities(sessions=sessions, fraud_rules=fraud_rules)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -95,6 +98,7 @@ def build_worker(
             withdrawals.record_withdrawal_status,
             withdrawals.record_review,
             withdrawals.escalate_review,
+            monitoring.run_monitoring_checks,
         ],
     )
 
@@ -123,6 +127,12 @@ async def main() -> None:
         loop.add_signal_handler(sig, stop.set)
     async with running_worker(client, settings):
         logging.getLogger("worker").info("worker polling %s", settings.temporal_task_queue)
+        if settings.monitoring_interval_seconds > 0:  # alerts: providers, stuck, payouts, players
+            await start_monitoring(
+                client,
+                task_queue=settings.temporal_task_queue,
+                interval_seconds=settings.monitoring_interval_seconds,
+            )
         await stop.wait()
 
 

@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     charge_retry_max_seconds: float = 30.0
     charge_give_up_seconds: float = 600.0
 
+    # Monitoring (db/monitoring.py): the worker runs the checks this often; 0 switches it off.
+    monitoring_interval_seconds: float = Field(default=60.0, ge=0)
+
     # Withdrawals: the payout provider per method, amount bounds, review and four-eyes rules.
     payout_providers: dict[str, str] = Field(
         default_factory=lambda: {

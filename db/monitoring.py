@@ -3,11 +3,16 @@
 `run_checks` looks at the recent past and raises an alert (once per key and period) when
 - a provider's approval rate in the window falls under a floor (`provider_approval_low`),
 - a provider's p95 latency in the window rises over a ceiling (`provider_latency_high`),
-- payments pile up in a non-terminal status for too long (`payments_stuck`),
+- payments pile up in a non-terminal status for too long (`payments_stuck`): deposits, and
+  withdrawals waiting for an operator (`in_review`) or for their payout (`pending`, `approved`,
+  `processing`) past their own, longer, thresholds,
+- a payout provider fails too many of the withdrawals it finished in the window
+  (`payout_failure_high`),
 - a player's recent payments, taken together, cross a velocity rule of the current rule set
   after the fact (`player_pattern`), e.g. deposits that were each fine when they were judged.
 
-Run it with `python -m db.monitoring` (cron, a Temporal schedule) or `POST /v1/ops/alerts/check`.
+The worker runs it periodically (`workflows/monitoring.py`, `PAY_MONITORING_INTERVAL_SECONDS`);
+`python -m db.monitoring` or `POST /v1/ops/alerts/check` run it once.
 """
 
 import asyncio
@@ -31,6 +36,13 @@ class MonitorThresholds:
     max_p95_latency_ms: int = 3000
     stuck_minutes: int = 10
     stuck_count: int = 5
+    # Withdrawals: a review is escalated after 4 h by its workflow; the queue as a whole is
+    # watched here. Payouts retry for up to 30 min before an inquiry decides.
+    review_stuck_minutes: int = 240
+    payout_stuck_minutes: int = 45
+    withdrawal_stuck_count: int = 1
+    min_payouts: int = 5  # fewer finished payouts say nothing about a payout provider
+    max_payout_failure_pct: int = 20
 
 
 async def raise_alert(
@@ -97,7 +109,7 @@ _PROVIDER_STATS = text(
            count(*) FILTER (WHERE outcome IN ('succeeded', 'inquiry_succeeded')) AS approved,
            percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95
     FROM payment_attempts
-    WHERE created_at >= :since AND created_at <= :now
+    WHERE created_at >= :since AND created_at <= :now AND step NOT LIKE 'payout%'
     GROUP BY provider
     """
 )
@@ -107,6 +119,23 @@ _STUCK = text(
     FROM deposits
     WHERE status IN ('pending', 'requires_action', 'processing') AND updated_at < :before
     GROUP BY status
+    """
+)
+_WITHDRAWALS_STUCK = text(
+    """
+    SELECT status, count(*) AS stuck, min(updated_at) AS oldest
+    FROM withdrawals
+    WHERE (status = 'in_review' AND updated_at < :review_before)
+       OR (status IN ('pending', 'approved', 'processing') AND updated_at < :payout_before)
+    GROUP BY status
+    """
+)
+_PAYOUT_STATS = text(
+    """
+    SELECT provider, count(*) AS finished, count(*) FILTER (WHERE status = 'failed') AS failed
+    FROM withdrawals
+    WHERE status IN ('paid', 'failed') AND updated_at >= :since AND updated_at <= :now
+    GROUP BY provider
     """
 )
 _PLAYER_24H = text(
@@ -186,6 +215,49 @@ async def run_checks(
                 count=stuck,
                 oldest=oldest.isoformat(),
             )
+
+    stuck_withdrawals = await session.execute(
+        _WITHDRAWALS_STUCK,
+        {
+            "review_before": now - timedelta(minutes=thresholds.review_stuck_minutes),
+            "payout_before": now - timedelta(minutes=thresholds.payout_stuck_minutes),
+        },
+    )
+    for status, stuck, oldest in stuck_withdrawals.all():
+        if stuck >= thresholds.withdrawal_stuck_count:
+            minutes = (
+                thresholds.review_stuck_minutes
+                if status == "in_review"
+                else thresholds.payout_stuck_minutes
+            )
+            await alert(
+                f"payments_stuck:withdrawal:{status}:{bucket}",
+                "payments_stuck",
+                "warning" if status == "in_review" else "critical",
+                f"withdrawal:{status}",
+                f"{stuck} withdrawals in {status} for over {minutes} min",
+                status=status,
+                count=stuck,
+                oldest=oldest.isoformat(),
+            )
+
+    payouts = await session.execute(_PAYOUT_STATS, {"since": now - window, "now": now})
+    for provider, finished, failed in payouts.all():
+        if finished >= thresholds.min_payouts:
+            pct = 100 * failed // finished
+            if pct > thresholds.max_payout_failure_pct:
+                await alert(
+                    f"payout_failure_high:{provider}:{bucket}",
+                    "payout_failure_high",
+                    "critical",
+                    provider,
+                    f"{provider}: {failed} of {finished} payouts failed in the last "
+                    f"{thresholds.window_minutes} min (ceiling "
+                    f"{thresholds.max_payout_failure_pct}%)",
+                    failure_pct=pct,
+                    finished=finished,
+                    failed=failed,
+                )
 
     velocity = rules.deposit.rules
     count_rule, sum_rule = velocity.get("velocity_count_24h"), velocity.get("velocity_sum_24h")
