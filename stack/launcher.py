@@ -124,6 +124,13 @@ class Stack:
                 "--log-level",
                 "warn",
                 "--ui-disable-news-fetch",
+                # WAL with synchronous=NORMAL: no fsync per history write (~4x the workflow
+                # throughput, bench.payments); a killed process loses nothing, a power cut
+                # may lose the last writes but never corrupts the file.
+                "--sqlite-pragma",
+                "journal_mode=wal",
+                "--sqlite-pragma",
+                "synchronous=normal",
                 *dev_server_flags(),
             ],
         )
