@@ -71,16 +71,20 @@ class Phase:
     workflow_ids: list[str] = field(default_factory=list)
     elapsed: float = 0.0
     history_events: list[int] = field(default_factory=list)
+    # Where the time goes: the API's answer to the POST, and the workflow's own run (first to
+    # last history event, of the sampled histories); the rest is start dispatch and result.
+    post_latencies: list[float] = field(default_factory=list)
+    workflow_runs: list[float] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.elapsed if self.elapsed else 0.0
 
-    def percentile(self, q: float) -> float:
-        """Nearest-rank percentile in milliseconds."""
-        if not self.latencies:
+    def percentile(self, q: float, values: list[float] | None = None) -> float:
+        """Nearest-rank percentile in milliseconds (of the end-to-end latencies by default)."""
+        ordered = sorted(self.latencies if values is None else values)
+        if not ordered:
             return 0.0
-        ordered = sorted(self.latencies)
         rank = max(1, math.ceil(q * len(ordered)))
         return ordered[rank - 1] * 1000
 
@@ -90,11 +94,20 @@ class Phase:
 
     def summary(self) -> str:
         outcomes = ", ".join(f"{n} {k}" for k, n in sorted(self.outcomes.items()))
+        split = ""
+        if self.post_latencies:
+            split += f"; API POST p50 {self.percentile(0.5, self.post_latencies):.0f} ms"
+        if self.workflow_runs:
+            split += (
+                f"; workflow run p50 {self.percentile(0.5, self.workflow_runs):.0f} ms "
+                "(first to last history event, sample)"
+            )
         return (
             f"{self.name}: {len(self.latencies)} in {self.elapsed:.2f}s = {self.rate:.1f}/s; "
             f"latency p50 {self.percentile(0.5):.0f} ms, p95 {self.percentile(0.95):.0f} ms, "
             f"p99 {self.percentile(0.99):.0f} ms; history events/payment "
             f"{self.events_per_payment:.1f} (sample of {len(self.history_events)}); {outcomes}"
+            f"{split}"
         )
 
 
@@ -141,6 +154,8 @@ async def sample_histories(client: Client, phase: Phase, sample: int) -> None:
     for workflow_id in picked:
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         phase.history_events.append(len(history.events))
+        first, last = history.events[0].event_time, history.events[-1].event_time
+        phase.workflow_runs.append((last.ToNanoseconds() - first.ToNanoseconds()) / 1e9)
 
 
 # -- the payment path ----------------------------------------------------------------------------
@@ -240,10 +255,11 @@ class PaymentBench:
         }
 
     def deposit_runner(
-        self, api: httpx.AsyncClient, client: Client, players: list[str]
+        self, api: httpx.AsyncClient, client: Client, players: list[str], phase: Phase
     ) -> Callable[[int], Awaitable[tuple[str, str]]]:
         async def one(index: int) -> tuple[str, str]:
             player_id = players[index % len(players)]
+            posted = time.monotonic()
             response = await api.post(
                 "/v1/deposits",
                 json=self.deposit_body(player_id),
@@ -251,6 +267,7 @@ class PaymentBench:
             )
             if response.status_code != 202:
                 raise RuntimeError(f"POST /v1/deposits {response.status_code}: {response.text}")
+            phase.post_latencies.append(time.monotonic() - posted)
             workflow_id: str = response.json()["workflow_id"]
             result = await client.get_workflow_handle(workflow_id).result()
             status = str(result["status"]) if isinstance(result, dict) else str(result)
@@ -301,14 +318,14 @@ class PaymentBench:
 
             if warmup:
                 warm = Phase("warm-up deposits")
-                one = self.deposit_runner(api, client, warm_players)
+                one = self.deposit_runner(api, client, warm_players, warm)
                 await drive(warm, one, total=warmup, concurrency=self.concurrency, progress=None)
                 self.progress(f"warm-up: {warmup} deposits ({dict(warm.outcomes)})")
             deposits = Phase("deposits")
             self.progress(f"deposits: {payments} at concurrency {self.concurrency}")
             await drive(
                 deposits,
-                self.deposit_runner(api, client, bench_players),
+                self.deposit_runner(api, client, bench_players, deposits),
                 total=payments,
                 concurrency=self.concurrency,
                 progress=self.progress,

@@ -44,6 +44,7 @@ async def test_bench_payments_prints_the_figures_and_a_clean_ledger() -> None:
     assert re.search(r"deposits: 10 in [\d.]+s = [\d.]+/s; latency p50 \d+ ms, p95 \d+ ms", out)
     assert re.search(r"bare workflow: 10 in [\d.]+s = [\d.]+/s; latency p50 \d+ ms", out)
     assert "10 succeeded" in out
+    assert re.search(r"API POST p50 \d+ ms; workflow run p50 \d+ ms", out)
     events = re.findall(r"history events/payment ([\d.]+) \(sample of 3\)", out)
     assert len(events) == 2, out
     assert all(float(e) > 0 for e in events), out
