@@ -51,6 +51,7 @@ UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
 _WORKFLOW_PAYMENT = re.compile(r"^[a-z_]+-((?:dep|wd)_[A-Za-z0-9]+)$")
 _PAYMENT_PATH = re.compile(r"/v1/(?:deposits|withdrawals)/((?:dep|wd)_[A-Za-z0-9]+)")
 # A payment's workflow id inside a message (the SDK's DEBUG lines quote task tokens).
+_PAYMENT_ID = re.compile(r"(?<![A-Za-z0-9])((?:dep|wd)_[0-9a-f]{24})(?![A-Za-z0-9])")
 _WORKFLOW_IN_TEXT = re.compile(r"(?:deposit|withdrawal)-((?:dep|wd)_[A-Za-z0-9]+)")
 
 # Attributes every LogRecord has; anything else on a record came from `extra`.
@@ -139,6 +140,9 @@ def _ids(record: logging.LogRecord) -> dict[str, str]:
         elif found := _WORKFLOW_IN_TEXT.search(message):
             ids["payment_id"] = found.group(1)
             ids.setdefault("workflow_id", found.group(0))
+        elif len(named := set(_PAYMENT_ID.findall(message))) == 1:
+            # e.g. an SDK line quoting a ledger key `deposit:dep_…:credit`: one payment named.
+            ids["payment_id"] = named.pop()
     return ids
 
 
