@@ -1,5 +1,6 @@
 """Fraud decisions end to end: through the API, the deposit workflow and the configured rules."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -223,3 +224,63 @@ async def test_foreign_card_is_reviewed(api: httpx.AsyncClient, temporal_client:
     assert deposit["card"]["issuer_country"] == "US"
     assert deposit["risk"]["decision"] == "review"
     assert deposit["risk"]["reasons"] == ["card_country_not_allowed"]
+
+
+async def test_withdrawal_decisions_come_from_the_rule_file(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    fraud_overlay: Path,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The withdrawal workflow's risk step is the engine's: score, reasons and version stored on
+    the withdrawal and in fraud_decisions, and a rule switched off in the file stops firing."""
+    from tests.test_withdrawals import create, finished, fund, iban_withdrawal
+
+    player_id = await new_player(api)
+    await fund(sessions, player_id, 100_000_00, wagered=True)
+    reviewed = await create(api, iban_withdrawal(player_id, 10_000_00))  # a new IBAN
+    for _ in range(200):  # its risk step runs before the rule file changes
+        if (await api.get(f"/v1/withdrawals/{reviewed['id']}")).json()["status"] == "in_review":
+            break
+        await asyncio.sleep(0.05)
+    off = "[withdrawal.rules.new_payout_destination]\nenabled = false\n"
+    with overlay(fraud_overlay, off, "no-new-destination"):
+        auto = await create(api, iban_withdrawal(player_id, 10_000_00, _other_iban()))
+        done = await finished(api, temporal_client, auto)
+    assert done["status"] == "paid"
+    assert done["risk"] == {"decision": "approve", "score": 0, "reasons": []}
+    cancelled = await api.post(f"/v1/withdrawals/{reviewed['id']}/cancel")
+    assert cancelled.status_code == 200
+    shown = await finished(api, temporal_client, reviewed)
+    assert shown["risk"] == {
+        "decision": "review",
+        "score": 30,
+        "reasons": ["new_payout_destination"],
+    }
+    async with sessions() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT f.payment_id, f.kind, f.version, f.destination_key, w.risk->>'version' "
+                    "FROM fraud_decisions f JOIN withdrawals w ON w.id = f.payment_id "
+                    "WHERE f.player_id = :p ORDER BY f.created_at"
+                ),
+                {"p": player_id},
+            )
+        ).all()
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [
+        (reviewed["id"], "withdrawal", f"{VERSION}+test", f"{VERSION}+test"),
+        (
+            auto["id"],
+            "withdrawal",
+            f"{VERSION}+no-new-destination",
+            f"{VERSION}+no-new-destination",
+        ),
+    ]
+    assert all(r[3] for r in rows)  # linked by the destination's fingerprint
+
+
+def _other_iban() -> str:
+    from domain.iban import with_check_digits
+
+    return with_check_digits("125" + f"KZT{uuid.uuid4().int % 10**10:010d}"[:13])
