@@ -16,7 +16,8 @@ class WithdrawalCreate(StrictModel):
     currency: str = Field(min_length=3, max_length=3)
     method: WithdrawalMethod
     destination: dict[str, Any] = Field(
-        description="`card`: {card_token} of a card the player deposited with; "
+        description="`card`: {deposit_id} of a succeeded card deposit (paid back to that card) "
+        "or {card_token} of a card the player deposited with; "
         "`bank_transfer`: {iban} (KZ IBAN); `ewallet`: {wallet_account}; "
         "`mobile_banking`: {phone} (the player's own +77 number)"
     )

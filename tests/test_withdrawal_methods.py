@@ -1,5 +1,6 @@
 """Every payout method the contract names reaches `paid`: card, IBAN, e-wallet, mobile banking."""
 
+import uuid
 from typing import Any
 
 import httpx
@@ -7,8 +8,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from tests.conftest import player_body
-from tests.test_withdrawals import IBAN, balance, create, finished, fund
+from tests.conftest import card_deposit, deposit_and_wait, new_player, player_body
+from tests.test_withdrawals import IBAN, balance, create, finished, fund, wager
 
 
 @pytest.mark.parametrize(
@@ -46,3 +47,38 @@ async def test_each_method_pays_out(
     assert done["status"] == "paid", done
     assert done["attempts"][-1]["outcome"] == "paid"
     assert await balance(api, player) == (15_000_00, 0)
+
+
+async def test_card_payout_back_to_the_card_of_a_deposit(
+    api: httpx.AsyncClient,
+    operator_api: httpx.AsyncClient,
+    temporal_client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    player = await new_player(api)
+    deposit = await deposit_and_wait(api, temporal_client, card_deposit(player, 60_000_00))
+    assert deposit["status"] == "succeeded"
+    await wager(sessions, player, 60_000_00)
+    body = {
+        "player_id": player,
+        "amount": 20_000_00,
+        "currency": "KZT",
+        "method": "card",
+        "destination": {"deposit_id": deposit["id"]},
+    }
+    created = await create(api, body)
+    assert created["destination"]["card"]["last4"] == "4242"
+    if created["status"] != "paid":
+        await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
+    done = await finished(api, temporal_client, created)
+    assert done["status"] == "paid", done
+
+    stranger = await new_player(api)
+    await fund(sessions, stranger, 40_000_00, wagered=True)
+    refused = await api.post(
+        "/v1/withdrawals",
+        json={**body, "player_id": stranger},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "card_not_owned"

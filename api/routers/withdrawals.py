@@ -39,7 +39,7 @@ from db import idempotency
 from db import ledger as ledger_store
 from db import players as player_store
 from db import withdrawals as withdrawal_store
-from db.models import Withdrawal
+from db.models import Deposit, Withdrawal
 from domain.iban import InvalidIBAN, parse_kz_iban
 from domain.ids import new_id
 from domain.ledger import withdrawal_hold
@@ -73,19 +73,35 @@ def withdrawal_workflow_id(withdrawal_id: str) -> str:
     return f"withdrawal-{withdrawal_id}"
 
 
+async def _token_of_deposit(
+    session: AsyncSession, player_id: str, deposit_id: str, payout_provider: str
+) -> str | None:
+    """Pay back to the card of a succeeded deposit: its token at the payout provider."""
+    deposit = await session.get(Deposit, deposit_id)
+    if deposit is None or deposit.player_id != player_id or deposit.status != "succeeded":
+        return None
+    tokens = dict((deposit.card or {}).get("tokens") or {})
+    return tokens.get(payout_provider) or next(iter(tokens.values()), None)
+
+
 async def parse_destination(
-    session: AsyncSession, body: WithdrawalCreate, *, player_phone: str
+    session: AsyncSession, body: WithdrawalCreate, *, player_phone: str, payout_provider: str
 ) -> tuple[dict[str, Any], str]:
     """The destination's display form and its normalized value; the player's own only."""
     details = body.destination
     if body.method == "card":
         token = details.get("card_token")
+        if token is None and isinstance(details.get("deposit_id"), str):
+            token = await _token_of_deposit(
+                session, body.player_id, details["deposit_id"], payout_provider
+            )
         cards = await withdrawal_store.player_card_tokens(session, player_id=body.player_id)
         if not isinstance(token, str) or token not in cards:
             raise Problem(
                 422,
                 "card_not_owned",
-                "destination.card_token must be a card this player has deposited with",
+                "destination must name a card this player has deposited with: "
+                "{card_token} or {deposit_id} of a succeeded card deposit",
             )
         card = cards[token]
         shown = {k: card[k] for k in ("token", "bin", "last4", "scheme") if k in card}
@@ -245,9 +261,11 @@ async def create_withdrawal(
             player = await player_store.get_player(session, player_id=body.player_id)
             if player is None:
                 raise Problem(404, "player_not_found", f"No player {body.player_id!r}")
-            shown, normalized = await parse_destination(session, body, player_phone=player.phone)
-            withdrawal_id = new_id("wd")
             provider = settings.payout_providers[body.method]
+            shown, normalized = await parse_destination(
+                session, body, player_phone=player.phone, payout_provider=provider
+            )
+            withdrawal_id = new_id("wd")
             await withdrawal_store.create_withdrawal(
                 session,
                 withdrawal_id=withdrawal_id,
