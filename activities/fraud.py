@@ -74,6 +74,8 @@ async def assess_withdrawal(
         rules=rules,
         now=withdrawal.created_at,
         card=card if isinstance(card, dict) else None,
+        client=withdrawal.client,
+        destination_name=withdrawal.destination.get("holder_name"),
     )
     decision = evaluate_withdrawal(facts, rules)
     await fraud_store.record_decision(

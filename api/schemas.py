@@ -89,6 +89,7 @@ class RiskOut(BaseModel):
     decision: str
     score: int
     reasons: list[str]
+    version: str | None = Field(default=None, description="the fraud rule set that decided")
 
 
 class LedgerTransactionOut(BaseModel):

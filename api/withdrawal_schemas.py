@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictInt
 
-from api.schemas import AttemptOut, EventOut, LedgerTransactionOut, RiskOut, StrictModel
+from api.schemas import AttemptOut, ClientInfo, EventOut, LedgerTransactionOut, RiskOut, StrictModel
 
 WithdrawalMethod = Literal["card", "bank_transfer", "ewallet", "mobile_banking"]
 
@@ -19,7 +19,11 @@ class WithdrawalCreate(StrictModel):
         description="`card`: {deposit_id} of a succeeded card deposit (paid back to that card) "
         "or {card_token} of a card the player deposited with; "
         "`bank_transfer`: {iban} (KZ IBAN); `ewallet`: {wallet_account}; "
-        "`mobile_banking`: {phone} (the player's own +77 number)"
+        "`mobile_banking`: {phone} (the player's own +77 number). For `bank_transfer` and "
+        "`ewallet` an optional `holder_name` is matched against the player's name."
+    )
+    client: ClientInfo | None = Field(
+        default=None, description="the player's device and IP, for the fraud rules"
     )
 
 

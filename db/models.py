@@ -199,6 +199,8 @@ class Withdrawal(Base):
     status_reason: Mapped[str | None] = mapped_column(String(200))
     provider: Mapped[str] = mapped_column(String(64))
     risk: Mapped[dict[str, Any] | None] = mapped_column()
+    client: Mapped[dict[str, Any] | None] = mapped_column()
+    """Device and IP the request came from (fraud rules); never shown to other players."""
     approvals_needed: Mapped[int] = mapped_column(Integer)
     escalated_at: Mapped[datetime | None] = mapped_column()
     workflow_id: Mapped[str] = mapped_column(String(80))

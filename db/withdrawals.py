@@ -45,6 +45,7 @@ async def create_withdrawal(
     approvals_needed: int,
     workflow_id: str,
     created_at: datetime,
+    client: dict[str, Any] | None = None,
 ) -> Withdrawal:
     withdrawal = Withdrawal(
         id=withdrawal_id,
@@ -57,6 +58,7 @@ async def create_withdrawal(
         status=WithdrawalStatus.PENDING.value,
         provider=provider,
         approvals_needed=approvals_needed,
+        client=client,
         workflow_id=workflow_id,
         created_at=created_at,
         updated_at=created_at,

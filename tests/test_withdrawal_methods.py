@@ -11,6 +11,8 @@ from temporalio.client import Client
 from tests.conftest import card_deposit, deposit_and_wait, new_player, player_body
 from tests.test_withdrawals import IBAN, balance, create, finished, fund, wager
 
+FOREIGN_IP = "95.24.1.1"  # a Russian range in domain/fraud/geo.py
+
 
 @pytest.mark.parametrize(
     ("method", "destination"),
@@ -82,3 +84,37 @@ async def test_card_payout_back_to_the_card_of_a_deposit(
     )
     assert refused.status_code == 422
     assert refused.json()["code"] == "card_not_owned"
+
+
+async def test_holder_name_and_client_reach_the_fraud_rules(
+    api: httpx.AsyncClient,
+    operator_api: httpx.AsyncClient,
+    temporal_client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    player = await new_player(api)  # "Aigerim Tulegenova"
+    await fund(sessions, player, 40_000_00, wagered=True)
+    body = {
+        "player_id": player,
+        "amount": 10_000_00,
+        "currency": "KZT",
+        "method": "bank_transfer",
+        "destination": {"iban": IBAN, "holder_name": "Someone Else"},
+        "client": {"ip": FOREIGN_IP, "device_id": f"dev-{uuid.uuid4().hex[:8]}"},
+    }
+    created = await create(api, body)
+    assert created["destination"]["holder_name"] == "Someone Else"
+    # An approval waits for the risk verdict (409 once risk has declined it outright).
+    approved = await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
+    assert approved.status_code in (200, 409), approved.text
+    shown = await finished(api, temporal_client, created)
+    assert shown["risk"]["decision"] in ("review", "decline")
+    assert "destination_name_mismatch" in shown["risk"]["reasons"]
+    assert "ip_country_not_allowed" in shown["risk"]["reasons"]
+    bad = await api.post(
+        "/v1/withdrawals",
+        json={**body, "destination": {"iban": IBAN, "holder_name": ""}},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert bad.status_code == 422
+    assert bad.json()["code"] == "invalid_destination"

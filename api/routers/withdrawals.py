@@ -84,6 +84,16 @@ async def _token_of_deposit(
     return tokens.get(payout_provider) or next(iter(tokens.values()), None)
 
 
+def _holder(details: dict[str, Any]) -> dict[str, str]:
+    """The account holder's name as given, for the "payout in the player's own name" rule."""
+    name = details.get("holder_name")
+    if name is None:
+        return {}
+    if not isinstance(name, str) or not 1 <= len(name.strip()) <= 200:
+        raise Problem(422, "invalid_destination", "destination.holder_name: 1 to 200 characters")
+    return {"holder_name": name.strip()}
+
+
 async def parse_destination(
     session: AsyncSession, body: WithdrawalCreate, *, player_phone: str, payout_provider: str
 ) -> tuple[dict[str, Any], str]:
@@ -112,14 +122,14 @@ async def parse_destination(
             iban = parse_kz_iban(str(details.get("iban", "")))
         except InvalidIBAN as exc:
             raise Problem(422, "invalid_iban", f"destination.iban: {exc}") from exc
-        return {"iban": iban}, iban
+        return {"iban": iban, **_holder(details)}, iban
     if body.method == "ewallet":
         account = details.get("wallet_account")
         if not isinstance(account, str) or not 3 <= len(account.strip()) <= 64:
             raise Problem(
                 422, "invalid_destination", "destination.wallet_account: 3 to 64 characters"
             )
-        return {"wallet_account": account.strip()}, account.strip()
+        return {"wallet_account": account.strip(), **_holder(details)}, account.strip()
     phone = details.get("phone")
     if not isinstance(phone, str) or not is_kz_mobile(phone):
         raise Problem(
@@ -281,6 +291,7 @@ async def create_withdrawal(
                 ).approvals_needed(body.amount),
                 workflow_id=withdrawal_workflow_id(withdrawal_id),
                 created_at=datetime.now(UTC),
+                client=body.client.model_dump() if body.client else None,
             )
             try:
                 await ledger_store.post_transaction(
