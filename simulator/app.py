@@ -271,5 +271,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return "<h1>Provider simulator</h1><p>See <a href='/docs'>/docs</a>.</p>"
 
     app.include_router(pages_router(registry))
-    app.include_router(payout_router(settings))
+    app.include_router(payout_router(settings, store))
     return app

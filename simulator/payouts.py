@@ -1,12 +1,14 @@
 """Simulated payouts (card credit, bank transfer to an IBAN, wallet, mobile banking).
 
 Idempotent on our reference like a real payout API: the same reference is paid once, and a
-status inquiry by reference tells what became of a call whose answer was lost.
+status inquiry by reference tells what became of a call whose answer was lost. Payouts are kept
+in the simulator's store (SQLite in the data directory), so they survive a restart.
 Test destinations that fail: an IBAN whose account starts with `999` (account closed), a card
 ending `0002` (not eligible for credits), the phone `+77000000000` (no such customer).
 """
 
 import asyncio
+import secrets
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header
@@ -15,6 +17,7 @@ from pydantic import BaseModel, Field
 from config import Settings
 from simulator.behaviour import Behaviour, BehaviourState
 from simulator.cards import SimulatorError
+from simulator.store import SimulatorStore
 
 
 class PayoutRequest(BaseModel):
@@ -61,13 +64,20 @@ def _failure(request: PayoutRequest) -> str | None:
 class PayoutDesk:
     """One provider's payouts, kept in memory by reference."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, store: SimulatorStore) -> None:
         self.name = name
         self.behaviour = BehaviourState()
-        self.payouts: dict[str, Payout] = {}
+        self.store = store
         self.calls: dict[str, int] = {}
-        self.cancelled: set[str] = set()
         self._lock = asyncio.Lock()
+
+    def find(self, reference: str) -> Payout | None:
+        data = self.store.get_payout(self.name, reference)
+        return Payout.model_validate(data) if data else None
+
+    def _save(self, payout: Payout) -> Payout:
+        self.store.put_payout(self.name, payout.reference, payout.model_dump())
+        return payout
 
     async def pay(self, request: PayoutRequest) -> Payout:
         self.calls[request.reference] = self.calls.get(request.reference, 0) + 1
@@ -75,23 +85,23 @@ class PayoutDesk:
         if self.behaviour.take_failure():
             raise SimulatorError(503, "unavailable", "payout gateway unavailable")
         async with self._lock:
-            payout = self.payouts.get(request.reference)
+            payout = self.find(request.reference)
             if payout is None:
-                failure = (
-                    "cancelled"
-                    if request.reference in self.cancelled
-                    else _failure(request)
-                    or ("declined_by_bank" if self.behaviour.roll_decline() else None)
+                failure = _failure(request) or (
+                    "declined_by_bank" if self.behaviour.roll_decline() else None
                 )
-                payout = Payout(
-                    reference=request.reference,
-                    payout_id=f"po_{len(self.payouts) + 1:08d}",
-                    status="failed" if failure else "paid",
-                    failure_code=failure,
-                    amount=request.amount,
-                    currency=request.currency,
+                payout = self._save(
+                    Payout(
+                        reference=request.reference,
+                        payout_id=f"po_{secrets.token_hex(8)}",
+                        status="failed" if failure else "paid",
+                        failure_code=failure,
+                        amount=request.amount,
+                        currency=request.currency,
+                    )
                 )
-                self.payouts[request.reference] = payout
+            elif payout.failure_code == "cancelled":
+                pass  # closed by the merchant: a late request is never paid
             elif (payout.amount, payout.currency) != (request.amount, request.currency):
                 raise SimulatorError(409, "reference_reused", "reference used for another payout")
         if self.behaviour.take_timeout():
@@ -103,29 +113,31 @@ class PayoutDesk:
         request under this reference will be refused, so the caller may release its funds."""
         await self.behaviour.delay()
         async with self._lock:
-            payout = self.payouts.get(reference)
+            payout = self.find(reference)
             if payout is None:
-                self.cancelled.add(reference)
-                payout = Payout(
-                    reference=reference,
-                    payout_id=f"po_cancelled_{len(self.cancelled):08d}",
-                    status="failed",
-                    failure_code="cancelled",
-                    amount=amount,
-                    currency=currency,
+                payout = self._save(
+                    Payout(
+                        reference=reference,
+                        payout_id=f"po_{secrets.token_hex(8)}",
+                        status="failed",
+                        failure_code="cancelled",
+                        amount=amount,
+                        currency=currency,
+                    )
                 )
-                self.payouts[reference] = payout
             return payout
 
 
-def payout_router(settings: Settings) -> APIRouter:
+def payout_router(settings: Settings, store: SimulatorStore) -> APIRouter:
     router = APIRouter(tags=["payouts"])
     desks: dict[str, PayoutDesk] = {}
 
     def desk(name: str) -> PayoutDesk:
         if name not in settings.provider_secrets:
             raise SimulatorError(404, "unknown_provider", f"no provider {name!r}")
-        return desks.setdefault(name, PayoutDesk(name))
+        if name not in desks:
+            desks[name] = PayoutDesk(name, store)
+        return desks[name]
 
     def authorized(name: str, authorization: str = Header(default="")) -> PayoutDesk:
         found = desk(name)
@@ -149,7 +161,7 @@ def payout_router(settings: Settings) -> APIRouter:
     @router.get("/providers/{name}/payouts/{reference}")
     async def payout_status(reference: str, payouts: Authorized) -> Payout:
         await payouts.behaviour.delay()
-        found = payouts.payouts.get(reference)
+        found = payouts.find(reference)
         if found is None:
             raise SimulatorError(404, "not_found", f"no payout {reference!r}")
         return found
@@ -168,7 +180,7 @@ def payout_router(settings: Settings) -> APIRouter:
         return PayoutLog(
             reference=reference,
             calls=payouts.calls.get(reference, 0),
-            payout=payouts.payouts.get(reference),
+            payout=payouts.find(reference),
         )
 
     return router

@@ -28,6 +28,10 @@ class SimulatorStore:
                 "CREATE TABLE IF NOT EXISTS payments (provider TEXT, reference TEXT, data TEXT,"
                 " PRIMARY KEY (provider, reference))"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS payouts (provider TEXT, reference TEXT, data TEXT,"
+                " PRIMARY KEY (provider, reference))"
+            )
 
     def put_token(self, provider: str, token: str, data: dict[str, Any]) -> None:
         self._put("tokens", provider, token, data)
@@ -46,6 +50,12 @@ class SimulatorStore:
 
     def get_payment(self, provider: str, reference: str) -> dict[str, Any] | None:
         return self._get("payments", provider, reference)
+
+    def put_payout(self, provider: str, reference: str, data: dict[str, Any]) -> None:
+        self._put("payouts", provider, reference, data)
+
+    def get_payout(self, provider: str, reference: str) -> dict[str, Any] | None:
+        return self._get("payouts", provider, reference)
 
     def _put(self, table: str, provider: str, key: str, data: dict[str, Any]) -> None:
         with self._lock, self._db:
@@ -67,4 +77,9 @@ class SimulatorStore:
 
 
 def _key_column(table: str) -> str:
-    return {"tokens": "token", "charges": "reference", "payments": "reference"}[table]
+    return {
+        "tokens": "token",
+        "charges": "reference",
+        "payments": "reference",
+        "payouts": "reference",
+    }[table]

@@ -14,7 +14,7 @@ from db import withdrawals as withdrawal_store
 from domain.ledger import withdrawal_hold
 from domain.withdrawals import destination_fingerprint
 from tests.conftest import new_player
-from tests.test_withdrawals import IBAN, balance, fund
+from tests.test_withdrawals import balance, fresh_iban, fund
 
 
 async def test_reconcile_starts_what_never_started(
@@ -26,6 +26,7 @@ async def test_reconcile_starts_what_never_started(
     player = await new_player(api)
     await fund(sessions, player, 50_000_00, wagered=True)
     withdrawal_id = f"wd_{uuid.uuid4().hex[:24]}"
+    iban = fresh_iban()
     async with sessions.begin() as session:  # what POST /v1/withdrawals commits, then "crash"
         await withdrawal_store.create_withdrawal(
             session,
@@ -34,8 +35,8 @@ async def test_reconcile_starts_what_never_started(
             amount_minor=20_000_00,
             currency="KZT",
             method="bank_transfer",
-            destination={"iban": IBAN},
-            destination_fingerprint=destination_fingerprint("bank_transfer", IBAN),
+            destination={"iban": iban},
+            destination_fingerprint=destination_fingerprint("bank_transfer", iban),
             provider="kazcard",
             approvals_needed=1,
             workflow_id=withdrawal_workflow_id(withdrawal_id),

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from tests.conftest import card_deposit, deposit_and_wait, new_player, player_body
-from tests.test_withdrawals import IBAN, balance, create, finished, fund, wager
+from tests.test_withdrawals import balance, create, finished, fresh_iban, fund, wager
 
 FOREIGN_IP = "95.24.1.1"  # a Russian range in domain/fraud/geo.py
 
@@ -17,7 +17,7 @@ FOREIGN_IP = "95.24.1.1"  # a Russian range in domain/fraud/geo.py
 @pytest.mark.parametrize(
     ("method", "destination"),
     [
-        ("bank_transfer", {"iban": IBAN}),
+        ("bank_transfer", {"iban": fresh_iban()}),
         ("ewallet", {"wallet_account": "tenge-wallet-770112"}),
         ("mobile_banking", {"phone": "+77011234567"}),
     ],
@@ -99,7 +99,7 @@ async def test_holder_name_and_client_reach_the_fraud_rules(
         "amount": 10_000_00,
         "currency": "KZT",
         "method": "bank_transfer",
-        "destination": {"iban": IBAN, "holder_name": "Someone Else"},
+        "destination": {"iban": fresh_iban(), "holder_name": "Someone Else"},
         "client": {"ip": FOREIGN_IP, "device_id": f"dev-{uuid.uuid4().hex[:8]}"},
     }
     created = await create(api, body)
@@ -113,7 +113,7 @@ async def test_holder_name_and_client_reach_the_fraud_rules(
     assert "ip_country_not_allowed" in shown["risk"]["reasons"]
     bad = await api.post(
         "/v1/withdrawals",
-        json={**body, "destination": {"iban": IBAN, "holder_name": ""}},
+        json={**body, "destination": {"iban": fresh_iban(), "holder_name": ""}},
         headers={"Idempotency-Key": uuid.uuid4().hex},
     )
     assert bad.status_code == 422

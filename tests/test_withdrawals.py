@@ -20,8 +20,15 @@ from domain.roles import Role
 from tests.conftest import _client, card_deposit, deposit_and_wait, new_player
 from tests.ledger_helpers import assert_invariants
 
-IBAN = with_check_digits("125" + "KZT5004100100")
-CLOSED_IBAN = with_check_digits("125" + "9990000000001")
+
+def fresh_iban() -> str:
+    """An IBAN no other test pays to: shared destinations are a fraud signal of their own."""
+    return with_check_digits("125" + uuid.uuid4().hex[:13].upper())
+
+
+def closed_iban() -> str:
+    """The simulated bank refuses payouts to accounts starting 999 (account closed)."""
+    return with_check_digits("125" + "999" + uuid.uuid4().hex[:10].upper())
 
 
 async def fund(
@@ -58,13 +65,13 @@ async def wager(sessions: async_sessionmaker[AsyncSession], player_id: str, amou
         )
 
 
-def iban_withdrawal(player_id: str, amount: int, iban: str = IBAN) -> dict[str, Any]:
+def iban_withdrawal(player_id: str, amount: int, iban: str | None = None) -> dict[str, Any]:
     return {
         "player_id": player_id,
         "amount": amount,
         "currency": "KZT",
         "method": "bank_transfer",
-        "destination": {"iban": iban},
+        "destination": {"iban": iban or fresh_iban()},
     }
 
 
@@ -287,7 +294,7 @@ async def test_failed_payout_voids_the_hold(
 ) -> None:
     player = await new_player(api)
     await fund(sessions, player, 50_000_00, wagered=True)
-    created = await create(api, iban_withdrawal(player, 30_000_00, CLOSED_IBAN))
+    created = await create(api, iban_withdrawal(player, 30_000_00, closed_iban()))
     await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
     done = await finished(api, temporal_client, created)
     assert done["status"] == "failed"
