@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Deposit, LedgerTransaction, PaymentAttempt, PaymentEvent
+from db.trail import payment_trail
 from domain.statuses import DepositStatus, can_transition
 
 _NOT_COUNTED_IN_SUM = (DepositStatus.DECLINED.value, DepositStatus.FAILED.value)
@@ -44,6 +45,7 @@ async def create_deposit(
     client: dict[str, Any] | None,
     workflow_id: str,
     created_at: datetime,
+    details: dict[str, str] | None = None,
 ) -> Deposit:
     deposit = Deposit(
         id=deposit_id,
@@ -55,6 +57,7 @@ async def create_deposit(
         provider=provider,
         card=card,
         client=client,
+        details=details,
         workflow_id=workflow_id,
         created_at=created_at,
         updated_at=created_at,
@@ -69,26 +72,21 @@ async def create_deposit(
     return deposit
 
 
+def created_view(deposit: Deposit) -> DepositView:
+    """The view of a deposit `create_deposit` has just written, without reading it back: no
+    attempts, no ledger, its one `pending` event."""
+    event = PaymentEvent(
+        payment_id=deposit.id, status=deposit.status, reason=None, occurred_at=deposit.created_at
+    )
+    return DepositView(deposit, attempts=[], events=[event], ledger=[])
+
+
 async def get_deposit_view(session: AsyncSession, *, deposit_id: str) -> DepositView | None:
     deposit = await session.get(Deposit, deposit_id)
     if deposit is None:
         return None
-    attempts = await session.scalars(
-        select(PaymentAttempt)
-        .where(PaymentAttempt.payment_id == deposit_id)
-        .order_by(PaymentAttempt.created_at, PaymentAttempt.id)
-    )
-    events = await session.scalars(
-        select(PaymentEvent)
-        .where(PaymentEvent.payment_id == deposit_id)
-        .order_by(PaymentEvent.occurred_at, PaymentEvent.id)
-    )
-    ledger = await session.scalars(
-        select(LedgerTransaction)
-        .where(LedgerTransaction.payment_id == deposit_id)
-        .order_by(LedgerTransaction.id)
-    )
-    return DepositView(deposit, list(attempts.all()), list(events.all()), list(ledger.all()))
+    trail = await payment_trail(session, payment_id=deposit_id)
+    return DepositView(deposit, trail.attempts, trail.events, trail.ledger)
 
 
 async def list_deposits(
@@ -128,12 +126,19 @@ async def record_status(
     status: DepositStatus,
     reason: str | None,
     occurred_at: datetime,
+    provider: str | None = None,
 ) -> DepositStatus:
     """Move the deposit to `status` once; a replay or a stale transition changes nothing.
 
+    With `provider`, also record the provider that served the deposit and clear its next
+    action (as `gateway.set_route` does), whatever the status does.
     Returns the status the deposit has afterwards.
     """
     deposit = await session.get_one(Deposit, deposit_id, with_for_update=True)
+    if provider is not None:
+        deposit.provider = provider
+        deposit.next_action = None
+        deposit.updated_at = max(deposit.updated_at, occurred_at)
     current = DepositStatus(deposit.status)
     if current == status or not can_transition(current, status):
         return current

@@ -19,6 +19,7 @@ from db.models import (
     Withdrawal,
     WithdrawalReview,
 )
+from db.trail import payment_trail
 from domain.withdrawals import WithdrawalStatus, can_transition
 
 
@@ -86,27 +87,9 @@ async def get_withdrawal_view(
         .where(WithdrawalReview.withdrawal_id == withdrawal_id)
         .order_by(WithdrawalReview.created_at, WithdrawalReview.id)
     )
-    attempts = await session.scalars(
-        select(PaymentAttempt)
-        .where(PaymentAttempt.payment_id == withdrawal_id)
-        .order_by(PaymentAttempt.created_at, PaymentAttempt.id)
-    )
-    events = await session.scalars(
-        select(PaymentEvent)
-        .where(PaymentEvent.payment_id == withdrawal_id)
-        .order_by(PaymentEvent.occurred_at, PaymentEvent.id)
-    )
-    ledger = await session.scalars(
-        select(LedgerTransaction)
-        .where(LedgerTransaction.payment_id == withdrawal_id)
-        .order_by(LedgerTransaction.id)
-    )
+    trail = await payment_trail(session, payment_id=withdrawal_id)
     return WithdrawalView(
-        withdrawal,
-        list(reviews.all()),
-        list(attempts.all()),
-        list(events.all()),
-        list(ledger.all()),
+        withdrawal, list(reviews.all()), trail.attempts, trail.events, trail.ledger
     )
 
 
