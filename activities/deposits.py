@@ -282,10 +282,11 @@ class DepositActivities:
         )
 
         async def post_both(session: AsyncSession) -> ledger_store.PostedTransaction:
-            posted = await ledger_store.post_transaction(session, spec=credit)
-            if fee is not None:
-                await ledger_store.post_transaction(session, spec=fee)
-            return posted
+            # One statement that locks both postings' accounts in code order first: the credit
+            # and the fee touch two clearing shards, and posting them one after the other
+            # deadlocked concurrent deposits (each then waited a second for the detector).
+            specs = [credit] if fee is None else [credit, fee]
+            return (await ledger_store.post_transactions(session, specs=specs))[0]
 
         try:
             posted = await ledger_store.with_retry(self._sessions, post_both)
@@ -302,6 +303,7 @@ class DepositActivities:
                 status=inp.status,
                 reason=inp.reason,
                 occurred_at=inp.occurred_at,
+                provider=inp.provider,
             )
         return RecordStatusResult(status=status)
 

@@ -57,6 +57,8 @@ class RecordStatusInput(BaseModel):
     status: DepositStatus
     reason: str | None = None
     occurred_at: datetime
+    # The provider that served the deposit, recorded with the status (its action done).
+    provider: str | None = None
 
 
 class RecordStatusResult(BaseModel):

@@ -8,7 +8,7 @@ exceptions below.
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -125,6 +125,34 @@ def _spec_item(spec: TransactionSpec) -> dict[str, object]:
             for e in spec.entries
         ],
     }
+
+
+_POST_BATCH = text(
+    "SELECT idx, tx_id, created, error_state, error_message "
+    "FROM ledger_post_batch(CAST(:items AS jsonb))"
+)
+
+
+async def post_transactions(
+    session: AsyncSession, *, specs: Sequence[TransactionSpec]
+) -> list[PostedTransaction]:
+    """Post every spec inside the caller's database transaction, all or none, in one statement.
+
+    `ledger_post_batch` locks all the specs' accounts in code order first, so two such calls
+    cannot deadlock on each other's accounts (two `post_transaction` calls in one transaction
+    can: each locks its own accounts only). A refused spec raises its LedgerError; the caller's
+    transaction must then roll back, which undoes the others.
+    """
+    rows = (
+        await session.execute(_POST_BATCH, {"items": json.dumps([_spec_item(s) for s in specs])})
+    ).all()
+    posted: list[PostedTransaction] = []
+    for row in sorted(rows, key=lambda r: int(r.idx)):
+        if row.error_state is not None:
+            raise _ERRORS.get(row.error_state, LedgerError)(row.error_message)
+        key = specs[int(row.idx)].key
+        posted.append(PostedTransaction(id=int(row.tx_id), key=key, created=bool(row.created)))
+    return posted
 
 
 def _spec_params(spec: TransactionSpec) -> dict[str, object]:

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -27,7 +26,6 @@ from temporalio.exceptions import TimeoutError as TemporalTimeout
 with workflow.unsafe.imports_passed_through():
     from activities.deposits import DepositActivities
     from activities.gateway_models import (
-        CardRoute,
         InquiryInput,
         ProviderCallInput,
         ProviderCallResult,
@@ -45,33 +43,15 @@ with workflow.unsafe.imports_passed_through():
     from domain.statuses import DepositStatus
     from workflows import search_attributes as sa
 
+    # The models live in their own module, passed through: the sandbox re-imports this module
+    # for every workflow run, and building pydantic models there cost ~1 ms of CPU each time.
+    from workflows.deposit_models import (
+        DepositTimings,
+        DepositWorkflowInput,
+        DepositWorkflowResult,
+    )
 
-class DepositTimings(BaseModel):
-    provider_call_seconds: float = 15.0
-    retry_initial_seconds: float = 1.0
-    retry_max_seconds: float = 30.0
-    give_up_seconds: float = 600.0
-    provider_attempts: int = 3
-    poll_initial_seconds: float = 30.0
-    poll_max_seconds: float = 900.0
-
-
-class DepositWorkflowInput(BaseModel):
-    deposit_id: str
-    player_id: str
-    amount_minor: int
-    currency: str
-    method: str = "card"
-    card: CardRoute | None = None
-    details: dict[str, str] = {}
-    timings: DepositTimings = DepositTimings()
-
-
-class DepositWorkflowResult(BaseModel):
-    status: DepositStatus
-    reason: str | None = None
-    provider: str | None = None
-    ledger_transaction_id: int | None = None
+__all__ = ["DepositTimings", "DepositWorkflow", "DepositWorkflowInput", "DepositWorkflowResult"]
 
 
 # Database activities retry until the database answers; their writes are idempotent.
@@ -97,6 +77,7 @@ class DepositWorkflow:
         self._status = DepositStatus.PENDING
         self._events: list[ProviderEvent] = []
         self._local_db = False
+        self._lean = False
 
     @workflow.query
     def status(self) -> DepositStatus:
@@ -110,6 +91,10 @@ class DepositWorkflow:
     @workflow.run
     async def run(self, inp: DepositWorkflowInput) -> DepositWorkflowResult:
         self._local_db = workflow.patched("local-db-activities")
+        # Since this patch the provider that took the payment is recorded with the next status
+        # (one database step, not a route step of its own), and a card deposit that is already
+        # `processing` is not moved to `processing` again. Earlier histories replay without it.
+        self._lean = workflow.patched("route-with-status")
         risk = await self._db_step(
             DepositActivities.assess_deposit_risk, RiskCheckInput(deposit_id=inp.deposit_id)
         )
@@ -255,10 +240,17 @@ class DepositWorkflow:
             await self._record_route(inp, provider, started.next_action)
             await self._transition(inp, DepositStatus.REQUIRES_ACTION, None)
             outcome = await self._await_player(inp, candidate)
-        await self._record_route(inp, provider, None)  # who served it; nothing left to do
+        # Who served it; nothing is left for the player to do. Since `route-with-status` this
+        # is written with the next status.
+        served: str | None = provider
+        if not self._lean:
+            await self._record_route(inp, provider, None)
+            served = None
         status = outcome.status
         if status == "succeeded":
-            await self._transition(inp, DepositStatus.PROCESSING, None)
+            if not (self._lean and self._status is DepositStatus.PROCESSING):
+                await self._transition(inp, DepositStatus.PROCESSING, None, provider=served)
+                served = None
             credit = await self._db_step(
                 DepositActivities.credit_deposit,
                 CreditDepositInput(
@@ -269,15 +261,17 @@ class DepositWorkflow:
                     currency=inp.currency,
                 ),
             )
-            result = await self._finish(inp, DepositStatus.SUCCEEDED, None)
+            result = await self._finish(inp, DepositStatus.SUCCEEDED, None, provider=served)
             result.ledger_transaction_id = credit.transaction_id
             result.provider = provider
             return result
         if status in ("expired", "cancelled"):
-            result = await self._finish(inp, DepositStatus.EXPIRED, "expired:player_did_not_finish")
+            result = await self._finish(
+                inp, DepositStatus.EXPIRED, "expired:player_did_not_finish", provider=served
+            )
         else:
             reason = f"provider_declined:{outcome.decline_code or 'unknown'}"
-            result = await self._finish(inp, DepositStatus.FAILED, reason)
+            result = await self._finish(inp, DepositStatus.FAILED, reason, provider=served)
         result.provider = provider
         return result
 
@@ -386,18 +380,34 @@ class DepositWorkflow:
         )
 
     async def _finish(
-        self, inp: DepositWorkflowInput, status: DepositStatus, reason: str | None
+        self,
+        inp: DepositWorkflowInput,
+        status: DepositStatus,
+        reason: str | None,
+        *,
+        provider: str | None = None,
     ) -> DepositWorkflowResult:
-        await self._transition(inp, status, reason)
+        await self._transition(inp, status, reason, provider=provider)
         return DepositWorkflowResult(status=status, reason=reason)
 
     async def _transition(
-        self, inp: DepositWorkflowInput, status: DepositStatus, reason: str | None
+        self,
+        inp: DepositWorkflowInput,
+        status: DepositStatus,
+        reason: str | None,
+        *,
+        provider: str | None = None,
     ) -> None:
+        """Record the status; with `provider`, also the provider that served the deposit (and
+        no action left for the player), in the same database transaction."""
         await self._db_step(
             DepositActivities.record_deposit_status,
             RecordStatusInput(
-                deposit_id=inp.deposit_id, status=status, reason=reason, occurred_at=workflow.now()
+                deposit_id=inp.deposit_id,
+                status=status,
+                reason=reason,
+                occurred_at=workflow.now(),
+                provider=provider,
             ),
         )
         self._status = status
