@@ -16,10 +16,19 @@ class ProviderHttp:
         self._headers = {"Authorization": f"Bearer {secret}"}
         self.provider = provider
 
-    async def _request(self, method: str, path: str, *, json: object = None) -> httpx.Response:
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object = None,
+        data: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """`json` or form `data`; 5xx and transport errors become ProviderUnavailable /
+        ProviderTimeout, a 4xx ProviderRejected with the provider's code (`_error_code`)."""
         try:
             response = await self._http.request(
-                method, self._base + path, json=json, headers=self._headers
+                method, self._base + path, json=json, data=data, headers=self._headers
             )
         except httpx.TimeoutException as exc:
             raise ProviderTimeout(self.provider, "timeout", type(exc).__name__) from exc
@@ -28,8 +37,12 @@ class ProviderHttp:
         if response.status_code >= 500:
             raise ProviderUnavailable(self.provider, f"http_{response.status_code}")
         if response.status_code >= 400:
-            raise ProviderRejected(self.provider, error_code(response))
+            raise ProviderRejected(self.provider, self._error_code(response))
         return response
+
+    def _error_code(self, response: httpx.Response) -> str:
+        """The unified error code of a 4xx answer (dialects override: their own error shapes)."""
+        return error_code(response)
 
 
 def error_code(response: httpx.Response) -> str:

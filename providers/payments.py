@@ -1,12 +1,19 @@
 """Adapter for asynchronous providers (bank transfer, e-wallet, mobile banking, QR, aggregator):
-create a payment under our reference, inquire its status, cancel it while unpaid."""
+create a payment under our reference, inquire its status, cancel it while unpaid.
 
+`PaymentProviderClient` speaks the simulator's common `/payments` API and its callbacks
+(`providers.signing.sign`); providers with an API of their own subclass it (`providers.kazbank`,
+`providers.tengewallet`) and translate at this boundary, so the activities see one interface.
+"""
+
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
 from providers.errors import ProviderRejected
 from providers.http import ProviderHttp
+from providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
 
 class PaymentOutcome(BaseModel):
@@ -21,7 +28,50 @@ class PaymentOutcome(BaseModel):
     action: dict[str, Any]
 
 
+class PaymentCallback(BaseModel):
+    """A provider's callback in our terms (integer minor units, unified statuses and codes)."""
+
+    reference: str = Field(min_length=1, max_length=64)
+    status: str = Field(min_length=1, max_length=32)
+    amount: int | None = Field(default=None, ge=0)
+    currency: str | None = Field(default=None, max_length=3)
+    decline_code: str | None = Field(default=None, max_length=64)
+    provider_payment_id: str | None = Field(default=None, max_length=64)
+    event_id: str | None = Field(default=None, max_length=64)
+
+
+class CallbackNotUnderstood(ValueError):
+    pass
+
+
 class PaymentProviderClient(ProviderHttp):
+    @staticmethod
+    def verify_callback(
+        secret: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        now: float,
+        tolerance_seconds: int,
+    ) -> None:
+        """Raise `providers.signing.SignatureError` unless the callback is this provider's."""
+        verify(
+            secret,
+            body=body,
+            signature=headers.get(SIGNATURE_HEADER),
+            timestamp=headers.get(TIMESTAMP_HEADER),
+            now=now,
+            tolerance_seconds=tolerance_seconds,
+        )
+
+    @staticmethod
+    def parse_callback(body: bytes) -> PaymentCallback:
+        """A verified callback's body in our terms; CallbackNotUnderstood if it is not."""
+        try:
+            return PaymentCallback.model_validate_json(body)
+        except ValidationError as exc:
+            raise CallbackNotUnderstood(str(exc)) from exc
+
     async def create_payment(
         self,
         *,

@@ -4,7 +4,20 @@ import httpx
 
 from config import Settings
 from providers.card import CardProviderClient
+from providers.kazbank import KazbankClient
 from providers.payments import PaymentProviderClient
+from providers.tengewallet import TengeWalletClient
+
+# Providers that speak an API of their own; every other one speaks the common `/payments` API.
+PAYMENT_DIALECTS: dict[str, type[PaymentProviderClient]] = {
+    "kazbank": KazbankClient,
+    "tengewallet": TengeWalletClient,
+}
+
+
+def payment_dialect(provider: str) -> type[PaymentProviderClient]:
+    """The adapter class (API, callback signature and format) of a provider."""
+    return PAYMENT_DIALECTS.get(provider, PaymentProviderClient)
 
 
 def provider_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -33,7 +46,7 @@ def payment_providers(
 ) -> dict[str, PaymentProviderClient]:
     """Every asynchronous provider (bank transfer, e-wallet, mobile banking, QR, aggregator)."""
     return {
-        rule.name: PaymentProviderClient(
+        rule.name: payment_dialect(rule.name)(
             http=http,
             base_url=settings.simulator_url,
             provider=rule.name,

@@ -1,11 +1,14 @@
 """Webhook signatures: HMAC-SHA256 over `{timestamp}.{raw body}` with the provider's secret.
 
 The timestamp is signed with the body, so a captured callback cannot be re-sent with a fresh
-timestamp; one older than the tolerance is refused as a replay.
+timestamp; one older than the tolerance is refused as a replay. Providers with an API of their
+own sign their way (below: KazBank, TengeWallet), verified by their adapters.
 """
 
+import base64
 import hashlib
 import hmac
+from datetime import UTC, datetime
 
 SIGNATURE_HEADER = "X-Signature"
 TIMESTAMP_HEADER = "X-Signature-Timestamp"
@@ -44,4 +47,77 @@ def verify(
     if not hmac.compare_digest(sign(secret, stamp, body), signature.strip()):
         raise SignatureError("invalid_signature", "signature does not match the body")
     if abs(now - stamp) > tolerance_seconds:
+        raise SignatureError("stale_timestamp", "timestamp is outside the allowed window")
+
+
+# -- provider dialects: each bank or wallet signs its callbacks its own way ---------------------
+
+KAZBANK_SIGNATURE_HEADER = "X-KazBank-Signature"
+KAZBANK_TIMESTAMP_HEADER = "X-KazBank-Timestamp"  # unix milliseconds
+
+
+def sign_kazbank(secret: str, timestamp_ms: int, body: bytes) -> str:
+    """KazBank: `sha256=<hex>` of HMAC-SHA256 over `{unix ms}:{raw body}`."""
+    message = str(timestamp_ms).encode() + b":" + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_kazbank(
+    secret: str,
+    *,
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    now: float,
+    tolerance_seconds: int,
+) -> None:
+    if not signature or not timestamp:
+        raise SignatureError(
+            "signature_missing",
+            f"{KAZBANK_SIGNATURE_HEADER} and {KAZBANK_TIMESTAMP_HEADER} required",
+        )
+    if not timestamp.isdigit() or len(timestamp) > 16:
+        raise SignatureError("invalid_timestamp", "timestamp is not unix milliseconds")
+    stamp_ms = int(timestamp)
+    if not hmac.compare_digest(sign_kazbank(secret, stamp_ms, body), signature.strip()):
+        raise SignatureError("invalid_signature", "signature does not match the body")
+    if abs(now - stamp_ms / 1000) > tolerance_seconds:
+        raise SignatureError("stale_timestamp", "timestamp is outside the allowed window")
+
+
+TENGEWALLET_SIGNATURE_HEADER = "X-TW-Signature"
+TENGEWALLET_TIMESTAMP_HEADER = "X-TW-Timestamp"  # ISO 8601 UTC, e.g. 2026-11-25T14:13:50Z
+
+
+def tengewallet_timestamp(at: float) -> str:
+    return datetime.fromtimestamp(int(at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sign_tengewallet(secret: str, timestamp: str, body: bytes) -> str:
+    """TengeWallet: base64 of HMAC-SHA256 over `{ISO timestamp}\\n{raw body}`."""
+    message = timestamp.encode() + b"\n" + body
+    return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+
+
+def verify_tengewallet(
+    secret: str,
+    *,
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    now: float,
+    tolerance_seconds: int,
+) -> None:
+    if not signature or not timestamp:
+        raise SignatureError(
+            "signature_missing",
+            f"{TENGEWALLET_SIGNATURE_HEADER} and {TENGEWALLET_TIMESTAMP_HEADER} required",
+        )
+    try:
+        stamp = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise SignatureError("invalid_timestamp", "timestamp is not ISO 8601 UTC") from exc
+    if not hmac.compare_digest(sign_tengewallet(secret, timestamp, body), signature.strip()):
+        raise SignatureError("invalid_signature", "signature does not match the body")
+    if abs(now - stamp.timestamp()) > tolerance_seconds:
         raise SignatureError("stale_timestamp", "timestamp is outside the allowed window")

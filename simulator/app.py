@@ -2,8 +2,9 @@
 
 Providers come from the same registry as the platform's (`Settings.providers`): card acquirers
 speak `/providers/{name}/tokens|charges`, the asynchronous providers (bank transfer, e-wallet,
-mobile banking, QR, aggregator) speak `/providers/{name}/payments`. Each authenticates with its
-own secret and signs its callbacks with it.
+mobile banking, QR, aggregator) speak `/providers/{name}/payments`, except those with an API of
+their own (`simulator.dialects`: KazBank's transfer instructions, TengeWallet's invoices). Each
+authenticates with its own secret and signs its callbacks with it, in its own format.
 """
 
 import asyncio
@@ -26,6 +27,7 @@ from simulator.cards import (
     TokenizeRequest,
     TokenResponse,
 )
+from simulator.dialects import DIALECTS, ENCODERS, dialects_router
 from simulator.pages import pages_router
 from simulator.payments import AsyncMethod, AsyncProvider, Payment, PaymentRequest
 from simulator.payouts import payout_router
@@ -83,6 +85,7 @@ class Registry:
         raise SimulatorError(404, "unknown_provider", f"no provider {name!r}")
 
     def notify_payment(self, provider: AsyncProvider, payment: Payment) -> None:
+        dialect = DIALECTS.get(provider.name)
         self.sender.notify(
             provider.name,
             provider.callback_url(payment.reference),
@@ -94,10 +97,12 @@ class Registry:
                 "provider_payment_id": payment.payment_id,
                 "status": payment.status,
                 "amount": payment.amount_received or payment.amount,
+                "ordered_amount": payment.amount,
                 "currency": payment.currency,
                 "decline_code": payment.decline_code,
             },
             provider.behaviour.behaviour,
+            encode=ENCODERS[dialect] if dialect else None,
         )
 
     def notify_charge(self, card: CardProvider, charge: Charge) -> None:
@@ -143,7 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return registry.cards[name]
 
     def async_provider(name: str, authorization: str = Header(default="")) -> AsyncProvider:
-        if name not in registry.payments:
+        if name not in registry.payments or name in DIALECTS:  # those speak their own API
             raise SimulatorError(404, "unknown_provider", f"no payment provider {name!r}")
         authorize(name, authorization)
         return registry.payments[name]
@@ -270,6 +275,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def index() -> str:
         return "<h1>Provider simulator</h1><p>See <a href='/docs'>/docs</a>.</p>"
 
+    app.include_router(dialects_router(registry))
     app.include_router(pages_router(registry))
     app.include_router(payout_router(settings, store))
     return app

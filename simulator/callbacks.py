@@ -14,6 +14,20 @@ import httpx
 from providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from simulator.behaviour import Behaviour
 
+# (secret, event) -> (body, headers): how a provider writes and signs its callback
+Encoder = Callable[[str, dict[str, Any]], tuple[bytes, dict[str, str]]]
+
+
+def common_callback(secret: str, event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """The common format: the event as JSON, `X-Signature` over `{unix seconds}.{body}`."""
+    body = json.dumps({k: v for k, v in event.items() if k != "ordered_amount"}).encode()
+    stamp = int(time.time())
+    return body, {
+        "content-type": "application/json",
+        SIGNATURE_HEADER: sign(secret, stamp, body),
+        TIMESTAMP_HEADER: str(stamp),
+    }
+
 
 class CallbackSender:
     def __init__(self, secret_of: Callable[[str], str]) -> None:
@@ -23,7 +37,13 @@ class CallbackSender:
         self.sent: list[dict[str, Any]] = []  # what was delivered, for the admin API
 
     def notify(
-        self, provider: str, url: str | None, event: dict[str, Any], behaviour: Behaviour
+        self,
+        provider: str,
+        url: str | None,
+        event: dict[str, Any],
+        behaviour: Behaviour,
+        *,
+        encode: Encoder | None = None,
     ) -> None:
         """Schedule delivery of `event` (a payment's new state) as the behaviour says."""
         if not url or behaviour.callback_lost or behaviour.outage:
@@ -34,31 +54,31 @@ class CallbackSender:
         if behaviour.callback_out_of_order:
             events.append({**event, "status": "processing"})
         task = asyncio.create_task(
-            self._deliver(provider, url, events, behaviour.callback_delay_ms / 1000)
+            self._deliver(
+                provider, url, events, behaviour.callback_delay_ms / 1000, encode or common_callback
+            )
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver(
-        self, provider: str, url: str, events: list[dict[str, Any]], delay: float
+        self,
+        provider: str,
+        url: str,
+        events: list[dict[str, Any]],
+        delay: float,
+        encode: Encoder,
     ) -> None:
         if delay:
             await asyncio.sleep(delay)
         for event in events:
-            body = json.dumps(
-                {
-                    **event,
-                    "event_id": f"evt_{secrets.token_hex(8)}",
-                    "sent_at": datetime.now(UTC).isoformat(),
-                }
-            ).encode()
+            stamped = {
+                **event,
+                "event_id": f"evt_{secrets.token_hex(8)}",
+                "sent_at": datetime.now(UTC).isoformat(),
+            }
             for backoff in (0.5, 1.0, 2.0, None):
-                stamp = int(time.time())
-                headers = {
-                    "content-type": "application/json",
-                    SIGNATURE_HEADER: sign(self._secret_of(provider), stamp, body),
-                    TIMESTAMP_HEADER: str(stamp),
-                }
+                body, headers = encode(self._secret_of(provider), stamped)  # fresh timestamp
                 try:
                     response = await self._http.post(url, content=body, headers=headers)
                     if response.status_code < 500:

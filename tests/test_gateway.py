@@ -21,6 +21,7 @@ from temporalio.client import Client
 from config import Settings
 from db import gateway as gateway_store
 from providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from simulator.dialects import kazbank_callback, tengewallet_callback
 from tests.conftest import VISA_OK, card_deposit, new_player
 
 THREE_DS_CARD = "4000000000003220"
@@ -681,6 +682,50 @@ async def test_forged_and_replayed_webhooks_are_refused_and_change_nothing(
     late = await api.post(url, content=body, headers=headers)  # a verified callback after the end
     assert late.status_code == 200
     assert late.json()["outcome"] == "already_final"
+
+
+@pytest.mark.parametrize(
+    ("provider", "method", "details"),
+    [("kazbank", "bank_transfer", {}), ("tengewallet", "ewallet", {"wallet_account": "tw-1"})],
+)
+async def test_dialect_providers_callbacks_are_verified_their_own_way(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    provider: str,
+    method: str,
+    details: dict[str, str],
+) -> None:
+    """KazBank and TengeWallet sign (and write) callbacks their own way: the common format is
+    refused; theirs, with the amount as "5000.10", completes the deposit of 500010 exactly."""
+    await sim.put(f"/admin/providers/{provider}/behaviour", json={"callback_lost": True})
+    player_id = await new_player(api)
+    deposit = await _create(api, _deposit(player_id, method, amount=500_010, **details))
+    await _at_provider(sim, provider, deposit["id"])
+    await _until_status(api, deposit["id"], "requires_action")
+    secret = settings.provider_secret(provider)
+    url = f"/v1/webhooks/{provider}"
+    paid = {"reference": deposit["id"], "status": "succeeded", "amount": 500_010, "currency": "KZT"}
+
+    body, headers = _signed(secret, paid)  # the common format, with the right key
+    common = await api.post(url, content=body, headers=headers)
+    assert (common.status_code, common.json()["code"]) == (401, "signature_missing")
+    encode = kazbank_callback if provider == "kazbank" else tengewallet_callback
+    event = {**paid, "provider_payment_id": "pay_x", "event_id": "evt_x", "sent_at": "now"}
+    body, headers = encode("not-the-secret", event)
+    forged = await api.post(url, content=body, headers=headers)
+    assert (forged.status_code, forged.json()["code"]) == (401, "invalid_signature")
+    assert b"5000.10" in body
+
+    body, headers = encode(secret, event)
+    accepted = await api.post(url, content=body, headers=headers)
+    assert accepted.json() == {"received": True, "outcome": "signalled"}, accepted.text
+    done = await _finish(api, temporal_client, deposit)
+    assert done["status"] == "succeeded"
+    assert await _credits(sessions, deposit["id"]) == 1
+    assert await _balance(api, player_id) == 500_010
 
 
 async def test_methods_validate_their_details(api: httpx.AsyncClient) -> None:

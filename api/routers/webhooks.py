@@ -1,18 +1,19 @@
 """Providers' callbacks: `POST /v1/webhooks/{provider}`.
 
-Verified before anything else: HMAC-SHA256 over `{timestamp}.{raw body}` with that provider's
-secret, and a timestamp within the tolerance (5 minutes). An unsigned, forged or replayed
-callback is 401 and changes nothing. A verified one becomes a signal to the payment's workflow
-(id derived from our reference, the deposit id); the workflow ignores duplicates, stale
-statuses and other amounts, so callbacks may come twice, late or out of order.
+Verified before anything else, the way that provider signs (`providers.registry.payment_dialect`:
+by default HMAC-SHA256 over `{timestamp}.{raw body}`; KazBank and TengeWallet sign their own way)
+with that provider's secret, and a timestamp within the tolerance (5 minutes). An unsigned,
+forged or replayed callback is 401 and changes nothing. A verified one becomes a signal to the
+payment's workflow (id derived from our reference, the deposit id); the workflow ignores
+duplicates, stale statuses and other amounts, so callbacks may come twice, late or out of order.
 """
 
 import logging
 import time
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Header, Request
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.gateway_models import ProviderEvent
@@ -20,21 +21,13 @@ from api.deps import SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from db import deposits as deposit_store
 from domain.ids import deposit_workflow_id
-from providers.signing import SignatureError, verify
+from providers.payments import CallbackNotUnderstood
+from providers.registry import payment_dialect
+from providers.signing import SignatureError
 from workflows.deposit import DepositWorkflow
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 logger = logging.getLogger("api.webhooks")
-
-
-class ProviderCallback(BaseModel):
-    reference: str = Field(min_length=1, max_length=64)
-    status: str = Field(min_length=1, max_length=32)
-    amount: int | None = Field(default=None, ge=0)
-    currency: str | None = Field(default=None, max_length=3)
-    decline_code: str | None = Field(default=None, max_length=64)
-    provider_payment_id: str | None = Field(default=None, max_length=64)
-    event_id: str | None = Field(default=None, max_length=64)
 
 
 class WebhookAck(BaseModel):
@@ -55,18 +48,16 @@ async def provider_callback(
     settings: SettingsDep,
     state: StateDep,
     session: SessionDep,
-    x_signature: Annotated[str | None, Header()] = None,
-    x_signature_timestamp: Annotated[str | None, Header()] = None,
 ) -> WebhookAck:
     if settings.provider_rule(provider) is None or provider not in settings.provider_secrets:
         raise Problem(404, "unknown_provider", f"No provider {provider!r}")
     body = await request.body()
+    dialect = payment_dialect(provider)
     try:
-        verify(
+        dialect.verify_callback(
             settings.provider_secret(provider),
-            body=body,
-            signature=x_signature,
-            timestamp=x_signature_timestamp,
+            request.headers,
+            body,
             now=time.time(),
             tolerance_seconds=settings.webhook_tolerance_seconds,
         )
@@ -74,8 +65,8 @@ async def provider_callback(
         logger.warning("refused callback from %s: %s", provider, exc.code)
         raise Problem(401, exc.code, exc.detail) from exc
     try:
-        callback = ProviderCallback.model_validate_json(body)
-    except ValidationError as exc:
+        callback = dialect.parse_callback(body)
+    except CallbackNotUnderstood as exc:
         raise Problem(400, "invalid_callback", "The callback body is not understood") from exc
     event = ProviderEvent(
         provider=provider,

@@ -1,0 +1,308 @@
+"""Unit tests of the provider dialects' adapters (httpx.MockTransport: no money moves here):
+KazBank's transfer instructions and TengeWallet's form invoices, their money format (decimal
+strings <-> integer minor units, exactly) and their own callback signatures."""
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from providers.amounts import InvalidAmount, from_decimal_string, to_decimal_string
+from providers.errors import ProviderRejected, ProviderUnavailable
+from providers.kazbank import KazbankClient
+from providers.payments import CallbackNotUnderstood, PaymentProviderClient
+from providers.registry import payment_dialect
+from providers.signing import SignatureError
+from providers.tengewallet import TengeWalletClient
+from simulator.dialects import kazbank_callback, tengewallet_callback
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.mark.parametrize(
+    ("text", "minor"),
+    [("5000.10", 500010), ("5000.00", 500000), ("5000", 500000), ("0.01", 1), ("1.5", 150)],
+)
+def test_decimal_strings_become_exact_minor_units(text: str, minor: int) -> None:
+    assert from_decimal_string(text) == minor
+
+
+@pytest.mark.parametrize(
+    "text", ["1.005", "1.000", "-1.00", "1e3", " 1.00", "1,00", "", ".5", "01.00", "NaN", 5.1]
+)
+def test_amounts_with_more_than_two_decimals_or_odd_forms_are_refused(text: object) -> None:
+    with pytest.raises(InvalidAmount):
+        from_decimal_string(text)
+
+
+def test_minor_units_become_decimal_strings() -> None:
+    assert to_decimal_string(500010) == "5000.10"
+    assert to_decimal_string(5) == "0.05"
+    assert from_decimal_string(to_decimal_string(123456789012)) == 123456789012
+    with pytest.raises(InvalidAmount):
+        to_decimal_string(-1)
+
+
+def test_providers_get_their_dialects() -> None:
+    assert payment_dialect("kazbank") is KazbankClient
+    assert payment_dialect("tengewallet") is TengeWalletClient
+    assert payment_dialect("kzqr") is PaymentProviderClient
+
+
+def _instruction(**changes: Any) -> dict[str, Any]:
+    return {
+        "instructionId": "ti_1",
+        "orderId": "dep_1",
+        "state": "NEW",
+        "sum": "5000.10",
+        "paidSum": None,
+        "currency": "KZT",
+        "rejectReason": None,
+        "beneficiary": {
+            "bankName": "KazBank JSC",
+            "bic": "KZBKKZKA",
+            "iban": "KZ86125KZT5004100100",
+            "name": "KZ Gaming Payments LLP",
+        },
+        "expiresAt": "2026-11-28T00:00:00+00:00",
+        "payUrl": "http://sim/pay/kazbank/dep_1",
+        **changes,
+    }
+
+
+async def _with(handler: Handler, cls: type[PaymentProviderClient]) -> PaymentProviderClient:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return cls(http=http, base_url="http://sim", provider=cls.__name__, secret="s3cret")
+
+
+async def test_kazbank_creates_transfer_instructions_in_its_own_format() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json=_instruction())
+
+    client = await _with(answer, KazbankClient)
+    outcome = await client.create_payment(
+        reference="dep_1",
+        method="bank_transfer",
+        amount=500010,
+        currency="KZT",
+        details={},
+        callback_url="http://api/v1/webhooks/kazbank",
+        expires_in_seconds=3600,
+    )
+
+    (request,) = seen
+    assert (request.method, request.url.path) == (
+        "POST",
+        "/providers/KazbankClient/v2/transfer-instructions",
+    )
+    assert request.headers["x-api-key"] == "s3cret"
+    assert json.loads(request.content) == {
+        "orderId": "dep_1",
+        "sum": "5000.10",
+        "currency": "KZT",
+        "callbackUrl": "http://api/v1/webhooks/kazbank",
+        "ttlSeconds": 3600,
+    }
+    assert outcome.status == "pending"
+    assert outcome.amount == 500010
+    assert outcome.payment_id == "ti_1"
+    assert outcome.action["type"] == "bank_transfer_instructions"
+    assert outcome.action["amount"] == 500010
+    assert outcome.action["reference"] == "dep_1"
+    assert outcome.action["iban"].startswith("KZ")
+
+
+async def test_kazbank_status_cancel_and_not_found() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.startswith("/providers/KazbankClient/v2/transfer-instructions/")
+        if request.url.path.endswith("/by-order/dep_missing"):
+            return httpx.Response(404, json={"errorCode": "ORDER_NOT_FOUND", "errorMessage": "x"})
+        if request.method == "DELETE":
+            return httpx.Response(
+                200, json=_instruction(state="CANCELLED", rejectReason="MERCHANT_CANCELLED")
+            )
+        return httpx.Response(200, json=_instruction(state="PAID", paidSum="4999.99"))
+
+    client = await _with(answer, KazbankClient)
+    paid = await client.get_payment("dep_1")
+    assert paid is not None
+    assert (paid.status, paid.amount, paid.amount_received) == ("succeeded", 500010, 499999)
+    cancelled = await client.cancel_payment("dep_1")
+    assert cancelled is not None
+    assert (cancelled.status, cancelled.decline_code) == ("cancelled", "cancelled")
+    assert await client.get_payment("dep_missing") is None
+
+
+async def test_kazbank_refuses_sub_tiyn_amounts_and_maps_errors() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(409, json={"errorCode": "ORDER_CONFLICT", "errorMessage": "x"})
+        if request.url.path.endswith("dep_down"):
+            return httpx.Response(503, json={"errorCode": "SERVICE_UNAVAILABLE"})
+        return httpx.Response(200, json=_instruction(sum="1.005"))
+
+    client = await _with(answer, KazbankClient)
+    with pytest.raises(ProviderRejected) as refused:
+        await client.get_payment("dep_1")
+    assert refused.value.code == "invalid_response"
+    with pytest.raises(ProviderUnavailable) as down:
+        await client.get_payment("dep_down")
+    assert down.value.code == "http_503"
+    with pytest.raises(ProviderRejected) as conflict:
+        await client.create_payment(
+            reference="dep_1",
+            method="bank_transfer",
+            amount=100,
+            currency="KZT",
+            details={},
+            callback_url="http://api",
+            expires_in_seconds=60,
+        )
+    assert conflict.value.code == "reference_reused"
+
+
+def _invoice(**changes: Any) -> dict[str, Any]:
+    return {
+        "invoice_id": "inv_1",
+        "merchant_order": "dep_2",
+        "status": "AWAITING",
+        "total": "5000.10",
+        "paid_total": None,
+        "currency": "KZT",
+        "reject_reason": None,
+        "confirm_url": "http://sim/pay/tengewallet/dep_2",
+        "valid_until": 1_800_000_000,
+        **changes,
+    }
+
+
+async def test_tengewallet_creates_invoices_with_forms() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=_invoice())
+
+    client = await _with(answer, TengeWalletClient)
+    outcome = await client.create_payment(
+        reference="dep_2",
+        method="ewallet",
+        amount=500010,
+        currency="KZT",
+        details={"account": "tw-7701"},
+        callback_url="http://api/v1/webhooks/tengewallet",
+        expires_in_seconds=1800,
+    )
+
+    (request,) = seen
+    assert request.url.path == "/providers/TengeWalletClient/api/invoice/create"
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert request.headers["x-tw-key"] == "s3cret"
+    form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+    assert form == {
+        "merchant_order": "dep_2",
+        "total": "5000.10",
+        "currency": "KZT",
+        "wallet": "tw-7701",
+        "notify_url": "http://api/v1/webhooks/tengewallet",
+        "lifetime": "1800",
+    }
+    assert (outcome.status, outcome.amount, outcome.payment_id) == ("pending", 500010, "inv_1")
+    assert outcome.action == {
+        "type": "redirect",
+        "url": "http://sim/pay/tengewallet/dep_2",
+        "expires_at": "2027-01-15T08:00:00+00:00",
+    }
+
+
+async def test_tengewallet_status_revoke_not_found_and_sub_tiyn_refused() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        order = parse_qs(request.content.decode())["merchant_order"][0]
+        if order == "dep_missing":
+            return httpx.Response(404, json={"error": "invoice_not_found"})
+        if order == "dep_odd":
+            return httpx.Response(200, json=_invoice(total="1.005"))
+        if request.url.path.endswith("/revoke"):
+            return httpx.Response(200, json=_invoice(status="REVOKED"))
+        return httpx.Response(200, json=_invoice(status="REJECTED", reject_reason="NO_FUNDS"))
+
+    client = await _with(answer, TengeWalletClient)
+    declined = await client.get_payment("dep_2")
+    assert declined is not None
+    assert (declined.status, declined.decline_code) == ("declined", "insufficient_funds")
+    revoked = await client.cancel_payment("dep_2")
+    assert revoked is not None
+    assert revoked.status == "cancelled"
+    assert await client.get_payment("dep_missing") is None
+    with pytest.raises(ProviderRejected) as refused:
+        await client.get_payment("dep_odd")
+    assert refused.value.code == "invalid_response"
+
+
+def _event(status: str, amount: int = 500010) -> dict[str, Any]:
+    return {
+        "reference": "dep_3",
+        "provider_payment_id": "pay_abc",
+        "status": status,
+        "amount": amount,
+        "ordered_amount": 500010,
+        "currency": "KZT",
+        "decline_code": "insufficient_funds" if status == "declined" else None,
+        "event_id": "evt_1",
+        "sent_at": "2026-11-25T00:00:00+00:00",
+    }
+
+
+@pytest.mark.parametrize(
+    ("cls", "encode"),
+    [(KazbankClient, kazbank_callback), (TengeWalletClient, tengewallet_callback)],
+)
+def test_dialect_callbacks_verify_and_parse_in_our_terms(
+    cls: type[PaymentProviderClient], encode: Callable[..., tuple[bytes, dict[str, str]]]
+) -> None:
+    body, headers = encode("s3cret", _event("succeeded", 499999))
+    now = time.time()
+    cls.verify_callback("s3cret", headers, body, now=now, tolerance_seconds=300)
+    parsed = cls.parse_callback(body)
+    assert (parsed.reference, parsed.status, parsed.amount) == ("dep_3", "succeeded", 499999)
+    assert parsed.currency == "KZT"
+
+    declined = cls.parse_callback(encode("s3cret", _event("declined"))[0])
+    assert declined.status == "declined"
+    stale = cls.parse_callback(encode("s3cret", _event("processing"))[0])
+    assert stale.status == "pending"
+
+    for secret, at, content, code in [
+        ("not-the-secret", now, body, "invalid_signature"),
+        ("s3cret", now, body.replace(b"4999", b"9999"), "invalid_signature"),
+        ("s3cret", now + 400, body, "stale_timestamp"),
+    ]:
+        with pytest.raises(SignatureError) as refused:
+            cls.verify_callback(secret, headers, content, now=at, tolerance_seconds=300)
+        assert refused.value.code == code
+    with pytest.raises(SignatureError) as missing:
+        cls.verify_callback("s3cret", {}, body, now=now, tolerance_seconds=300)
+    assert missing.value.code == "signature_missing"
+    # The common format's headers are not this provider's signature.
+    with pytest.raises(SignatureError):
+        PaymentProviderClient.verify_callback(
+            "s3cret", headers, body, now=now, tolerance_seconds=300
+        )
+
+
+def test_dialect_callbacks_with_sub_tiyn_amounts_are_not_understood() -> None:
+    kazbank = json.dumps(
+        {"orderId": "dep_3", "state": "PAID", "sum": "1.005", "paidSum": "1.005"}
+    ).encode()
+    with pytest.raises(CallbackNotUnderstood):
+        KazbankClient.parse_callback(kazbank)
+    wallet = b"merchant_order=dep_3&status=COMPLETED&total=1.005&paid_total=1.005"
+    with pytest.raises(CallbackNotUnderstood):
+        TengeWalletClient.parse_callback(wallet)
