@@ -101,10 +101,11 @@ class CardProvider:
     async def charge(self, request: ChargeRequest, *, page_base: str = "") -> tuple[Charge, bool]:
         """The charge for this reference, and whether to answer too late (a timeout)."""
         self.charge_calls[request.reference] = self.charge_calls.get(request.reference, 0) + 1
-        if self.behaviour.take_late():
+        late = self.behaviour.take_late()
+        if late:  # stuck in the network; it must not consume faults set up for later calls
             await asyncio.sleep(self.behaviour.behaviour.timeout_seconds)
         await self.behaviour.delay()
-        if self.behaviour.take_failure():
+        if not late and self.behaviour.take_failure():
             raise SimulatorError(503, "temporarily_unavailable", "acquirer is unavailable")
         async with self._lock:
             existing = self.find_charge(request.reference)
@@ -138,7 +139,7 @@ class CardProvider:
             if request.callback_url:
                 self.callback_urls[request.reference] = request.callback_url
             self.on_created(request.reference)
-        return charge, self.behaviour.take_timeout()
+        return charge, not late and self.behaviour.take_timeout()
 
     def finish_challenge(self, reference: str, *, passed: bool) -> Charge:
         """The payer passed or failed 3-D Secure; a charge already settled stays as it is."""
