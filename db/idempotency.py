@@ -6,7 +6,7 @@ then replays its result) or rolls back (and then proceeds as the new owner).
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,6 +50,9 @@ async def claim(
 async def complete(
     session: AsyncSession, *, scope: str, key: str, resource_id: str, status_code: int
 ) -> None:
-    row = await session.get_one(IdempotencyKey, (scope, key))
-    row.resource_id = resource_id
-    row.response_status = status_code
+    # One UPDATE (no read first): the key was claimed in this very transaction.
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
+        .values(resource_id=resource_id, response_status=status_code)
+    )

@@ -53,7 +53,16 @@ def _state(period: Period, rows: list[DepositLimit], now: datetime) -> LimitStat
 
 
 async def get_limits(session: AsyncSession, *, player_id: str, now: datetime) -> list[LimitState]:
-    return [_state(p, await _rows(session, player_id, p), now) for p in PERIODS]
+    """Every period's limit state, from one query (the latest 20 rows of each period)."""
+    rows = await session.scalars(
+        select(DepositLimit)
+        .where(DepositLimit.player_id == player_id, DepositLimit.period.in_(PERIODS))
+        .order_by(DepositLimit.id.desc())
+    )
+    by_period: dict[str, list[DepositLimit]] = {p: [] for p in PERIODS}
+    for row in rows:
+        by_period[row.period].append(row)
+    return [_state(p, by_period[p][:20], now) for p in PERIODS]
 
 
 async def set_limit(

@@ -38,7 +38,6 @@ from api.schemas import (
 from api.views import attempts_out, decode_cursor, events_out, ledger_out, page_of
 from config import Settings
 from db import deposits as deposit_store
-from db import gateway as gateway_store
 from db import idempotency, responsible_gaming
 from db import players as player_store
 from db.models import Deposit
@@ -164,6 +163,7 @@ async def create_deposit(
         )
     card = parse_card(body, today=datetime.now(UTC).date()) if body.method == "card" else None
     eligible_providers = require_route(body, settings, card=card)
+    created: deposit_store.DepositView | None = None
     async with session.begin():
         stored = await idempotency.claim(
             session,
@@ -195,7 +195,8 @@ async def create_deposit(
                 else None
             )
             deposit_id = new_id("dep")
-            await deposit_store.create_deposit(
+            now = datetime.now(UTC)
+            deposit = await deposit_store.create_deposit(
                 session,
                 deposit_id=deposit_id,
                 player_id=body.player_id,
@@ -206,20 +207,15 @@ async def create_deposit(
                 card=vaulted,
                 client=body.client.model_dump() if body.client else None,
                 workflow_id=deposit_workflow_id(deposit_id),
-                created_at=datetime.now(UTC),
-            )
-            await gateway_store.set_route(
-                session,
-                deposit_id=deposit_id,
-                provider=None,
-                next_action=None,
+                created_at=now,
                 details=details,
-                at=datetime.now(UTC),
             )
             await idempotency.complete(
                 session, scope="deposits", key=key, resource_id=deposit_id, status_code=202
             )
-    view = await load_view(session, deposit_id)
+            # What was just written is the whole view: no attempts, no ledger, one event.
+            created = deposit_store.created_view(deposit)
+    view = created if created is not None else await load_view(session, deposit_id)
     try:
         await ensure_workflow(await state.temporal(), view.deposit, settings)
     except (RPCError, RuntimeError, OSError) as exc:
