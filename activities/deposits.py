@@ -32,6 +32,7 @@ from activities.models import (
 from db import deposits as deposit_store
 from db import gateway as gateway_store
 from db import ledger as ledger_store
+from db.models import Deposit
 from domain.fraud import RuleSource
 from domain.ledger import LedgerPolicy, deposit_credit, deposit_fee, fee_for
 from domain.risk import RiskLimits
@@ -43,6 +44,7 @@ from domain.routing import (
     order_providers,
     unified_error_code,
 )
+from domain.statuses import DepositStatus
 from providers.card import CardProviderClient, ChargeOutcome
 from providers.errors import ProviderError, ProviderRejected, ProviderTimeout
 from providers.payments import PaymentOutcome, PaymentProviderClient
@@ -73,13 +75,13 @@ class DepositActivities:
     @activity.defn
     async def assess_deposit_risk(self, inp: RiskCheckInput) -> RiskCheckResult:
         async with self._sessions.begin() as session:
-            view = await deposit_store.get_deposit_view(session, deposit_id=inp.deposit_id)
-            if view is None:
+            deposit = await session.get(Deposit, inp.deposit_id)  # the row only: no trail
+            if deposit is None:
                 raise ApplicationError(
                     f"deposit {inp.deposit_id} not found", non_retryable=True, type="NotFound"
                 )
             decision = await fraud.assess_deposit(
-                session, deposit=view.deposit, rules=self._fraud.current()
+                session, deposit=deposit, rules=self._fraud.current()
             )
             result = RiskCheckResult(
                 decision=decision.decision, score=decision.score, reasons=list(decision.reasons)
@@ -286,7 +288,17 @@ class DepositActivities:
             # and the fee touch two clearing shards, and posting them one after the other
             # deadlocked concurrent deposits (each then waited a second for the detector).
             specs = [credit] if fee is None else [credit, fee]
-            return (await ledger_store.post_transactions(session, specs=specs))[0]
+            posted = (await ledger_store.post_transactions(session, specs=specs))[0]
+            if inp.succeeded_at is not None:
+                await deposit_store.record_status(
+                    session,
+                    deposit_id=inp.deposit_id,
+                    status=DepositStatus.SUCCEEDED,
+                    reason=None,
+                    occurred_at=inp.succeeded_at,
+                    provider=inp.provider,
+                )
+            return posted
 
         try:
             posted = await ledger_store.with_retry(self._sessions, post_both)

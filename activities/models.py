@@ -44,6 +44,9 @@ class CreditDepositInput(BaseModel):
     provider: str
     amount_minor: int
     currency: str
+    # Set (patch `credit-with-status`): in the same database transaction, the deposit becomes
+    # `succeeded` at this time, served by `provider`.
+    succeeded_at: datetime | None = None
 
 
 class CreditDepositResult(BaseModel):

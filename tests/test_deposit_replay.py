@@ -1,9 +1,10 @@
 """DepositWorkflow replays histories recorded by earlier versions of its code: a deposit in
 flight when the worker is upgraded must go on where it was, not fail as nondeterministic.
 
-tests/histories/deposit_*.pre_route_with_status.json were recorded (tests' pydantic converter,
-no codec) by the code before the `route-with-status` patch: a card charged at once, a declined
-card, and a QR payment paid by callback."""
+The histories in tests/histories were recorded with the tests' pydantic converter (no codec):
+deposit_*.pre_route_with_status.json by the code before the `route-with-status` patch (a card
+charged at once, a declined card, a QR payment paid by callback), and
+deposit_*.pre_credit_with_status.json by the code with it and before `credit-with-status`."""
 
 from pathlib import Path
 

@@ -251,6 +251,9 @@ class DepositWorkflow:
             if not (self._lean and self._status is DepositStatus.PROCESSING):
                 await self._transition(inp, DepositStatus.PROCESSING, None, provider=served)
                 served = None
+            # Since `credit-with-status` the credit also records `succeeded` (and the provider)
+            # in its database transaction: one step, not two.
+            together = self._lean and workflow.patched("credit-with-status")
             credit = await self._db_step(
                 DepositActivities.credit_deposit,
                 CreditDepositInput(
@@ -259,9 +262,14 @@ class DepositWorkflow:
                     provider=provider,
                     amount_minor=inp.amount_minor,
                     currency=inp.currency,
+                    succeeded_at=workflow.now() if together else None,
                 ),
             )
-            result = await self._finish(inp, DepositStatus.SUCCEEDED, None, provider=served)
+            if together:
+                self._status_is(DepositStatus.SUCCEEDED)
+                result = DepositWorkflowResult(status=DepositStatus.SUCCEEDED)
+            else:
+                result = await self._finish(inp, DepositStatus.SUCCEEDED, None, provider=served)
             result.ledger_transaction_id = credit.transaction_id
             result.provider = provider
             return result
@@ -410,6 +418,10 @@ class DepositWorkflow:
                 provider=provider,
             ),
         )
+        self._status_is(status)
+
+    def _status_is(self, status: DepositStatus) -> None:
+        """The status the database now has, for queries and the PaymentStatus attribute."""
         self._status = status
         workflow.upsert_search_attributes([sa.PAYMENT_STATUS.value_set(status.value)])
 
