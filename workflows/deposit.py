@@ -123,8 +123,8 @@ class DepositWorkflow:
             except _Failover as failover:
                 failures.append(f"{candidate.provider}:{failover.code}")
                 continue
-            except ActivityError as err:  # the provider refused the request itself
-                cause = err.cause
+            except (ActivityError, ApplicationError) as err:  # the provider refused the request
+                cause = _cause(err)
                 code = (
                     cause.details[0]
                     if isinstance(cause, ApplicationError) and cause.details
@@ -159,6 +159,11 @@ class DepositWorkflow:
             if inp.method == "card"
             else DepositActivities.create_payment
         )
+        # Since `provider-call-local` each try is a local activity: it runs in the workflow task
+        # (no activity task through the server, one marker instead of three events). Each try
+        # is still one call, idempotent on the deposit id at the provider, and the workflow still
+        # decides on retries, inquiries and failover.
+        local = workflow.patched("provider-call-local")
         ambiguous = False
         last = "error"
         delay = timings.retry_initial_seconds
@@ -166,14 +171,21 @@ class DepositWorkflow:
             call.attempt = attempt
             call.inquire_first = ambiguous
             try:
+                if local:
+                    return await workflow.execute_local_activity_method(
+                        activity,
+                        call,
+                        start_to_close_timeout=timedelta(seconds=timings.provider_call_seconds),
+                        retry_policy=_ONCE,
+                    )
                 return await workflow.execute_activity_method(
                     activity,
                     call,
                     start_to_close_timeout=timedelta(seconds=timings.provider_call_seconds),
                     retry_policy=_ONCE,
                 )
-            except ActivityError as err:
-                cause = err.cause
+            except (ActivityError, ApplicationError, TemporalTimeout) as err:
+                cause = _cause(err)
                 if isinstance(cause, ApplicationError) and cause.type in (
                     "ProviderRejected",
                     "UnknownProvider",
@@ -424,6 +436,12 @@ class DepositWorkflow:
         """The status the database now has, for queries and the PaymentStatus attribute."""
         self._status = status
         workflow.upsert_search_attributes([sa.PAYMENT_STATUS.value_set(status.value)])
+
+
+def _cause(err: BaseException) -> BaseException | None:
+    """What went wrong in an activity: an ActivityError carries it as its cause; a local
+    activity's failure can arrive as the ApplicationError or TimeoutError itself."""
+    return err.cause if isinstance(err, ActivityError) else err
 
 
 def _failure_code(cause: BaseException | None) -> str:
