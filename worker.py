@@ -22,7 +22,6 @@ from config import Settings, get_settings
 from config.logging import LogContextInterceptor, configure_logging
 from db.engine import make_engine, make_sessionmaker
 from domain.fraud import RuleSource
-from domain.risk import RiskLimits
 from providers.payout import payout_providers
 from providers.registry import card_providers, payment_providers, provider_http_client
 from workflows.deposit import DepositWorkflow
@@ -53,16 +52,6 @@ async def connect_temporal(settings: Settings) -> Client:
     )
 
 
-def risk_limits(settings: Settings) -> RiskLimits:
-    return RiskLimits(
-        min_amount_minor=settings.risk_min_deposit_minor,
-        max_amount_minor=settings.risk_max_deposit_minor,
-        review_amount_minor=settings.risk_review_amount_minor,
-        max_count_10m=settings.risk_max_deposits_per_10m,
-        max_sum_24h_minor=settings.risk_max_deposit_sum_24h_minor,
-    )
-
-
 def build_worker(
     client: Client,
     settings: Settings,
@@ -82,7 +71,6 @@ def build_worker(
             circuit=settings.circuit_policy(),
             api_url=settings.api_url,
         ),
-        risk_limits=risk_limits(settings),
         ledger_policy=settings.ledger_policy(),
         fraud_rules=fraud_rules,
     )

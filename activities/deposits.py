@@ -35,7 +35,6 @@ from db import ledger as ledger_store
 from db.models import Deposit
 from domain.fraud import RuleSource
 from domain.ledger import LedgerPolicy, deposit_credit, deposit_fee, fee_for
-from domain.risk import RiskLimits
 from domain.routing import (
     CircuitPolicy,
     ProviderRule,
@@ -58,7 +57,6 @@ class DepositActivities:
         *,
         sessions: async_sessionmaker[AsyncSession],
         card_providers: Mapping[str, CardProviderClient],
-        risk_limits: RiskLimits,
         ledger_policy: LedgerPolicy,
         fraud_rules: RuleSource | None = None,
         payment_providers: Mapping[str, PaymentProviderClient] | None = None,
@@ -69,7 +67,6 @@ class DepositActivities:
         self._fraud = fraud_rules or RuleSource()
         self._sessions = sessions
         self._card_providers = card_providers
-        self._risk_limits = risk_limits
         self._ledger = ledger_policy
 
     @activity.defn

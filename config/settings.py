@@ -116,12 +116,6 @@ class Settings(BaseSettings):
     # Supported currencies; KZT is the product's currency.
     currencies: frozenset[str] = frozenset({"KZT"})
 
-    # Risk: the first rule set. Amounts in minor units (tiyn).
-    risk_min_deposit_minor: int = 100_00
-    risk_max_deposit_minor: int = 5_000_000_00
-    risk_review_amount_minor: int = 1_000_000_00
-    risk_max_deposits_per_10m: int = 5
-    risk_max_deposit_sum_24h_minor: int = 10_000_000_00
     # The anti-fraud rule set (supersedes the risk_* fields above): a TOML file, re-read when it
     # changes; empty means the packaged config/fraud_rules.toml. An overlay is merged over it.
     fraud_rules_path: Path | None = None

@@ -4,18 +4,16 @@ Every write here is idempotent on business ids, because activities that call it 
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Deposit, LedgerTransaction, PaymentAttempt, PaymentEvent
 from db.trail import payment_trail
 from domain.statuses import DepositStatus, can_transition
-
-_NOT_COUNTED_IN_SUM = (DepositStatus.DECLINED.value, DepositStatus.FAILED.value)
 
 
 @dataclass(frozen=True)
@@ -24,12 +22,6 @@ class DepositView:
     attempts: list[PaymentAttempt]
     events: list[PaymentEvent]
     ledger: list[LedgerTransaction]
-
-
-@dataclass(frozen=True)
-class VelocityFacts:
-    count_10m: int
-    sum_24h_minor: int
 
 
 async def create_deposit(
@@ -182,26 +174,3 @@ async def record_attempt(
 async def set_risk(session: AsyncSession, *, deposit_id: str, risk: dict[str, Any]) -> None:
     deposit = await session.get_one(Deposit, deposit_id)
     deposit.risk = risk
-
-
-async def velocity_facts(
-    session: AsyncSession, *, player_id: str, exclude_id: str, now: datetime
-) -> VelocityFacts:
-    """Recent deposits of one player; served by the (player_id, created_at) index."""
-    recent = (
-        Deposit.player_id == player_id,
-        Deposit.id != exclude_id,
-        Deposit.created_at >= now - timedelta(hours=24),
-        Deposit.created_at <= now,
-    )
-    count_10m = await session.scalar(
-        select(func.count())
-        .select_from(Deposit)
-        .where(*recent, Deposit.created_at >= now - timedelta(minutes=10))
-    )
-    sum_24h = await session.scalar(
-        select(func.coalesce(func.sum(Deposit.amount_minor), 0)).where(
-            *recent, Deposit.status.not_in(_NOT_COUNTED_IN_SUM)
-        )
-    )
-    return VelocityFacts(count_10m=int(count_10m or 0), sum_24h_minor=int(sum_24h or 0))

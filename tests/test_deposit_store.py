@@ -1,7 +1,7 @@
 """Deposit data functions against real PostgreSQL."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,47 +23,6 @@ async def _player(session: AsyncSession) -> str:
         email=None,
     )
     return player.id
-
-
-async def test_velocity_counts_recent_and_sums_day_without_failures(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    now = datetime.now(UTC)
-    async with sessions.begin() as session:
-        player_id = await _player(session)
-        other_id = await _player(session)
-        rows = [
-            (player_id, 1_000, now - timedelta(minutes=5), DepositStatus.SUCCEEDED),
-            (player_id, 2_000, now - timedelta(minutes=9), DepositStatus.FAILED),
-            (player_id, 4_000, now - timedelta(hours=3), DepositStatus.SUCCEEDED),
-            (player_id, 8_000, now - timedelta(hours=25), DepositStatus.SUCCEEDED),
-            (other_id, 16_000, now - timedelta(minutes=1), DepositStatus.SUCCEEDED),
-        ]
-        for owner, amount, created, status in rows:
-            deposit_id = f"dep_{uuid.uuid4().hex[:12]}"
-            await deposit_store.create_deposit(
-                session,
-                deposit_id=deposit_id,
-                player_id=owner,
-                amount_minor=amount,
-                currency="KZT",
-                method="card",
-                provider="kazcard",
-                card=None,
-                client=None,
-                workflow_id=f"deposit-{deposit_id}",
-                created_at=created,
-            )
-            if status is not DepositStatus.SUCCEEDED:
-                await deposit_store.record_status(
-                    session, deposit_id=deposit_id, status=status, reason=None, occurred_at=now
-                )
-    async with sessions() as session:
-        facts = await deposit_store.velocity_facts(
-            session, player_id=player_id, exclude_id="dep_current", now=now
-        )
-    assert facts.count_10m == 2
-    assert facts.sum_24h_minor == 5_000
 
 
 async def test_status_transitions_are_recorded_once_and_never_regress(

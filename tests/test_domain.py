@@ -8,7 +8,6 @@ from domain.cards import card_scheme, luhn_valid
 from domain.iin import InvalidIIN, age_on, check_digit, parse_iin
 from domain.ledger import UnbalancedTransaction, deposit_credit
 from domain.phone import is_kz_mobile
-from domain.risk import DepositFacts, RiskLimits, RiskVerdict, evaluate_deposit
 from tests.conftest import make_iin
 
 
@@ -79,39 +78,6 @@ def test_luhn_and_scheme() -> None:
     assert not luhn_valid("42424242")
     assert card_scheme("5555555555554444") == "mastercard"
     assert card_scheme("6200000000000005") == "unionpay"
-
-
-LIMITS = RiskLimits(
-    min_amount_minor=100_00,
-    max_amount_minor=1_000_000_00,
-    review_amount_minor=500_000_00,
-    max_count_10m=3,
-    max_sum_24h_minor=2_000_000_00,
-)
-
-
-def test_risk_approves_ordinary_deposit() -> None:
-    decision = evaluate_deposit(DepositFacts(5_000_00, 0, 0), LIMITS)
-    assert decision.decision is RiskVerdict.APPROVE
-    assert decision.reasons == []
-    assert decision.score == 0
-
-
-@pytest.mark.parametrize(
-    ("facts", "verdict", "reason"),
-    [
-        (DepositFacts(99_99, 0, 0), RiskVerdict.DECLINE, "amount_below_minimum"),
-        (DepositFacts(1_000_000_01, 0, 0), RiskVerdict.DECLINE, "amount_above_maximum"),
-        (DepositFacts(500_000_00, 0, 0), RiskVerdict.REVIEW, "large_amount"),
-        (DepositFacts(5_000_00, 3, 0), RiskVerdict.DECLINE, "velocity_count_10m"),
-        (DepositFacts(5_000_00, 0, 1_999_000_00), RiskVerdict.REVIEW, "velocity_sum_24h"),
-    ],
-)
-def test_risk_rules_fire(facts: DepositFacts, verdict: RiskVerdict, reason: str) -> None:
-    decision = evaluate_deposit(facts, LIMITS)
-    assert decision.decision is verdict
-    assert reason in decision.reasons
-    assert decision.score > 0
 
 
 def test_deposit_posting_balances_and_is_keyed_by_deposit() -> None:
