@@ -3,6 +3,7 @@
 import httpx
 
 from config import Settings
+from providers.bankapp import BankAppClient
 from providers.card import CardProviderClient
 from providers.kazbank import KazbankClient
 from providers.payments import PaymentProviderClient
@@ -12,6 +13,7 @@ from providers.tengewallet import TengeWalletClient
 PAYMENT_DIALECTS: dict[str, type[PaymentProviderClient]] = {
     "kazbank": KazbankClient,
     "tengewallet": TengeWalletClient,
+    "bankapp": BankAppClient,
 }
 
 

@@ -2,7 +2,7 @@
 
 The timestamp is signed with the body, so a captured callback cannot be re-sent with a fresh
 timestamp; one older than the tolerance is refused as a replay. Providers with an API of their
-own sign their way (below: KazBank, TengeWallet), verified by their adapters.
+own sign their way (below: KazBank, TengeWallet, BankApp), verified by their adapters.
 """
 
 import base64
@@ -120,4 +120,38 @@ def verify_tengewallet(
     if not hmac.compare_digest(sign_tengewallet(secret, timestamp, body), signature.strip()):
         raise SignatureError("invalid_signature", "signature does not match the body")
     if abs(now - stamp.timestamp()) > tolerance_seconds:
+        raise SignatureError("stale_timestamp", "timestamp is outside the allowed window")
+
+
+BANKAPP_SIGNATURE_HEADER = "X-BankApp-Signature"  # t=<unix seconds>,v1=<hex>
+
+
+def sign_bankapp(secret: str, timestamp: int, body: bytes) -> str:
+    """BankApp: `t=<unix s>,v1=<hex>` of HMAC-SHA256 over `{t}.{raw body}`, in one header."""
+    message = str(timestamp).encode() + b"." + body
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify_bankapp(
+    secret: str,
+    *,
+    body: bytes,
+    signature: str | None,
+    now: float,
+    tolerance_seconds: int,
+) -> None:
+    if not signature:
+        raise SignatureError("signature_missing", f"{BANKAPP_SIGNATURE_HEADER} required")
+    parts = dict(part.strip().split("=", 1) for part in signature.split(",") if "=" in part.strip())
+    timestamp, digest = parts.get("t", ""), parts.get("v1")
+    if not digest:
+        raise SignatureError("signature_missing", f"{BANKAPP_SIGNATURE_HEADER} has no v1")
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise SignatureError("invalid_timestamp", "t is not unix seconds")
+    stamp = int(timestamp)
+    expected = sign_bankapp(secret, stamp, body).rsplit("v1=", 1)[1]
+    if not hmac.compare_digest(expected, digest.strip()):
+        raise SignatureError("invalid_signature", "signature does not match the body")
+    if abs(now - stamp) > tolerance_seconds:
         raise SignatureError("stale_timestamp", "timestamp is outside the allowed window")

@@ -3,8 +3,9 @@
 Providers come from the same registry as the platform's (`Settings.providers`): card acquirers
 speak `/providers/{name}/tokens|charges`, the asynchronous providers (bank transfer, e-wallet,
 mobile banking, QR, aggregator) speak `/providers/{name}/payments`, except those with an API of
-their own (`simulator.dialects`: KazBank's transfer instructions, TengeWallet's invoices). Each
-authenticates with its own secret and signs its callbacks with it, in its own format.
+their own (`simulator.dialects`: KazBank's transfer instructions, TengeWallet's invoices,
+BankApp's push requests). Each authenticates with its own secret and signs its callbacks with
+it, in its own format.
 """
 
 import asyncio

@@ -7,8 +7,13 @@
 - TengeWallet (e-wallet): form-encoded invoices under `/providers/{name}/api/invoice/...`,
   statuses AWAITING / COMPLETED / REJECTED / EXPIRED / REVOKED, key in `X-TW-Key`, form callbacks
   signed (base64) `X-TW-Signature` over `{ISO timestamp}\\n{body}`.
+- BankApp (mobile banking): JSON push requests under `/providers/{name}/api/v1/push-requests`,
+  money as integer tiyn (`amountTiyn`), statuses SENT / ACCEPTED / DECLINED / TIMEOUT / WITHDRAWN,
+  key in `X-BankApp-Key`, callbacks signed `X-BankApp-Signature: t=<unix s>,v1=<hex>` over
+  `{t}.{body}`.
 
-The adapters on the platform's side are `providers.kazbank` and `providers.tengewallet`.
+The adapters on the platform's side are `providers.kazbank`, `providers.tengewallet` and
+`providers.bankapp`.
 """
 
 import asyncio
@@ -23,10 +28,12 @@ from fastapi.responses import JSONResponse
 
 from providers.amounts import InvalidAmount, from_decimal_string, to_decimal_string
 from providers.signing import (
+    BANKAPP_SIGNATURE_HEADER,
     KAZBANK_SIGNATURE_HEADER,
     KAZBANK_TIMESTAMP_HEADER,
     TENGEWALLET_SIGNATURE_HEADER,
     TENGEWALLET_TIMESTAMP_HEADER,
+    sign_bankapp,
     sign_kazbank,
     sign_tengewallet,
     tengewallet_timestamp,
@@ -39,7 +46,7 @@ if TYPE_CHECKING:
     from simulator.app import Registry
 
 # provider name -> dialect (the platform's side: providers.registry.PAYMENT_DIALECTS)
-DIALECTS = {"kazbank": "kazbank", "tengewallet": "tengewallet"}
+DIALECTS = {"kazbank": "kazbank", "tengewallet": "tengewallet", "bankapp": "bankapp"}
 
 # -- KazBank ------------------------------------------------------------------------------------
 
@@ -183,7 +190,77 @@ def tengewallet_callback(secret: str, event: dict[str, Any]) -> tuple[bytes, dic
     }
 
 
-ENCODERS: dict[str, Encoder] = {"kazbank": kazbank_callback, "tengewallet": tengewallet_callback}
+# -- BankApp ------------------------------------------------------------------------------------
+
+_BANKAPP_STATUSES = {
+    "pending": "SENT",
+    "processing": "SENT",
+    "succeeded": "ACCEPTED",
+    "declined": "DECLINED",
+    "expired": "TIMEOUT",
+    "cancelled": "WITHDRAWN",
+}
+_BANKAPP_REASONS = {
+    "declined_by_payer": "USER_DECLINED",
+    "do_not_honor": "BANK_DECLINED",
+    "not_a_customer": "NO_ACCOUNT",
+    "expired": "NO_RESPONSE",
+    "cancelled": "MERCHANT_WITHDREW",
+}
+_BANKAPP_ERRORS = {
+    "not_found": "PUSH_NOT_FOUND",
+    "reference_reused": "DUPLICATE_REQUEST",
+    "outage": "SERVICE_UNAVAILABLE",
+    "temporarily_unavailable": "SERVICE_UNAVAILABLE",
+}
+
+
+def _bankapp_reason(code: str | None) -> str | None:
+    return None if code is None else _BANKAPP_REASONS.get(code, code.upper())
+
+
+def bankapp_push(payment: Payment) -> dict[str, Any]:
+    return {
+        "pushId": payment.payment_id.replace("pay_", "push_", 1),
+        "requestId": payment.reference,
+        "status": _BANKAPP_STATUSES[payment.status],
+        "amountTiyn": payment.amount,
+        "paidTiyn": payment.amount_received,
+        "currency": payment.currency,
+        "declineReason": _bankapp_reason(payment.decline_code),
+        "phoneMasked": payment.action.get("phone"),
+        "confirmUrl": payment.action.get("confirm_url"),
+        "expiresAt": payment.expires_at.isoformat(),
+    }
+
+
+def bankapp_callback(secret: str, event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    status = event["status"]
+    body = json.dumps(
+        {
+            "event": "push.updated",
+            "eventId": event["event_id"],
+            "pushId": str(event["provider_payment_id"]).replace("pay_", "push_", 1),
+            "requestId": event["reference"],
+            "status": _BANKAPP_STATUSES.get(status, "SENT"),
+            "amountTiyn": event.get("ordered_amount") or event["amount"],
+            "paidTiyn": event["amount"] if status == "succeeded" else None,
+            "currency": event["currency"],
+            "declineReason": _bankapp_reason(event.get("decline_code")),
+            "occurredAt": event["sent_at"],
+        }
+    ).encode()
+    return body, {
+        "content-type": "application/json",
+        BANKAPP_SIGNATURE_HEADER: sign_bankapp(secret, int(time.time()), body),
+    }
+
+
+ENCODERS: dict[str, Encoder] = {
+    "kazbank": kazbank_callback,
+    "tengewallet": tengewallet_callback,
+    "bankapp": bankapp_callback,
+}
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -328,5 +405,55 @@ def dialects_router(registry: "Registry") -> APIRouter:
             return tengewallet_invoice(found.cancel(form.get("merchant_order", ""))), 200
 
         return await answer(tw_error, work)
+
+    # BankApp
+
+    def bankapp_error(exc: SimulatorError) -> dict[str, Any]:
+        code = _BANKAPP_ERRORS.get(exc.code, exc.code.upper())
+        return {"error": {"code": code, "message": exc.detail}}
+
+    def tiyn(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SimulatorError(422, "invalid_amount", f"amountTiyn is not an integer: {value!r}")
+        return value
+
+    @router.post("/providers/{name}/api/v1/push-requests", status_code=201)
+    async def bankapp_create(name: str, request: Request) -> JSONResponse:
+        async def work() -> tuple[Any, int]:
+            found = provider(name, "bankapp", request.headers.get("x-bankapp-key"))
+            try:
+                body = json.loads(await request.body())
+                order = PaymentRequest(
+                    reference=body["requestId"],
+                    method="mobile_banking",
+                    amount=tiyn(body["amountTiyn"]),
+                    currency=body["currency"],
+                    phone=body.get("phone") or None,
+                    callback_url=body.get("hookUrl"),
+                    expires_in_seconds=body.get("expiresInSec", 900),
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SimulatorError(400, "bad_request", str(exc)) from exc
+            payment = await create(found, order, str(request.base_url))
+            return bankapp_push(payment), 201
+
+        return await answer(bankapp_error, work)
+
+    @router.get("/providers/{name}/api/v1/push-requests/{request_id}")
+    async def bankapp_status(name: str, request_id: str, request: Request) -> JSONResponse:
+        async def work() -> tuple[Any, int]:
+            found = provider(name, "bankapp", request.headers.get("x-bankapp-key"))
+            await found.behaviour.delay()
+            return bankapp_push(existing(found, request_id)), 200
+
+        return await answer(bankapp_error, work)
+
+    @router.post("/providers/{name}/api/v1/push-requests/{request_id}/withdraw")
+    async def bankapp_withdraw(name: str, request_id: str, request: Request) -> JSONResponse:
+        async def work() -> tuple[Any, int]:
+            found = provider(name, "bankapp", request.headers.get("x-bankapp-key"))
+            return bankapp_push(found.cancel(request_id)), 200
+
+        return await answer(bankapp_error, work)
 
     return router

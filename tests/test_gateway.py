@@ -21,7 +21,7 @@ from temporalio.client import Client
 from config import Settings
 from db import gateway as gateway_store
 from providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from simulator.dialects import kazbank_callback, tengewallet_callback
+from simulator.dialects import bankapp_callback, kazbank_callback, tengewallet_callback
 from tests.conftest import VISA_OK, card_deposit, new_player
 
 THREE_DS_CARD = "4000000000003220"
@@ -686,7 +686,11 @@ async def test_forged_and_replayed_webhooks_are_refused_and_change_nothing(
 
 @pytest.mark.parametrize(
     ("provider", "method", "details"),
-    [("kazbank", "bank_transfer", {}), ("tengewallet", "ewallet", {"wallet_account": "tw-1"})],
+    [
+        ("kazbank", "bank_transfer", {}),
+        ("tengewallet", "ewallet", {"wallet_account": "tw-1"}),
+        ("bankapp", "mobile_banking", {}),
+    ],
 )
 async def test_dialect_providers_callbacks_are_verified_their_own_way(
     api: httpx.AsyncClient,
@@ -698,8 +702,9 @@ async def test_dialect_providers_callbacks_are_verified_their_own_way(
     method: str,
     details: dict[str, str],
 ) -> None:
-    """KazBank and TengeWallet sign (and write) callbacks their own way: the common format is
-    refused; theirs, with the amount as "5000.10", completes the deposit of 500010 exactly."""
+    """KazBank, TengeWallet and BankApp sign (and write) callbacks their own way: the common
+    format is refused; theirs, with the amount as "5000.10" (BankApp: 500010 tiyn), completes the
+    deposit of 500010 exactly."""
     await sim.put(f"/admin/providers/{provider}/behaviour", json={"callback_lost": True})
     player_id = await new_player(api)
     deposit = await _create(api, _deposit(player_id, method, amount=500_010, **details))
@@ -712,12 +717,16 @@ async def test_dialect_providers_callbacks_are_verified_their_own_way(
     body, headers = _signed(secret, paid)  # the common format, with the right key
     common = await api.post(url, content=body, headers=headers)
     assert (common.status_code, common.json()["code"]) == (401, "signature_missing")
-    encode = kazbank_callback if provider == "kazbank" else tengewallet_callback
+    encode = {
+        "kazbank": kazbank_callback,
+        "tengewallet": tengewallet_callback,
+        "bankapp": bankapp_callback,
+    }[provider]
     event = {**paid, "provider_payment_id": "pay_x", "event_id": "evt_x", "sent_at": "now"}
     body, headers = encode("not-the-secret", event)
     forged = await api.post(url, content=body, headers=headers)
     assert (forged.status_code, forged.json()["code"]) == (401, "invalid_signature")
-    assert b"5000.10" in body
+    assert (b"500010" if provider == "bankapp" else b"5000.10") in body
 
     body, headers = encode(secret, event)
     accepted = await api.post(url, content=body, headers=headers)

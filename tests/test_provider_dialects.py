@@ -1,6 +1,7 @@
 """Unit tests of the provider dialects' adapters (httpx.MockTransport: no money moves here):
-KazBank's transfer instructions and TengeWallet's form invoices, their money format (decimal
-strings <-> integer minor units, exactly) and their own callback signatures."""
+KazBank's transfer instructions, TengeWallet's form invoices and BankApp's push requests, their
+money format (decimal strings <-> integer minor units, exactly; BankApp's integer tiyn) and their
+own callback signatures."""
 
 import json
 import time
@@ -12,13 +13,14 @@ import httpx
 import pytest
 
 from providers.amounts import InvalidAmount, from_decimal_string, to_decimal_string
+from providers.bankapp import BankAppClient
 from providers.errors import ProviderRejected, ProviderUnavailable
 from providers.kazbank import KazbankClient
 from providers.payments import CallbackNotUnderstood, PaymentProviderClient
 from providers.registry import payment_dialect
 from providers.signing import SignatureError
 from providers.tengewallet import TengeWalletClient
-from simulator.dialects import kazbank_callback, tengewallet_callback
+from simulator.dialects import bankapp_callback, kazbank_callback, tengewallet_callback
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -50,6 +52,7 @@ def test_minor_units_become_decimal_strings() -> None:
 def test_providers_get_their_dialects() -> None:
     assert payment_dialect("kazbank") is KazbankClient
     assert payment_dialect("tengewallet") is TengeWalletClient
+    assert payment_dialect("bankapp") is BankAppClient
     assert payment_dialect("kzqr") is PaymentProviderClient
 
 
@@ -262,7 +265,11 @@ def _event(status: str, amount: int = 500010) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("cls", "encode"),
-    [(KazbankClient, kazbank_callback), (TengeWalletClient, tengewallet_callback)],
+    [
+        (KazbankClient, kazbank_callback),
+        (TengeWalletClient, tengewallet_callback),
+        (BankAppClient, bankapp_callback),
+    ],
 )
 def test_dialect_callbacks_verify_and_parse_in_our_terms(
     cls: type[PaymentProviderClient], encode: Callable[..., tuple[bytes, dict[str, str]]]
@@ -306,3 +313,153 @@ def test_dialect_callbacks_with_sub_tiyn_amounts_are_not_understood() -> None:
     wallet = b"merchant_order=dep_3&status=COMPLETED&total=1.005&paid_total=1.005"
     with pytest.raises(CallbackNotUnderstood):
         TengeWalletClient.parse_callback(wallet)
+
+
+def _push(**changes: Any) -> dict[str, Any]:
+    return {
+        "pushId": "push_1",
+        "requestId": "dep_4",
+        "status": "SENT",
+        "amountTiyn": 500010,
+        "paidTiyn": None,
+        "currency": "KZT",
+        "declineReason": None,
+        "phoneMasked": "+7701***4567",
+        "confirmUrl": "http://sim/pay/bankapp/dep_4",
+        "expiresAt": "2026-11-25T15:00:00+00:00",
+        **changes,
+    }
+
+
+async def test_bankapp_sends_push_requests_in_its_own_format() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json=_push())
+
+    client = await _with(answer, BankAppClient)
+    outcome = await client.create_payment(
+        reference="dep_4",
+        method="mobile_banking",
+        amount=500010,
+        currency="KZT",
+        details={"phone": "+77011234567"},
+        callback_url="http://api/v1/webhooks/bankapp",
+        expires_in_seconds=900,
+    )
+
+    (request,) = seen
+    assert (request.method, request.url.path) == (
+        "POST",
+        "/providers/BankAppClient/api/v1/push-requests",
+    )
+    assert request.headers["x-bankapp-key"] == "s3cret"
+    assert "authorization" not in request.headers
+    assert json.loads(request.content) == {
+        "requestId": "dep_4",
+        "phone": "+77011234567",
+        "amountTiyn": 500010,
+        "currency": "KZT",
+        "description": "Deposit dep_4",
+        "hookUrl": "http://api/v1/webhooks/bankapp",
+        "expiresInSec": 900,
+    }
+    assert (outcome.status, outcome.amount, outcome.payment_id) == ("pending", 500010, "push_1")
+    assert outcome.action == {
+        "type": "app_confirm",
+        "app": "BankAppClient",
+        "phone": "+7701***4567",
+        "expires_at": "2026-11-25T15:00:00+00:00",
+        "confirm_url": "http://sim/pay/bankapp/dep_4",
+    }
+    with pytest.raises(ProviderRejected) as other_method:
+        await client.create_payment(
+            reference="dep_4",
+            method="qr",
+            amount=100,
+            currency="KZT",
+            details={},
+            callback_url="http://api",
+            expires_in_seconds=60,
+        )
+    assert other_method.value.code == "unsupported_method"
+
+
+async def test_bankapp_status_withdraw_errors_and_non_integer_amounts() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        assert path.startswith("/providers/BankAppClient/api/v1/push-requests")
+        if request.method == "POST" and path.endswith("/push-requests"):
+            return httpx.Response(
+                409, json={"error": {"code": "DUPLICATE_REQUEST", "message": "x"}}
+            )
+        if path.endswith("/dep_missing"):
+            return httpx.Response(404, json={"error": {"code": "PUSH_NOT_FOUND", "message": "x"}})
+        if path.endswith("/dep_down"):
+            return httpx.Response(503, json={"error": {"code": "SERVICE_UNAVAILABLE"}})
+        if path.endswith("/dep_odd"):
+            return httpx.Response(200, json=_push(amountTiyn=5000.1))
+        if path.endswith("/withdraw"):
+            assert request.method == "POST"
+            return httpx.Response(
+                200, json=_push(status="WITHDRAWN", declineReason="MERCHANT_WITHDREW")
+            )
+        return httpx.Response(200, json=_push(status="ACCEPTED", paidTiyn=500010))
+
+    client = await _with(answer, BankAppClient)
+    accepted = await client.get_payment("dep_4")
+    assert accepted is not None
+    assert (accepted.status, accepted.amount_received) == ("succeeded", 500010)
+    withdrawn = await client.cancel_payment("dep_4")
+    assert withdrawn is not None
+    assert (withdrawn.status, withdrawn.decline_code) == ("cancelled", "cancelled")
+    assert await client.get_payment("dep_missing") is None
+    with pytest.raises(ProviderUnavailable):
+        await client.get_payment("dep_down")
+    with pytest.raises(ProviderRejected) as odd:
+        await client.get_payment("dep_odd")
+    assert odd.value.code == "invalid_response"
+    with pytest.raises(ProviderRejected) as conflict:
+        await client.create_payment(
+            reference="dep_4",
+            method="mobile_banking",
+            amount=100,
+            currency="KZT",
+            details={"phone": "+77011234567"},
+            callback_url="http://api",
+            expires_in_seconds=60,
+        )
+    assert conflict.value.code == "reference_reused"
+
+
+def test_bankapp_signature_is_one_header_and_declines_map_to_our_codes() -> None:
+    body, headers = bankapp_callback(
+        "s3cret", {**_event("declined"), "decline_code": "not_a_customer"}
+    )
+    (name,) = [k for k in headers if k != "content-type"]
+    assert name == "X-BankApp-Signature"
+    stamp, digest = headers[name].split(",")
+    assert stamp.startswith("t=")
+    assert digest.startswith("v1=")
+    BankAppClient.verify_callback("s3cret", headers, body, now=time.time(), tolerance_seconds=300)
+    parsed = BankAppClient.parse_callback(body)
+    assert (parsed.status, parsed.decline_code) == ("declined", "not_a_customer")
+    assert parsed.provider_payment_id == "push_abc"
+    # The timestamp is signed: moving it makes the signature invalid.
+    moved = {name: f"t={int(stamp[2:]) + 1},{digest}"}
+    with pytest.raises(SignatureError) as refused:
+        BankAppClient.verify_callback("s3cret", moved, body, now=time.time(), tolerance_seconds=300)
+    assert refused.value.code == "invalid_signature"
+    with pytest.raises(SignatureError) as garbled:
+        BankAppClient.verify_callback(
+            "s3cret", {name: "sha256=abc"}, body, now=time.time(), tolerance_seconds=300
+        )
+    assert garbled.value.code == "signature_missing"
+
+
+def test_bankapp_callbacks_with_non_integer_tiyn_are_not_understood() -> None:
+    for amount in ("500010", 5000.1, True, -1):
+        body = json.dumps({"requestId": "dep_4", "status": "ACCEPTED", "amountTiyn": amount})
+        with pytest.raises(CallbackNotUnderstood):
+            BankAppClient.parse_callback(body.encode())
