@@ -6,6 +6,7 @@ from config import Settings
 from providers.bankapp import BankAppClient
 from providers.card import CardProviderClient
 from providers.kazbank import KazbankClient
+from providers.kzqr import KzqrClient
 from providers.payments import PaymentProviderClient
 from providers.tengewallet import TengeWalletClient
 
@@ -14,6 +15,7 @@ PAYMENT_DIALECTS: dict[str, type[PaymentProviderClient]] = {
     "kazbank": KazbankClient,
     "tengewallet": TengeWalletClient,
     "bankapp": BankAppClient,
+    "kzqr": KzqrClient,
 }
 
 

@@ -2,7 +2,7 @@
 
 The timestamp is signed with the body, so a captured callback cannot be re-sent with a fresh
 timestamp; one older than the tolerance is refused as a replay. Providers with an API of their
-own sign their way (below: KazBank, TengeWallet, BankApp), verified by their adapters.
+own sign their way (below: KazBank, TengeWallet, BankApp, KZQR), verified by their adapters.
 """
 
 import base64
@@ -152,6 +152,41 @@ def verify_bankapp(
     stamp = int(timestamp)
     expected = sign_bankapp(secret, stamp, body).rsplit("v1=", 1)[1]
     if not hmac.compare_digest(expected, digest.strip()):
+        raise SignatureError("invalid_signature", "signature does not match the body")
+    if abs(now - stamp) > tolerance_seconds:
+        raise SignatureError("stale_timestamp", "timestamp is outside the allowed window")
+
+
+KZQR_SIGNATURE_HEADER = "X-KZQR-Signature"  # hex HMAC-SHA512
+KZQR_NONCE_HEADER = "X-KZQR-Nonce"
+KZQR_TIMESTAMP_HEADER = "X-KZQR-Timestamp"  # unix seconds
+
+
+def sign_kzqr(secret: str, nonce: str, timestamp: int, body: bytes) -> str:
+    """KZQR: hex of HMAC-SHA512 over `{nonce}|{unix s}|{raw body}`."""
+    message = f"{nonce}|{timestamp}|".encode() + body
+    return hmac.new(secret.encode(), message, hashlib.sha512).hexdigest()
+
+
+def verify_kzqr(
+    secret: str,
+    *,
+    body: bytes,
+    signature: str | None,
+    nonce: str | None,
+    timestamp: str | None,
+    now: float,
+    tolerance_seconds: int,
+) -> None:
+    if not signature or not nonce or not timestamp:
+        raise SignatureError(
+            "signature_missing",
+            f"{KZQR_SIGNATURE_HEADER}, {KZQR_NONCE_HEADER} and {KZQR_TIMESTAMP_HEADER} required",
+        )
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise SignatureError("invalid_timestamp", "timestamp is not unix seconds")
+    stamp = int(timestamp)
+    if not hmac.compare_digest(sign_kzqr(secret, nonce, stamp, body), signature.strip().lower()):
         raise SignatureError("invalid_signature", "signature does not match the body")
     if abs(now - stamp) > tolerance_seconds:
         raise SignatureError("stale_timestamp", "timestamp is outside the allowed window")

@@ -11,13 +11,18 @@
   money as integer tiyn (`amountTiyn`), statuses SENT / ACCEPTED / DECLINED / TIMEOUT / WITHDRAWN,
   key in `X-BankApp-Key`, callbacks signed `X-BankApp-Signature: t=<unix s>,v1=<hex>` over
   `{t}.{body}`.
+- KZQR (QR): JSON QR orders under `/providers/{name}/merchant/v3/qr`, answers in an envelope
+  {result: OK|ERROR, data | error: {code: 1404, text}}, money as {value: "2500.00", currency},
+  states ACTIVE / PAID / FAILED / EXPIRED / CLOSED, token in `X-KZQR-Token`, callbacks signed
+  (hex HMAC-SHA512) `X-KZQR-Signature` over `{X-KZQR-Nonce}|{X-KZQR-Timestamp}|{body}`.
 
-The adapters on the platform's side are `providers.kazbank`, `providers.tengewallet` and
-`providers.bankapp`.
+The adapters on the platform's side are `providers.kazbank`, `providers.tengewallet`,
+`providers.bankapp` and `providers.kzqr`.
 """
 
 import asyncio
 import json
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -31,10 +36,14 @@ from providers.signing import (
     BANKAPP_SIGNATURE_HEADER,
     KAZBANK_SIGNATURE_HEADER,
     KAZBANK_TIMESTAMP_HEADER,
+    KZQR_NONCE_HEADER,
+    KZQR_SIGNATURE_HEADER,
+    KZQR_TIMESTAMP_HEADER,
     TENGEWALLET_SIGNATURE_HEADER,
     TENGEWALLET_TIMESTAMP_HEADER,
     sign_bankapp,
     sign_kazbank,
+    sign_kzqr,
     sign_tengewallet,
     tengewallet_timestamp,
 )
@@ -46,7 +55,12 @@ if TYPE_CHECKING:
     from simulator.app import Registry
 
 # provider name -> dialect (the platform's side: providers.registry.PAYMENT_DIALECTS)
-DIALECTS = {"kazbank": "kazbank", "tengewallet": "tengewallet", "bankapp": "bankapp"}
+DIALECTS = {
+    "kazbank": "kazbank",
+    "tengewallet": "tengewallet",
+    "bankapp": "bankapp",
+    "kzqr": "kzqr",
+}
 
 # -- KazBank ------------------------------------------------------------------------------------
 
@@ -256,10 +270,82 @@ def bankapp_callback(secret: str, event: dict[str, Any]) -> tuple[bytes, dict[st
     }
 
 
+# -- KZQR ---------------------------------------------------------------------------------------
+
+_KZQR_STATES = {
+    "pending": "ACTIVE",
+    "processing": "ACTIVE",
+    "succeeded": "PAID",
+    "declined": "FAILED",
+    "expired": "EXPIRED",
+    "cancelled": "CLOSED",
+}
+_KZQR_FAIL_CODES = {
+    "declined_by_payer": "PAYER_REFUSED",
+    "do_not_honor": "ISSUER_DECLINED",
+    "expired": "QR_EXPIRED",
+    "cancelled": "MERCHANT_CLOSED",
+}
+_KZQR_ERRORS = {"not_found": 1404, "reference_reused": 1409, "invalid_amount": 1422}
+
+
+def _kzqr_fail_code(code: str | None) -> str | None:
+    return None if code is None else _KZQR_FAIL_CODES.get(code, code.upper())
+
+
+def _kzqr_money(minor: int, currency: str) -> dict[str, str]:
+    return {"value": to_decimal_string(minor), "currency": currency}
+
+
+def kzqr_order(payment: Payment) -> dict[str, Any]:
+    return {
+        "qr_id": payment.payment_id.replace("pay_", "qr_", 1),
+        "merchant_ref": payment.reference,
+        "state": _KZQR_STATES[payment.status],
+        "amount": _kzqr_money(payment.amount, payment.currency),
+        "paid": (
+            _kzqr_money(payment.amount_received, payment.currency)
+            if payment.amount_received is not None
+            else None
+        ),
+        "fail_code": _kzqr_fail_code(payment.decline_code),
+        "qr_string": payment.action.get("payload"),
+        "expire_at": payment.expires_at.isoformat(),
+    }
+
+
+def kzqr_callback(secret: str, event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    status = event["status"]
+    currency = event["currency"]
+    body = json.dumps(
+        {
+            "type": "qr.state",
+            "notification_id": event["event_id"],
+            "data": {
+                "qr_id": str(event["provider_payment_id"]).replace("pay_", "qr_", 1),
+                "merchant_ref": event["reference"],
+                "state": _KZQR_STATES.get(status, "ACTIVE"),
+                "amount": _kzqr_money(event.get("ordered_amount") or event["amount"], currency),
+                "paid": _kzqr_money(event["amount"], currency) if status == "succeeded" else None,
+                "fail_code": _kzqr_fail_code(event.get("decline_code")),
+            },
+        }
+    ).encode()
+    nonce = secrets.token_hex(8)
+    stamp = int(time.time())
+    return body, {
+        "content-type": "application/json",
+        KZQR_SIGNATURE_HEADER: sign_kzqr(secret, nonce, stamp, body),
+        KZQR_NONCE_HEADER: nonce,
+        KZQR_TIMESTAMP_HEADER: str(stamp),
+    }
+
+
 ENCODERS: dict[str, Encoder] = {
     "kazbank": kazbank_callback,
     "tengewallet": tengewallet_callback,
     "bankapp": bankapp_callback,
+    "kzqr": kzqr_callback,
 }
 
 
@@ -455,5 +541,56 @@ def dialects_router(registry: "Registry") -> APIRouter:
             return bankapp_push(found.cancel(request_id)), 200
 
         return await answer(bankapp_error, work)
+
+    # KZQR
+
+    def kzqr_error(exc: SimulatorError) -> dict[str, Any]:
+        code = _KZQR_ERRORS.get(exc.code, 1000 + exc.status)
+        return {"result": "ERROR", "error": {"code": code, "text": exc.detail}}
+
+    def kzqr_ok(payment: Payment) -> dict[str, Any]:
+        return {"result": "OK", "data": kzqr_order(payment)}
+
+    @router.post("/providers/{name}/merchant/v3/qr")
+    async def kzqr_create(name: str, request: Request) -> JSONResponse:
+        async def work() -> tuple[Any, int]:
+            found = provider(name, "kzqr", request.headers.get("x-kzqr-token"))
+            try:
+                body = json.loads(await request.body())
+                order = PaymentRequest(
+                    reference=body["merchant_ref"],
+                    method="qr",
+                    amount=money(body["amount"]["value"]),
+                    currency=body["amount"]["currency"],
+                    callback_url=body.get("notify_url"),
+                    expires_in_seconds=body.get("ttl_sec", 900),
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SimulatorError(400, "bad_request", str(exc)) from exc
+            payment = await create(found, order, str(request.base_url))
+            return kzqr_ok(payment), 200
+
+        return await answer(kzqr_error, work)
+
+    @router.get("/providers/{name}/merchant/v3/qr")
+    async def kzqr_status(name: str, merchant_ref: str, request: Request) -> JSONResponse:
+        async def work() -> tuple[Any, int]:
+            found = provider(name, "kzqr", request.headers.get("x-kzqr-token"))
+            await found.behaviour.delay()
+            return kzqr_ok(existing(found, merchant_ref)), 200
+
+        return await answer(kzqr_error, work)
+
+    @router.post("/providers/{name}/merchant/v3/qr/close")
+    async def kzqr_close(name: str, request: Request) -> JSONResponse:
+        async def work() -> tuple[Any, int]:
+            found = provider(name, "kzqr", request.headers.get("x-kzqr-token"))
+            try:
+                reference = str(json.loads(await request.body())["merchant_ref"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SimulatorError(400, "bad_request", str(exc)) from exc
+            return kzqr_ok(found.cancel(reference)), 200
+
+        return await answer(kzqr_error, work)
 
     return router

@@ -21,7 +21,12 @@ from temporalio.client import Client
 from config import Settings
 from db import gateway as gateway_store
 from providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
-from simulator.dialects import bankapp_callback, kazbank_callback, tengewallet_callback
+from simulator.dialects import (
+    bankapp_callback,
+    kazbank_callback,
+    kzqr_callback,
+    tengewallet_callback,
+)
 from tests.conftest import VISA_OK, card_deposit, new_player
 
 THREE_DS_CARD = "4000000000003220"
@@ -642,21 +647,23 @@ async def test_forged_and_replayed_webhooks_are_refused_and_change_nothing(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
+    """The common signature (`X-Signature` over `{timestamp}.{body}`), at a provider that uses it
+    (`payhub`; the dialect providers are tested below)."""
     player_id = await new_player(api)
-    deposit = await _create(api, _deposit(player_id, "qr"))
-    await _at_provider(sim, "kzqr", deposit["id"])
+    deposit = await _create(api, _deposit(player_id, "aggregator"))
+    await _at_provider(sim, "payhub", deposit["id"])
     await _until_status(api, deposit["id"], "requires_action")
     paid = {"reference": deposit["id"], "status": "succeeded", "amount": 250_000, "currency": "KZT"}
-    url = "/v1/webhooks/kzqr"
+    url = "/v1/webhooks/payhub"
 
     unsigned = await api.post(url, json=paid)
     body, headers = _signed("not-the-secret", paid)
     forged = await api.post(url, content=body, headers=headers)
     body, headers = _signed(settings.provider_secret("bankapp"), paid)  # another provider's key
     other_key = await api.post(url, content=body, headers=headers)
-    body, headers = _signed(settings.provider_secret("kzqr"), paid, at=int(time.time()) - 400)
+    body, headers = _signed(settings.provider_secret("payhub"), paid, at=int(time.time()) - 400)
     replayed = await api.post(url, content=body, headers=headers)
-    body, headers = _signed(settings.provider_secret("kzqr"), paid)
+    body, headers = _signed(settings.provider_secret("payhub"), paid)
     tampered = await api.post(url, content=body.replace(b"250000", b"950000"), headers=headers)
 
     for response, code in [
@@ -675,7 +682,7 @@ async def test_forged_and_replayed_webhooks_are_refused_and_change_nothing(
     assert await _credits(sessions, deposit["id"]) == 0
 
     # The real player pays; the provider's own signed callback completes the deposit.
-    await sim.post(f"/pay/kzqr/{deposit['id']}/confirm")
+    await sim.post(f"/pay/payhub/{deposit['id']}/confirm")
     done = await _finish(api, temporal_client, deposit)
     assert done["status"] == "succeeded"
     assert await _credits(sessions, deposit["id"]) == 1
@@ -690,6 +697,7 @@ async def test_forged_and_replayed_webhooks_are_refused_and_change_nothing(
         ("kazbank", "bank_transfer", {}),
         ("tengewallet", "ewallet", {"wallet_account": "tw-1"}),
         ("bankapp", "mobile_banking", {}),
+        ("kzqr", "qr", {}),
     ],
 )
 async def test_dialect_providers_callbacks_are_verified_their_own_way(
@@ -702,7 +710,7 @@ async def test_dialect_providers_callbacks_are_verified_their_own_way(
     method: str,
     details: dict[str, str],
 ) -> None:
-    """KazBank, TengeWallet and BankApp sign (and write) callbacks their own way: the common
+    """KazBank, TengeWallet, BankApp and KZQR sign (and write) callbacks their own way: the common
     format is refused; theirs, with the amount as "5000.10" (BankApp: 500010 tiyn), completes the
     deposit of 500010 exactly."""
     await sim.put(f"/admin/providers/{provider}/behaviour", json={"callback_lost": True})
@@ -721,6 +729,7 @@ async def test_dialect_providers_callbacks_are_verified_their_own_way(
         "kazbank": kazbank_callback,
         "tengewallet": tengewallet_callback,
         "bankapp": bankapp_callback,
+        "kzqr": kzqr_callback,
     }[provider]
     event = {**paid, "provider_payment_id": "pay_x", "event_id": "evt_x", "sent_at": "now"}
     body, headers = encode("not-the-secret", event)

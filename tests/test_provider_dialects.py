@@ -1,7 +1,7 @@
 """Unit tests of the provider dialects' adapters (httpx.MockTransport: no money moves here):
-KazBank's transfer instructions, TengeWallet's form invoices and BankApp's push requests, their
-money format (decimal strings <-> integer minor units, exactly; BankApp's integer tiyn) and their
-own callback signatures."""
+KazBank's transfer instructions, TengeWallet's form invoices, BankApp's push requests and KZQR's
+QR orders, their money format (decimal strings <-> integer minor units, exactly; BankApp's integer
+tiyn) and their own callback signatures."""
 
 import json
 import time
@@ -16,11 +16,17 @@ from providers.amounts import InvalidAmount, from_decimal_string, to_decimal_str
 from providers.bankapp import BankAppClient
 from providers.errors import ProviderRejected, ProviderUnavailable
 from providers.kazbank import KazbankClient
+from providers.kzqr import KzqrClient
 from providers.payments import CallbackNotUnderstood, PaymentProviderClient
 from providers.registry import payment_dialect
 from providers.signing import SignatureError
 from providers.tengewallet import TengeWalletClient
-from simulator.dialects import bankapp_callback, kazbank_callback, tengewallet_callback
+from simulator.dialects import (
+    bankapp_callback,
+    kazbank_callback,
+    kzqr_callback,
+    tengewallet_callback,
+)
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -53,7 +59,8 @@ def test_providers_get_their_dialects() -> None:
     assert payment_dialect("kazbank") is KazbankClient
     assert payment_dialect("tengewallet") is TengeWalletClient
     assert payment_dialect("bankapp") is BankAppClient
-    assert payment_dialect("kzqr") is PaymentProviderClient
+    assert payment_dialect("kzqr") is KzqrClient
+    assert payment_dialect("payhub") is PaymentProviderClient
 
 
 def _instruction(**changes: Any) -> dict[str, Any]:
@@ -269,6 +276,7 @@ def _event(status: str, amount: int = 500010) -> dict[str, Any]:
         (KazbankClient, kazbank_callback),
         (TengeWalletClient, tengewallet_callback),
         (BankAppClient, bankapp_callback),
+        (KzqrClient, kzqr_callback),
     ],
 )
 def test_dialect_callbacks_verify_and_parse_in_our_terms(
@@ -463,3 +471,114 @@ def test_bankapp_callbacks_with_non_integer_tiyn_are_not_understood() -> None:
         body = json.dumps({"requestId": "dep_4", "status": "ACCEPTED", "amountTiyn": amount})
         with pytest.raises(CallbackNotUnderstood):
             BankAppClient.parse_callback(body.encode())
+
+
+def _qr(**changes: Any) -> dict[str, Any]:
+    return {
+        "qr_id": "qr_1",
+        "merchant_ref": "dep_5",
+        "state": "ACTIVE",
+        "amount": {"value": "2500.50", "currency": "KZT"},
+        "paid": None,
+        "fail_code": None,
+        "qr_string": "http://sim/pay/kzqr/dep_5",
+        "expire_at": "2026-11-25T15:00:00+00:00",
+        **changes,
+    }
+
+
+async def test_kzqr_creates_qr_orders_in_envelopes() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"result": "OK", "data": _qr()})
+
+    client = await _with(answer, KzqrClient)
+    outcome = await client.create_payment(
+        reference="dep_5",
+        method="qr",
+        amount=250050,
+        currency="KZT",
+        details={},
+        callback_url="http://api/v1/webhooks/kzqr",
+        expires_in_seconds=900,
+    )
+
+    (request,) = seen
+    assert (request.method, request.url.path) == ("POST", "/providers/KzqrClient/merchant/v3/qr")
+    assert request.headers["x-kzqr-token"] == "s3cret"
+    assert json.loads(request.content) == {
+        "merchant_ref": "dep_5",
+        "amount": {"value": "2500.50", "currency": "KZT"},
+        "notify_url": "http://api/v1/webhooks/kzqr",
+        "ttl_sec": 900,
+    }
+    assert (outcome.status, outcome.amount, outcome.payment_id) == ("pending", 250050, "qr_1")
+    assert outcome.action == {
+        "type": "qr",
+        "payload": "http://sim/pay/kzqr/dep_5",
+        "expires_at": "2026-11-25T15:00:00+00:00",
+    }
+
+
+async def test_kzqr_status_by_query_close_errors_and_sub_tiyn_refused() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path.endswith("/close"):
+            assert json.loads(request.content) == {"merchant_ref": "dep_5"}
+            data = _qr(state="CLOSED", fail_code="MERCHANT_CLOSED")
+            return httpx.Response(200, json={"result": "OK", "data": data})
+        if request.method == "POST":
+            return httpx.Response(409, json={"result": "ERROR", "error": {"code": 1409}})
+        assert path == "/providers/KzqrClient/merchant/v3/qr"
+        ref = request.url.params["merchant_ref"]
+        if ref == "dep_missing":
+            return httpx.Response(404, json={"result": "ERROR", "error": {"code": 1404}})
+        if ref == "dep_odd":
+            odd = _qr(amount={"value": "1.005", "currency": "KZT"})
+            return httpx.Response(200, json={"result": "OK", "data": odd})
+        if ref == "dep_envelope":
+            return httpx.Response(200, json={"result": "ERROR", "data": _qr()})
+        paid = {"value": "2500.50", "currency": "KZT"}
+        return httpx.Response(200, json={"result": "OK", "data": _qr(state="PAID", paid=paid)})
+
+    client = await _with(answer, KzqrClient)
+    paid = await client.get_payment("dep_5")
+    assert paid is not None
+    assert (paid.status, paid.amount_received) == ("succeeded", 250050)
+    closed = await client.cancel_payment("dep_5")
+    assert closed is not None
+    assert (closed.status, closed.decline_code) == ("cancelled", "cancelled")
+    assert await client.get_payment("dep_missing") is None
+    for reference in ("dep_odd", "dep_envelope"):
+        with pytest.raises(ProviderRejected) as refused:
+            await client.get_payment(reference)
+        assert refused.value.code == "invalid_response"
+    with pytest.raises(ProviderRejected) as conflict:
+        await client.create_payment(
+            reference="dep_5",
+            method="qr",
+            amount=100,
+            currency="KZT",
+            details={},
+            callback_url="http://api",
+            expires_in_seconds=60,
+        )
+    assert conflict.value.code == "reference_reused"
+
+
+def test_kzqr_signature_covers_the_nonce() -> None:
+    body, headers = kzqr_callback("s3cret", _event("succeeded"))
+    KzqrClient.verify_callback("s3cret", headers, body, now=time.time(), tolerance_seconds=300)
+    other_nonce = {**headers, "X-KZQR-Nonce": "0000000000000000"}
+    with pytest.raises(SignatureError) as refused:
+        KzqrClient.verify_callback(
+            "s3cret", other_nonce, body, now=time.time(), tolerance_seconds=300
+        )
+    assert refused.value.code == "invalid_signature"
+    sub_tiyn = json.dumps(
+        {"data": {"merchant_ref": "d", "state": "PAID", "amount": {"value": "1.005"}}}
+    ).encode()
+    with pytest.raises(CallbackNotUnderstood):
+        KzqrClient.parse_callback(sub_tiyn)
