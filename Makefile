@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean bench-ledger bench-payments demo chaos
+.PHONY: run test lint install clean bench-ledger bench-fraud bench-payments demo chaos
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=/path/to/python3.11 and run again")'
@@ -29,6 +29,9 @@ lint: $(STAMP)
 
 bench-ledger: $(STAMP)
 	$(PY) -m bench.ledger $(BENCH_ARGS)
+
+bench-fraud: $(STAMP)
+	$(PY) -m bench.fraud $(BENCH_ARGS)
 
 bench-payments: $(STAMP)
 	$(PY) -m bench.payments $(BENCH_ARGS)
