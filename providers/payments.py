@@ -3,8 +3,8 @@ create a payment under our reference, inquire its status, cancel it while unpaid
 
 `PaymentProviderClient` speaks the simulator's common `/payments` API and its callbacks
 (`providers.signing.sign`); providers with an API of their own subclass it (`providers.kazbank`,
-`providers.tengewallet`, `providers.bankapp`, `providers.kzqr`) and translate at this boundary, so
-the activities see one interface.
+`providers.tengewallet`, `providers.bankapp`, `providers.kzqr`, `providers.payhub`) and translate
+at this boundary, so the activities see one interface.
 """
 
 from collections.abc import Mapping

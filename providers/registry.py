@@ -7,6 +7,7 @@ from providers.bankapp import BankAppClient
 from providers.card import CardProviderClient
 from providers.kazbank import KazbankClient
 from providers.kzqr import KzqrClient
+from providers.payhub import PayHubClient
 from providers.payments import PaymentProviderClient
 from providers.tengewallet import TengeWalletClient
 
@@ -16,6 +17,7 @@ PAYMENT_DIALECTS: dict[str, type[PaymentProviderClient]] = {
     "tengewallet": TengeWalletClient,
     "bankapp": BankAppClient,
     "kzqr": KzqrClient,
+    "payhub": PayHubClient,
 }
 
 

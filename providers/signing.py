@@ -2,7 +2,8 @@
 
 The timestamp is signed with the body, so a captured callback cannot be re-sent with a fresh
 timestamp; one older than the tolerance is refused as a replay. Providers with an API of their
-own sign their way (below: KazBank, TengeWallet, BankApp, KZQR), verified by their adapters.
+own sign their way (below: KazBank, TengeWallet, BankApp, KZQR, PayHub), verified by their
+adapters.
 """
 
 import base64
@@ -187,6 +188,40 @@ def verify_kzqr(
         raise SignatureError("invalid_timestamp", "timestamp is not unix seconds")
     stamp = int(timestamp)
     if not hmac.compare_digest(sign_kzqr(secret, nonce, stamp, body), signature.strip().lower()):
+        raise SignatureError("invalid_signature", "signature does not match the body")
+    if abs(now - stamp) > tolerance_seconds:
+        raise SignatureError("stale_timestamp", "timestamp is outside the allowed window")
+
+
+PAYHUB_SIGNATURE_HEADER = "X-PayHub-Signature"  # ts=<unix s>;sig=<base64>
+
+
+def sign_payhub(secret: str, timestamp: int, body: bytes) -> str:
+    """PayHub: `ts=<unix s>;sig=<base64>` of HMAC-SHA256 over `{ts}:{hex SHA-256 of the body}`."""
+    message = f"{timestamp}:{hashlib.sha256(body).hexdigest()}".encode()
+    digest = base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest())
+    return f"ts={timestamp};sig={digest.decode()}"
+
+
+def verify_payhub(
+    secret: str,
+    *,
+    body: bytes,
+    signature: str | None,
+    now: float,
+    tolerance_seconds: int,
+) -> None:
+    if not signature:
+        raise SignatureError("signature_missing", f"{PAYHUB_SIGNATURE_HEADER} required")
+    parts = dict(part.strip().split("=", 1) for part in signature.split(";") if "=" in part)
+    timestamp, digest = parts.get("ts", ""), parts.get("sig")
+    if not digest:
+        raise SignatureError("signature_missing", f"{PAYHUB_SIGNATURE_HEADER} has no sig")
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise SignatureError("invalid_timestamp", "ts is not unix seconds")
+    stamp = int(timestamp)
+    expected = sign_payhub(secret, stamp, body).split(";sig=", 1)[1]
+    if not hmac.compare_digest(expected, digest.strip()):
         raise SignatureError("invalid_signature", "signature does not match the body")
     if abs(now - stamp) > tolerance_seconds:
         raise SignatureError("stale_timestamp", "timestamp is outside the allowed window")

@@ -4,8 +4,8 @@ Providers come from the same registry as the platform's (`Settings.providers`): 
 speak `/providers/{name}/tokens|charges`, the asynchronous providers (bank transfer, e-wallet,
 mobile banking, QR, aggregator) speak `/providers/{name}/payments`, except those with an API of
 their own (`simulator.dialects`: KazBank's transfer instructions, TengeWallet's invoices,
-BankApp's push requests, KZQR's QR orders). Each authenticates with its own secret and signs its
-callbacks with it, in its own format.
+BankApp's push requests, KZQR's QR orders, PayHub's checkout sessions). Each authenticates with
+its own secret and signs its callbacks with it, in its own format.
 """
 
 import asyncio

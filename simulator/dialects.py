@@ -15,9 +15,13 @@
   {result: OK|ERROR, data | error: {code: 1404, text}}, money as {value: "2500.00", currency},
   states ACTIVE / PAID / FAILED / EXPIRED / CLOSED, token in `X-KZQR-Token`, callbacks signed
   (hex HMAC-SHA512) `X-KZQR-Signature` over `{X-KZQR-Nonce}|{X-KZQR-Timestamp}|{body}`.
+- PayHub (aggregator): JSON hosted-checkout sessions under `/providers/{name}/checkout/sessions`,
+  money as integer minor units (`amount_minor`), statuses OPEN / COMPLETED / FAILED / EXPIRED /
+  CANCELED, errors {errors: [{code, detail}]}, key in `X-PayHub-Key`, callbacks signed
+  `X-PayHub-Signature: ts=<unix s>;sig=<base64>` over `{ts}:{hex SHA-256 of body}`.
 
 The adapters on the platform's side are `providers.kazbank`, `providers.tengewallet`,
-`providers.bankapp` and `providers.kzqr`.
+`providers.bankapp`, `providers.kzqr` and `providers.payhub`.
 """
 
 import asyncio
@@ -39,11 +43,13 @@ from providers.signing import (
     KZQR_NONCE_HEADER,
     KZQR_SIGNATURE_HEADER,
     KZQR_TIMESTAMP_HEADER,
+    PAYHUB_SIGNATURE_HEADER,
     TENGEWALLET_SIGNATURE_HEADER,
     TENGEWALLET_TIMESTAMP_HEADER,
     sign_bankapp,
     sign_kazbank,
     sign_kzqr,
+    sign_payhub,
     sign_tengewallet,
     tengewallet_timestamp,
 )
@@ -60,6 +66,7 @@ DIALECTS = {
     "tengewallet": "tengewallet",
     "bankapp": "bankapp",
     "kzqr": "kzqr",
+    "payhub": "payhub",
 }
 
 # -- KazBank ------------------------------------------------------------------------------------
@@ -341,11 +348,79 @@ def kzqr_callback(secret: str, event: dict[str, Any]) -> tuple[bytes, dict[str, 
     }
 
 
+# -- PayHub -------------------------------------------------------------------------------------
+
+_PAYHUB_STATUSES = {
+    "pending": "OPEN",
+    "processing": "OPEN",
+    "succeeded": "COMPLETED",
+    "declined": "FAILED",
+    "expired": "EXPIRED",
+    "cancelled": "CANCELED",
+}
+_PAYHUB_REASONS = {
+    "declined_by_payer": "CUSTOMER_ABANDONED",
+    "do_not_honor": "PAYMENT_REFUSED",
+    "expired": "SESSION_EXPIRED",
+    "cancelled": "MERCHANT_CANCELED",
+}
+_PAYHUB_ERRORS = {
+    "not_found": "SESSION_NOT_FOUND",
+    "reference_reused": "ORDER_ID_REUSED",
+    "outage": "SERVICE_UNAVAILABLE",
+    "temporarily_unavailable": "SERVICE_UNAVAILABLE",
+}
+
+
+def _payhub_reason(code: str | None) -> str | None:
+    return None if code is None else _PAYHUB_REASONS.get(code, code.upper())
+
+
+def payhub_session(payment: Payment) -> dict[str, Any]:
+    return {
+        "session_id": payment.payment_id.replace("pay_", "cs_", 1),
+        "order_id": payment.reference,
+        "status": _PAYHUB_STATUSES[payment.status],
+        "amount_minor": payment.amount,
+        "captured_minor": payment.amount_received,
+        "currency": payment.currency,
+        "failure_reason": _payhub_reason(payment.decline_code),
+        "paid_with": payment.paid_with,
+        "checkout_url": payment.action.get("url"),
+        "expires_at": payment.expires_at.isoformat(),
+    }
+
+
+def payhub_callback(secret: str, event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    status = event["status"]
+    body = json.dumps(
+        {
+            "event": "checkout.session.updated",
+            "id": event["event_id"],
+            "session": {
+                "session_id": str(event["provider_payment_id"]).replace("pay_", "cs_", 1),
+                "order_id": event["reference"],
+                "status": _PAYHUB_STATUSES.get(status, "OPEN"),
+                "amount_minor": event.get("ordered_amount") or event["amount"],
+                "captured_minor": event["amount"] if status == "succeeded" else None,
+                "currency": event["currency"],
+                "failure_reason": _payhub_reason(event.get("decline_code")),
+            },
+            "created_at": event["sent_at"],
+        }
+    ).encode()
+    return body, {
+        "content-type": "application/json",
+        PAYHUB_SIGNATURE_HEADER: sign_payhub(secret, int(time.time()), body),
+    }
+
+
 ENCODERS: dict[str, Encoder] = {
     "kazbank": kazbank_callback,
     "tengewallet": tengewallet_callback,
     "bankapp": bankapp_callback,
     "kzqr": kzqr_callback,
+    "payhub": payhub_callback,
 }
 
 
@@ -592,5 +667,56 @@ def dialects_router(registry: "Registry") -> APIRouter:
             return kzqr_ok(found.cancel(reference)), 200
 
         return await answer(kzqr_error, work)
+
+    # PayHub
+
+    def payhub_error(exc: SimulatorError) -> dict[str, Any]:
+        code = _PAYHUB_ERRORS.get(exc.code, exc.code.upper())
+        return {"errors": [{"code": code, "detail": exc.detail}]}
+
+    def minor(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            detail = f"amount_minor is not an integer: {value!r}"
+            raise SimulatorError(422, "invalid_amount", detail)
+        return value
+
+    @router.post("/providers/{name}/checkout/sessions", status_code=201)
+    async def payhub_create(name: str, request: Request) -> JSONResponse:
+        async def work() -> tuple[Any, int]:
+            found = provider(name, "payhub", request.headers.get("x-payhub-key"))
+            try:
+                body = json.loads(await request.body())
+                order = PaymentRequest(
+                    reference=body["order_id"],
+                    method="aggregator",
+                    amount=minor(body["amount_minor"]),
+                    currency=body["currency"],
+                    callback_url=body.get("webhook_url"),
+                    return_url=body.get("success_url"),
+                    expires_in_seconds=body.get("ttl_seconds", 1800),
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SimulatorError(400, "bad_request", str(exc)) from exc
+            payment = await create(found, order, str(request.base_url))
+            return payhub_session(payment), 201
+
+        return await answer(payhub_error, work)
+
+    @router.get("/providers/{name}/checkout/sessions/by-order/{order_id}")
+    async def payhub_status(name: str, order_id: str, request: Request) -> JSONResponse:
+        async def work() -> tuple[Any, int]:
+            found = provider(name, "payhub", request.headers.get("x-payhub-key"))
+            await found.behaviour.delay()
+            return payhub_session(existing(found, order_id)), 200
+
+        return await answer(payhub_error, work)
+
+    @router.post("/providers/{name}/checkout/sessions/by-order/{order_id}/cancel")
+    async def payhub_cancel(name: str, order_id: str, request: Request) -> JSONResponse:
+        async def work() -> tuple[Any, int]:
+            found = provider(name, "payhub", request.headers.get("x-payhub-key"))
+            return payhub_session(found.cancel(order_id)), 200
+
+        return await answer(payhub_error, work)
 
     return router

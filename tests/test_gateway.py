@@ -20,11 +20,18 @@ from temporalio.client import Client
 
 from config import Settings
 from db import gateway as gateway_store
-from providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from providers.signing import (
+    PAYHUB_SIGNATURE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    sign_payhub,
+)
 from simulator.dialects import (
     bankapp_callback,
     kazbank_callback,
     kzqr_callback,
+    payhub_callback,
     tengewallet_callback,
 )
 from tests.conftest import VISA_OK, card_deposit, new_player
@@ -647,23 +654,26 @@ async def test_forged_and_replayed_webhooks_are_refused_and_change_nothing(
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """The common signature (`X-Signature` over `{timestamp}.{body}`), at a provider that uses it
-    (`payhub`; the dialect providers are tested below)."""
+    """Unsigned, forged, another provider's key, replayed and tampered callbacks, at `payhub`
+    (`X-PayHub-Signature: ts=..;sig=..`); the other dialects are tested below."""
     player_id = await new_player(api)
     deposit = await _create(api, _deposit(player_id, "aggregator"))
     await _at_provider(sim, "payhub", deposit["id"])
     await _until_status(api, deposit["id"], "requires_action")
     paid = {"reference": deposit["id"], "status": "succeeded", "amount": 250_000, "currency": "KZT"}
+    event = {**paid, "provider_payment_id": "pay_x", "event_id": "evt_x", "sent_at": "now"}
     url = "/v1/webhooks/payhub"
+    secret = settings.provider_secret("payhub")
 
-    unsigned = await api.post(url, json=paid)
-    body, headers = _signed("not-the-secret", paid)
+    unsigned = await api.post(url, content=payhub_callback(secret, event)[0])
+    body, headers = payhub_callback("not-the-secret", event)
     forged = await api.post(url, content=body, headers=headers)
-    body, headers = _signed(settings.provider_secret("bankapp"), paid)  # another provider's key
+    body, headers = payhub_callback(settings.provider_secret("bankapp"), event)  # another key
     other_key = await api.post(url, content=body, headers=headers)
-    body, headers = _signed(settings.provider_secret("payhub"), paid, at=int(time.time()) - 400)
-    replayed = await api.post(url, content=body, headers=headers)
-    body, headers = _signed(settings.provider_secret("payhub"), paid)
+    body, headers = payhub_callback(secret, event)
+    stale = {**headers, PAYHUB_SIGNATURE_HEADER: sign_payhub(secret, int(time.time()) - 400, body)}
+    replayed = await api.post(url, content=body, headers=stale)
+    body, headers = payhub_callback(secret, event)
     tampered = await api.post(url, content=body.replace(b"250000", b"950000"), headers=headers)
 
     for response, code in [
@@ -698,6 +708,7 @@ async def test_forged_and_replayed_webhooks_are_refused_and_change_nothing(
         ("tengewallet", "ewallet", {"wallet_account": "tw-1"}),
         ("bankapp", "mobile_banking", {}),
         ("kzqr", "qr", {}),
+        ("payhub", "aggregator", {}),
     ],
 )
 async def test_dialect_providers_callbacks_are_verified_their_own_way(
@@ -710,9 +721,9 @@ async def test_dialect_providers_callbacks_are_verified_their_own_way(
     method: str,
     details: dict[str, str],
 ) -> None:
-    """KazBank, TengeWallet, BankApp and KZQR sign (and write) callbacks their own way: the common
-    format is refused; theirs, with the amount as "5000.10" (BankApp: 500010 tiyn), completes the
-    deposit of 500010 exactly."""
+    """KazBank, TengeWallet, BankApp, KZQR and PayHub sign (and write) callbacks their own way: the
+    common format is refused; theirs, with the amount as "5000.10" (BankApp, PayHub: the integer
+    500010), completes the deposit of 500010 exactly."""
     await sim.put(f"/admin/providers/{provider}/behaviour", json={"callback_lost": True})
     player_id = await new_player(api)
     deposit = await _create(api, _deposit(player_id, method, amount=500_010, **details))
@@ -730,12 +741,13 @@ async def test_dialect_providers_callbacks_are_verified_their_own_way(
         "tengewallet": tengewallet_callback,
         "bankapp": bankapp_callback,
         "kzqr": kzqr_callback,
+        "payhub": payhub_callback,
     }[provider]
     event = {**paid, "provider_payment_id": "pay_x", "event_id": "evt_x", "sent_at": "now"}
     body, headers = encode("not-the-secret", event)
     forged = await api.post(url, content=body, headers=headers)
     assert (forged.status_code, forged.json()["code"]) == (401, "invalid_signature")
-    assert (b"500010" if provider == "bankapp" else b"5000.10") in body
+    assert (b"500010" if provider in ("bankapp", "payhub") else b"5000.10") in body
 
     body, headers = encode(secret, event)
     accepted = await api.post(url, content=body, headers=headers)

@@ -1,7 +1,7 @@
 """Unit tests of the provider dialects' adapters (httpx.MockTransport: no money moves here):
-KazBank's transfer instructions, TengeWallet's form invoices, BankApp's push requests and KZQR's
-QR orders, their money format (decimal strings <-> integer minor units, exactly; BankApp's integer
-tiyn) and their own callback signatures."""
+KazBank's transfer instructions, TengeWallet's form invoices, BankApp's push requests, KZQR's
+QR orders and PayHub's checkout sessions, their money format (decimal strings <-> integer minor
+units, exactly; BankApp's and PayHub's integers) and their own callback signatures."""
 
 import json
 import time
@@ -17,6 +17,7 @@ from providers.bankapp import BankAppClient
 from providers.errors import ProviderRejected, ProviderUnavailable
 from providers.kazbank import KazbankClient
 from providers.kzqr import KzqrClient
+from providers.payhub import PayHubClient
 from providers.payments import CallbackNotUnderstood, PaymentProviderClient
 from providers.registry import payment_dialect
 from providers.signing import SignatureError
@@ -25,6 +26,7 @@ from simulator.dialects import (
     bankapp_callback,
     kazbank_callback,
     kzqr_callback,
+    payhub_callback,
     tengewallet_callback,
 )
 
@@ -60,7 +62,8 @@ def test_providers_get_their_dialects() -> None:
     assert payment_dialect("tengewallet") is TengeWalletClient
     assert payment_dialect("bankapp") is BankAppClient
     assert payment_dialect("kzqr") is KzqrClient
-    assert payment_dialect("payhub") is PaymentProviderClient
+    assert payment_dialect("payhub") is PayHubClient
+    assert payment_dialect("nobank") is PaymentProviderClient
 
 
 def _instruction(**changes: Any) -> dict[str, Any]:
@@ -277,6 +280,7 @@ def _event(status: str, amount: int = 500010) -> dict[str, Any]:
         (TengeWalletClient, tengewallet_callback),
         (BankAppClient, bankapp_callback),
         (KzqrClient, kzqr_callback),
+        (PayHubClient, payhub_callback),
     ],
 )
 def test_dialect_callbacks_verify_and_parse_in_our_terms(
@@ -582,3 +586,142 @@ def test_kzqr_signature_covers_the_nonce() -> None:
     ).encode()
     with pytest.raises(CallbackNotUnderstood):
         KzqrClient.parse_callback(sub_tiyn)
+
+
+def _session(**changes: Any) -> dict[str, Any]:
+    return {
+        "session_id": "cs_1",
+        "order_id": "dep_6",
+        "status": "OPEN",
+        "amount_minor": 250050,
+        "captured_minor": None,
+        "currency": "KZT",
+        "failure_reason": None,
+        "paid_with": None,
+        "checkout_url": "http://sim/pay/payhub/dep_6",
+        "expires_at": "2026-11-25T15:30:00+00:00",
+        **changes,
+    }
+
+
+async def test_payhub_opens_checkout_sessions_in_its_own_format() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201, json=_session())
+
+    client = await _with(answer, PayHubClient)
+    outcome = await client.create_payment(
+        reference="dep_6",
+        method="aggregator",
+        amount=250050,
+        currency="KZT",
+        details={"return_url": "https://casino.example/back"},
+        callback_url="http://api/v1/webhooks/payhub",
+        expires_in_seconds=1800,
+    )
+
+    (request,) = seen
+    assert (request.method, request.url.path) == (
+        "POST",
+        "/providers/PayHubClient/checkout/sessions",
+    )
+    assert request.headers["x-payhub-key"] == "s3cret"
+    assert "authorization" not in request.headers
+    assert json.loads(request.content) == {
+        "order_id": "dep_6",
+        "amount_minor": 250050,
+        "currency": "KZT",
+        "success_url": "https://casino.example/back",
+        "webhook_url": "http://api/v1/webhooks/payhub",
+        "ttl_seconds": 1800,
+    }
+    assert (outcome.status, outcome.amount, outcome.payment_id) == ("pending", 250050, "cs_1")
+    assert outcome.action == {
+        "type": "redirect",
+        "url": "http://sim/pay/payhub/dep_6",
+        "expires_at": "2026-11-25T15:30:00+00:00",
+    }
+    with pytest.raises(ProviderRejected) as wrong:
+        await client.create_payment(
+            reference="dep_6",
+            method="qr",
+            amount=1,
+            currency="KZT",
+            details={},
+            callback_url="http://api",
+            expires_in_seconds=60,
+        )
+    assert wrong.value.code == "unsupported_method"
+
+
+async def test_payhub_status_cancel_errors_and_non_integer_amounts() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        prefix = "/providers/PayHubClient/checkout/sessions"
+        if request.method == "POST" and path.endswith("/cancel"):
+            assert path == f"{prefix}/by-order/dep_6/cancel"
+            data = _session(status="CANCELED", failure_reason="MERCHANT_CANCELED")
+            return httpx.Response(200, json=data)
+        if request.method == "POST":
+            return httpx.Response(409, json={"errors": [{"code": "ORDER_ID_REUSED"}]})
+        reference = path.rsplit("/", 1)[1]
+        assert path == f"{prefix}/by-order/{reference}"
+        if reference == "dep_missing":
+            return httpx.Response(404, json={"errors": [{"code": "SESSION_NOT_FOUND"}]})
+        if reference == "dep_odd":
+            return httpx.Response(200, json=_session(amount_minor="250050"))
+        if reference == "dep_down":
+            return httpx.Response(503, json={"errors": [{"code": "SERVICE_UNAVAILABLE"}]})
+        if reference == "dep_failed":
+            return httpx.Response(
+                200, json=_session(status="FAILED", failure_reason="CUSTOMER_ABANDONED")
+            )
+        paid = _session(status="COMPLETED", captured_minor=250050, paid_with="qr")
+        return httpx.Response(200, json=paid)
+
+    client = await _with(answer, PayHubClient)
+    paid = await client.get_payment("dep_6")
+    assert paid is not None
+    assert (paid.status, paid.amount_received) == ("succeeded", 250050)
+    failed = await client.get_payment("dep_failed")
+    assert failed is not None
+    assert (failed.status, failed.decline_code) == ("declined", "declined_by_payer")
+    cancelled = await client.cancel_payment("dep_6")
+    assert cancelled is not None
+    assert (cancelled.status, cancelled.decline_code) == ("cancelled", "cancelled")
+    assert await client.get_payment("dep_missing") is None
+    with pytest.raises(ProviderRejected) as refused:
+        await client.get_payment("dep_odd")
+    assert refused.value.code == "invalid_response"
+    with pytest.raises(ProviderUnavailable):
+        await client.get_payment("dep_down")
+    with pytest.raises(ProviderRejected) as conflict:
+        await client.create_payment(
+            reference="dep_6",
+            method="aggregator",
+            amount=100,
+            currency="KZT",
+            details={},
+            callback_url="http://api",
+            expires_in_seconds=60,
+        )
+    assert conflict.value.code == "reference_reused"
+
+
+def test_payhub_signature_covers_a_digest_of_the_body_and_amounts_must_be_integers() -> None:
+    body, headers = payhub_callback("s3cret", _event("declined"))
+    assert headers["X-PayHub-Signature"].startswith("ts=")
+    PayHubClient.verify_callback("s3cret", headers, body, now=time.time(), tolerance_seconds=300)
+    parsed = PayHubClient.parse_callback(body)
+    assert (parsed.status, parsed.decline_code) == ("declined", "insufficient_funds")
+    assert parsed.provider_payment_id == "cs_abc"
+    no_sig = {"X-PayHub-Signature": headers["X-PayHub-Signature"].split(";")[0]}
+    with pytest.raises(SignatureError) as missing:
+        PayHubClient.verify_callback("s3cret", no_sig, body, now=time.time(), tolerance_seconds=300)
+    assert missing.value.code == "signature_missing"
+    for amount in ("500010", 5000.1, True, -1):
+        session = {"order_id": "dep_6", "status": "COMPLETED", "amount_minor": amount}
+        with pytest.raises(CallbackNotUnderstood):
+            PayHubClient.parse_callback(json.dumps({"session": session}).encode())

@@ -1,11 +1,12 @@
 """Providers' callbacks: `POST /v1/webhooks/{provider}`.
 
 Verified before anything else, the way that provider signs (`providers.registry.payment_dialect`:
-by default HMAC-SHA256 over `{timestamp}.{raw body}`; KazBank, TengeWallet, BankApp and KZQR sign
-their own way) with that provider's secret, and a timestamp within the tolerance (5 minutes). An
-unsigned, forged or replayed callback is 401 and changes nothing. A verified one becomes a signal
-to the payment's workflow (id derived from our reference, the deposit id); the workflow ignores
-duplicates, stale statuses and other amounts, so callbacks may come twice, late or out of order.
+by default HMAC-SHA256 over `{timestamp}.{raw body}`; KazBank, TengeWallet, BankApp, KZQR and
+PayHub sign their own way) with that provider's secret, and a timestamp within the tolerance
+(5 minutes). An unsigned, forged or replayed callback is 401 and changes nothing. A verified one
+becomes a signal to the payment's workflow (id derived from our reference, the deposit id); the
+workflow ignores duplicates, stale statuses and other amounts, so callbacks may come twice, late or
+out of order.
 """
 
 import logging
