@@ -3,6 +3,7 @@
 import httpx
 
 from config import Settings
+from providers.altyncard import AltynCardClient
 from providers.bankapp import BankAppClient
 from providers.card import CardProviderClient
 from providers.kazbank import KazbankClient
@@ -21,6 +22,15 @@ PAYMENT_DIALECTS: dict[str, type[PaymentProviderClient]] = {
 }
 
 
+# Card acquirers with an API of their own; every other one speaks the common `/tokens|charges` API.
+CARD_DIALECTS: dict[str, type[CardProviderClient]] = {"altyncard": AltynCardClient}
+
+
+def card_dialect(provider: str) -> type[CardProviderClient]:
+    """The adapter class of a card acquirer."""
+    return CARD_DIALECTS.get(provider, CardProviderClient)
+
+
 def payment_dialect(provider: str) -> type[PaymentProviderClient]:
     """The adapter class (API, callback signature and format) of a provider."""
     return PAYMENT_DIALECTS.get(provider, PaymentProviderClient)
@@ -36,7 +46,7 @@ def provider_http_client(settings: Settings) -> httpx.AsyncClient:
 def card_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, CardProviderClient]:
     """Every card acquirer in the provider registry (`Settings.providers`)."""
     return {
-        rule.name: CardProviderClient(
+        rule.name: card_dialect(rule.name)(
             http=http,
             base_url=settings.simulator_url,
             provider=rule.name,

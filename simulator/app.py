@@ -1,7 +1,8 @@
 """The simulator's HTTP API: provider endpoints, player-facing pages, and `/admin` to steer it.
 
 Providers come from the same registry as the platform's (`Settings.providers`): card acquirers
-speak `/providers/{name}/tokens|charges`, the asynchronous providers (bank transfer, e-wallet,
+speak `/providers/{name}/tokens|charges` (AltynCard its own `/gateway/...` API,
+`simulator.card_dialects`), the asynchronous providers (bank transfer, e-wallet,
 mobile banking, QR, aggregator) speak `/providers/{name}/payments`, except those with an API of
 their own (`simulator.dialects`: KazBank's transfer instructions, TengeWallet's invoices,
 BankApp's push requests, KZQR's QR orders, PayHub's checkout sessions). Each authenticates with
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 from config import Settings, get_settings
 from simulator.behaviour import Behaviour, BehaviourState
 from simulator.callbacks import CallbackSender
+from simulator.card_dialects import CARD_DIALECTS, card_dialects_router
 from simulator.cards import (
     CardProvider,
     Charge,
@@ -143,7 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise SimulatorError(503, "outage", f"{name} is down")
 
     def card_provider(name: str, authorization: str = Header(default="")) -> CardProvider:
-        if name not in registry.cards:
+        if name not in registry.cards or name in CARD_DIALECTS:  # those speak their own API
             raise SimulatorError(404, "unknown_provider", f"no card provider {name!r}")
         authorize(name, authorization)
         return registry.cards[name]
@@ -277,6 +279,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return "<h1>Provider simulator</h1><p>See <a href='/docs'>/docs</a>.</p>"
 
     app.include_router(dialects_router(registry))
+    app.include_router(card_dialects_router(registry))
     app.include_router(pages_router(registry))
     app.include_router(payout_router(settings, store))
     return app

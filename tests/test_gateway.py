@@ -521,6 +521,51 @@ async def test_timeout_never_seen_closes_the_reference_before_failing_over(
     assert kazcard["charge"]["status"] == "cancelled"
 
 
+async def test_altyncard_speaks_its_own_gateway_api(
+    sim: httpx.AsyncClient, settings: Settings
+) -> None:
+    """AltynCard answers only on `/gateway/...` with `X-Altyn-Key` and {fault: {code, text}}."""
+    key = {"X-Altyn-Key": settings.provider_secret("altyncard")}
+    common = await sim.post(
+        "/providers/altyncard/tokens",
+        json={"number": VISA_OK, "exp_month": 1, "exp_year": 2030, "cvc": "123"},
+        headers={"Authorization": f"Bearer {settings.provider_secret('altyncard')}"},
+    )
+    assert common.status_code == 404
+    card = {"pan": THREE_DS_CARD, "expiry": "01/2030", "securityCode": "123"}
+    wrong_key = await sim.post(
+        "/providers/altyncard/gateway/tokens", json=card, headers={"X-Altyn-Key": "nope"}
+    )
+    assert (wrong_key.status_code, wrong_key.json()["fault"]["code"]) == (401, "UNAUTHORIZED")
+    bad_pan = await sim.post(
+        "/providers/altyncard/gateway/tokens", json={**card, "pan": "4000000000000001"}, headers=key
+    )
+    assert (bad_pan.status_code, bad_pan.json()["fault"]["code"]) == (422, "INVALID_PAN")
+    token = (await sim.post("/providers/altyncard/gateway/tokens", json=card, headers=key)).json()
+    assert token["brand"] == "VISA"
+    reference = f"dep_altyn_{uuid.uuid4().hex[:8]}"
+    order = {
+        "merchantReference": reference,
+        "cardToken": token["cardToken"],
+        "amount": {"minor": 500_010, "currency": "KZT"},
+    }
+    paid = await sim.post("/providers/altyncard/gateway/payments", json=order, headers=key)
+    assert paid.json()["state"] == "CHALLENGE_REQUIRED", paid.text
+    assert paid.json()["amount"] == {"minor": 500_010, "currency": "KZT"}
+    fractional = {**order, "amount": {"minor": 5000.1, "currency": "KZT"}}
+    refused = await sim.post("/providers/altyncard/gateway/payments", json=fractional, headers=key)
+    assert (refused.status_code, refused.json()["fault"]["code"]) == (400, "INVALID_REQUEST")
+    path = f"/providers/altyncard/gateway/payments/{reference}"
+    voided = await sim.post(f"{path}/void", headers=key)
+    assert (voided.json()["state"], voided.json()["refusalReason"]) == (
+        "VOIDED",
+        "CHALLENGE_TIMEOUT",
+    )
+    assert (await sim.get(path, headers=key)).json()["state"] == "VOIDED"
+    missing = await sim.get(f"{path}_nope", headers=key)
+    assert (missing.status_code, missing.json()["fault"]["code"]) == (404, "PAYMENT_NOT_FOUND")
+
+
 async def _stored_card(
     sessions: async_sessionmaker[AsyncSession], deposit_id: str
 ) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Unit tests of the provider dialects' adapters (httpx.MockTransport: no money moves here):
 KazBank's transfer instructions, TengeWallet's form invoices, BankApp's push requests, KZQR's
-QR orders and PayHub's checkout sessions, their money format (decimal strings <-> integer minor
-units, exactly; BankApp's and PayHub's integers) and their own callback signatures."""
+QR orders, PayHub's checkout sessions and AltynCard's card gateway, their money format (decimal
+strings <-> integer minor units, exactly; BankApp's, PayHub's and AltynCard's integers) and their
+own callback signatures."""
 
 import json
 import time
@@ -12,14 +13,16 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from providers.altyncard import AltynCardClient
 from providers.amounts import InvalidAmount, from_decimal_string, to_decimal_string
 from providers.bankapp import BankAppClient
-from providers.errors import ProviderRejected, ProviderUnavailable
+from providers.card import CardData, CardProviderClient
+from providers.errors import CardRejected, ProviderRejected, ProviderUnavailable
 from providers.kazbank import KazbankClient
 from providers.kzqr import KzqrClient
 from providers.payhub import PayHubClient
 from providers.payments import CallbackNotUnderstood, PaymentProviderClient
-from providers.registry import payment_dialect
+from providers.registry import card_dialect, payment_dialect
 from providers.signing import SignatureError
 from providers.tengewallet import TengeWalletClient
 from simulator.dialects import (
@@ -64,6 +67,8 @@ def test_providers_get_their_dialects() -> None:
     assert payment_dialect("kzqr") is KzqrClient
     assert payment_dialect("payhub") is PayHubClient
     assert payment_dialect("nobank") is PaymentProviderClient
+    assert card_dialect("altyncard") is AltynCardClient
+    assert card_dialect("kazcard") is CardProviderClient
 
 
 def _instruction(**changes: Any) -> dict[str, Any]:
@@ -725,3 +730,126 @@ def test_payhub_signature_covers_a_digest_of_the_body_and_amounts_must_be_intege
         session = {"order_id": "dep_6", "status": "COMPLETED", "amount_minor": amount}
         with pytest.raises(CallbackNotUnderstood):
             PayHubClient.parse_callback(json.dumps({"session": session}).encode())
+
+
+def _altyn_payment(**changes: Any) -> dict[str, Any]:
+    return {
+        "paymentId": "ap_1",
+        "merchantReference": "dep_7",
+        "state": "APPROVED",
+        "amount": {"minor": 500010, "currency": "KZT"},
+        "refusalReason": None,
+        "challengeUrl": None,
+        **changes,
+    }
+
+
+async def _altyn(handler: Handler) -> AltynCardClient:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return AltynCardClient(http=http, base_url="http://sim", provider="altyncard", secret="s3cret")
+
+
+async def test_altyncard_tokenizes_and_charges_in_its_own_format() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/tokens"):
+            token = {
+                "cardToken": "atk_1",
+                "bin": "400000",
+                "lastFour": "3220",
+                "brand": "VISA",
+                "issuerCountry": "KZ",
+            }
+            return httpx.Response(201, json=token)
+        challenge = "http://sim/pay/altyncard/dep_7"
+        return httpx.Response(
+            200, json=_altyn_payment(state="CHALLENGE_REQUIRED", challengeUrl=challenge)
+        )
+
+    client = await _altyn(answer)
+    card = CardData(number="4000000000003220", exp_month=3, exp_year=2030, cvc="123", holder="A B")
+    token = await client.tokenize(card)
+    assert (token.token, token.last4, token.scheme) == ("atk_1", "3220", "visa")
+    outcome = await client.charge(
+        reference="dep_7",
+        token="atk_1",
+        amount=500010,
+        currency="KZT",
+        callback_url="http://api/v1/webhooks/altyncard",
+    )
+    assert (outcome.status, outcome.charge_id, outcome.amount) == (
+        "requires_action",
+        "ap_1",
+        500010,
+    )
+    assert outcome.action_url == "http://sim/pay/altyncard/dep_7"
+
+    tokens, pay = seen
+    assert (tokens.method, tokens.url.path) == ("POST", "/providers/altyncard/gateway/tokens")
+    assert tokens.headers["x-altyn-key"] == "s3cret"
+    assert "authorization" not in tokens.headers
+    assert json.loads(tokens.content) == {
+        "pan": "4000000000003220",
+        "expiry": "03/2030",
+        "securityCode": "123",
+        "cardholder": "A B",
+    }
+    assert (pay.method, pay.url.path) == ("POST", "/providers/altyncard/gateway/payments")
+    assert json.loads(pay.content) == {
+        "merchantReference": "dep_7",
+        "cardToken": "atk_1",
+        "amount": {"minor": 500010, "currency": "KZT"},
+        "notificationUrl": "http://api/v1/webhooks/altyncard",
+    }
+
+
+async def test_altyncard_status_void_faults_and_non_integer_amounts() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        prefix = "/providers/altyncard/gateway"
+        if path == f"{prefix}/tokens":
+            return httpx.Response(422, json={"fault": {"code": "INVALID_PAN", "text": "Luhn"}})
+        if request.method == "POST" and path.endswith("/void"):
+            assert path == f"{prefix}/payments/dep_7/void"
+            voided = _altyn_payment(state="VOIDED", refusalReason="CHALLENGE_TIMEOUT")
+            return httpx.Response(200, json=voided)
+        if request.method == "POST":
+            return httpx.Response(409, json={"fault": {"code": "DUPLICATE_REFERENCE"}})
+        reference = path.rsplit("/", 1)[1]
+        assert path == f"{prefix}/payments/{reference}"
+        if reference == "dep_missing":
+            return httpx.Response(404, json={"fault": {"code": "PAYMENT_NOT_FOUND", "text": "-"}})
+        if reference == "dep_odd":
+            return httpx.Response(200, json=_altyn_payment(amount={"minor": 5000.1}))
+        if reference == "dep_down":
+            return httpx.Response(503, json={"fault": {"code": "SERVICE_UNAVAILABLE"}})
+        if reference == "dep_refused":
+            refused = _altyn_payment(state="REFUSED", refusalReason="INSUFFICIENT_FUNDS")
+            return httpx.Response(200, json=refused)
+        return httpx.Response(200, json=_altyn_payment())
+
+    client = await _altyn(answer)
+    approved = await client.get_charge("dep_7")
+    assert approved is not None
+    assert (approved.status, approved.amount, approved.currency) == ("succeeded", 500010, "KZT")
+    refused = await client.get_charge("dep_refused")
+    assert refused is not None
+    assert (refused.status, refused.decline_code) == ("declined", "insufficient_funds")
+    voided = await client.cancel_charge("dep_7")
+    assert voided is not None
+    assert (voided.status, voided.decline_code) == ("cancelled", "expired")
+    assert await client.get_charge("dep_missing") is None
+    with pytest.raises(ProviderRejected) as odd:
+        await client.get_charge("dep_odd")
+    assert odd.value.code == "invalid_response"
+    with pytest.raises(ProviderUnavailable):
+        await client.get_charge("dep_down")
+    with pytest.raises(ProviderRejected) as conflict:
+        await client.charge(reference="dep_7", token="atk_1", amount=1, currency="KZT")
+    assert conflict.value.code == "reference_reused"
+    bad_card = CardData(number="4000000000000001", exp_month=1, exp_year=2030, cvc="123")
+    with pytest.raises(CardRejected) as rejected:
+        await client.tokenize(bad_card)
+    assert rejected.value.code == "invalid_card_number"
