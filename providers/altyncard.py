@@ -71,17 +71,7 @@ class AltynCardClient(CardProviderClient):
             response = await self._request("POST", "/gateway/tokens", json=body)
         except ProviderRejected as exc:
             raise CardRejected(exc.provider, exc.code, exc.detail) from exc
-        try:
-            data = response.json()
-            return CardToken(
-                token=data["cardToken"],
-                bin=data["bin"],
-                last4=data["lastFour"],
-                scheme=str(data["brand"]).lower(),
-                issuer_country=data["issuerCountry"],
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProviderRejected(self.provider, "invalid_response", str(exc)) from exc
+        return self._parsed(_card_token, response)
 
     async def charge(
         self,
@@ -108,19 +98,22 @@ class AltynCardClient(CardProviderClient):
         return await self._payment("POST", f"/gateway/payments/{reference}/void")
 
     async def _payment(self, verb: str, path: str) -> ChargeOutcome | None:
-        try:
-            response = await self._request(verb, path)
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return self._outcome(response.json())
+        response = await self._lookup(verb, path)
+        return None if response is None else self._outcome(response.json())
 
     def _outcome(self, data: Any) -> ChargeOutcome:
-        try:
-            return payment_outcome(data)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProviderRejected(self.provider, "invalid_response", str(exc)) from exc
+        return self._parsed(payment_outcome, data)
+
+
+def _card_token(response: httpx.Response) -> CardToken:
+    data = response.json()
+    return CardToken(
+        token=data["cardToken"],
+        bin=data["bin"],
+        last4=data["lastFour"],
+        scheme=str(data["brand"]).lower(),
+        issuer_country=data["issuerCountry"],
+    )
 
 
 def _minor(value: object) -> int:

@@ -89,19 +89,11 @@ class BankAppClient(_Base):
         return await self._push("POST", f"/api/v1/push-requests/{reference}/withdraw")
 
     async def _push(self, verb: str, path: str) -> PaymentOutcome | None:
-        try:
-            response = await self._request(verb, path)
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return self._outcome(response.json())
+        response = await self._lookup(verb, path)
+        return None if response is None else self._outcome(response.json())
 
     def _outcome(self, data: Any) -> PaymentOutcome:
-        try:
-            return push_outcome(data, app=self.provider)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProviderRejected(self.provider, "invalid_response", str(exc)) from exc
+        return self._parsed(lambda answer: push_outcome(answer, app=self.provider), data)
 
     @staticmethod
     def verify_callback(

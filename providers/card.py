@@ -64,20 +64,10 @@ class CardProviderClient(ProviderHttp):
 
     async def get_charge(self, reference: str) -> ChargeOutcome | None:
         """Status inquiry by our reference; None means the provider never saw the charge."""
-        try:
-            response = await self._request("GET", f"/charges/{reference}")
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return ChargeOutcome.model_validate(response.json())
+        response = await self._lookup("GET", f"/charges/{reference}")
+        return None if response is None else ChargeOutcome.model_validate(response.json())
 
     async def cancel_charge(self, reference: str) -> ChargeOutcome | None:
         """Abandon a charge waiting for 3-D Secure; a settled one is returned as it is."""
-        try:
-            response = await self._request("POST", f"/charges/{reference}/cancel")
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return ChargeOutcome.model_validate(response.json())
+        response = await self._lookup("POST", f"/charges/{reference}/cancel")
+        return None if response is None else ChargeOutcome.model_validate(response.json())

@@ -1,8 +1,13 @@
 """The one place provider HTTP errors become `providers.errors` (shared by every adapter)."""
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import httpx
 
 from providers.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
+
+T = TypeVar("T")
 
 
 class ProviderHttp:
@@ -39,6 +44,30 @@ class ProviderHttp:
         if response.status_code >= 400:
             raise ProviderRejected(self.provider, self._error_code(response))
         return response
+
+    async def _lookup(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object = None,
+        data: dict[str, str] | None = None,
+    ) -> httpx.Response | None:
+        """A request about one of our references; None when the provider answers `not_found`,
+        i.e. it never saw that reference."""
+        try:
+            return await self._request(method, path, json=json, data=data)
+        except ProviderRejected as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+
+    def _parsed(self, parse: Callable[[Any], T], data: Any) -> T:
+        """A provider's answer in our terms; one we cannot read is refused as `invalid_response`."""
+        try:
+            return parse(data)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ProviderRejected(self.provider, "invalid_response", str(exc)) from exc
 
     def _error_code(self, response: httpx.Response) -> str:
         """The unified error code of a 4xx answer (dialects override: their own error shapes)."""

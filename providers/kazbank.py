@@ -88,19 +88,11 @@ class KazbankClient(_Base):
         return await self._by_order("DELETE", reference)
 
     async def _by_order(self, verb: str, reference: str) -> PaymentOutcome | None:
-        try:
-            response = await self._request(verb, f"/v2/transfer-instructions/by-order/{reference}")
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return self._outcome(response.json())
+        response = await self._lookup(verb, f"/v2/transfer-instructions/by-order/{reference}")
+        return None if response is None else self._outcome(response.json())
 
     def _outcome(self, data: Any) -> PaymentOutcome:
-        try:
-            return instruction_outcome(data)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProviderRejected(self.provider, "invalid_response", str(exc)) from exc
+        return self._parsed(instruction_outcome, data)
 
     @staticmethod
     def verify_callback(

@@ -97,21 +97,11 @@ class KzqrClient(_Base):
     async def _order(
         self, verb: str, path: str, body: dict[str, str] | None
     ) -> PaymentOutcome | None:
-        try:
-            response = await self._request(verb, path, json=body)
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return self._outcome(response.json())
+        response = await self._lookup(verb, path, json=body)
+        return None if response is None else self._outcome(response.json())
 
     def _outcome(self, envelope: Any) -> PaymentOutcome:
-        try:
-            if envelope.get("result") != "OK":
-                raise ValueError(f"result is {envelope.get('result')!r}")
-            return qr_outcome(envelope["data"])
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProviderRejected(self.provider, "invalid_response", str(exc)) from exc
+        return self._parsed(_enveloped_outcome, envelope)
 
     @staticmethod
     def verify_callback(
@@ -161,6 +151,13 @@ def _fail_code(code: object) -> str | None:
     if code is None:
         return None
     return FAIL_CODES.get(str(code), str(code).lower())
+
+
+def _enveloped_outcome(envelope: Any) -> PaymentOutcome:
+    """Every answer is `{result: "OK", data}`; anything else is not an outcome."""
+    if envelope.get("result") != "OK":
+        raise ValueError(f"result is {envelope.get('result')!r}")
+    return qr_outcome(envelope["data"])
 
 
 def qr_outcome(data: dict[str, Any]) -> PaymentOutcome:

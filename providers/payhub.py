@@ -90,19 +90,11 @@ class PayHubClient(_Base):
         return await self._session("POST", f"/checkout/sessions/by-order/{reference}/cancel")
 
     async def _session(self, verb: str, path: str) -> PaymentOutcome | None:
-        try:
-            response = await self._request(verb, path)
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return self._outcome(response.json())
+        response = await self._lookup(verb, path)
+        return None if response is None else self._outcome(response.json())
 
     def _outcome(self, data: Any) -> PaymentOutcome:
-        try:
-            return session_outcome(data)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProviderRejected(self.provider, "invalid_response", str(exc)) from exc
+        return self._parsed(session_outcome, data)
 
     @staticmethod
     def verify_callback(

@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from providers.errors import ProviderRejected
 from providers.http import ProviderHttp
 from providers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
@@ -98,19 +97,9 @@ class PaymentProviderClient(ProviderHttp):
 
     async def get_payment(self, reference: str) -> PaymentOutcome | None:
         """Status inquiry by our reference; None means the provider never saw the payment."""
-        try:
-            response = await self._request("GET", f"/payments/{reference}")
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return PaymentOutcome.model_validate(response.json())
+        response = await self._lookup("GET", f"/payments/{reference}")
+        return None if response is None else PaymentOutcome.model_validate(response.json())
 
     async def cancel_payment(self, reference: str) -> PaymentOutcome | None:
-        try:
-            response = await self._request("POST", f"/payments/{reference}/cancel")
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return PaymentOutcome.model_validate(response.json())
+        response = await self._lookup("POST", f"/payments/{reference}/cancel")
+        return None if response is None else PaymentOutcome.model_validate(response.json())

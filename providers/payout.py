@@ -7,7 +7,6 @@ import httpx
 from pydantic import BaseModel
 
 from config import Settings
-from providers.errors import ProviderRejected
 from providers.http import ProviderHttp
 
 
@@ -44,13 +43,8 @@ class PayoutProviderClient(ProviderHttp):
 
     async def get_payout(self, reference: str) -> PayoutOutcome | None:
         """Status inquiry by our reference; None means the provider never saw the payout."""
-        try:
-            response = await self._request("GET", f"/payouts/{reference}")
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return PayoutOutcome.model_validate(response.json())
+        response = await self._lookup("GET", f"/payouts/{reference}")
+        return None if response is None else PayoutOutcome.model_validate(response.json())
 
     async def cancel_payout(self, *, reference: str, amount: int, currency: str) -> PayoutOutcome:
         """Close the reference at the provider: the payout if it was made after all, otherwise

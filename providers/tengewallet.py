@@ -96,21 +96,13 @@ class TengeWalletClient(_Base):
         return await self._invoice("revoke", reference)
 
     async def _invoice(self, verb: str, reference: str) -> PaymentOutcome | None:
-        try:
-            response = await self._request(
-                "POST", f"/api/invoice/{verb}", data={"merchant_order": reference}
-            )
-        except ProviderRejected as exc:
-            if exc.code == "not_found":
-                return None
-            raise
-        return self._outcome(response.json())
+        response = await self._lookup(
+            "POST", f"/api/invoice/{verb}", data={"merchant_order": reference}
+        )
+        return None if response is None else self._outcome(response.json())
 
     def _outcome(self, data: Any) -> PaymentOutcome:
-        try:
-            return invoice_outcome(data)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProviderRejected(self.provider, "invalid_response", str(exc)) from exc
+        return self._parsed(invoice_outcome, data)
 
     @staticmethod
     def verify_callback(
