@@ -19,6 +19,7 @@ import httpx
 
 from providers.card import CardData, CardProviderClient, CardToken, ChargeOutcome
 from providers.errors import CardRejected, ProviderRejected
+from providers.vocabulary import reason_code, translated, whole_minor
 
 STATES = {
     "APPROVED": "succeeded",
@@ -116,33 +117,15 @@ def _card_token(response: httpx.Response) -> CardToken:
     )
 
 
-def _minor(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"amount.minor must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _state(state: object) -> str:
-    if not isinstance(state, str) or state not in STATES:
-        raise KeyError(f"unknown state {state!r}")
-    return STATES[state]
-
-
-def _reason(reason: object) -> str | None:
-    if reason is None:
-        return None
-    return REFUSAL_REASONS.get(str(reason), str(reason).lower())
-
-
 def payment_outcome(data: dict[str, Any]) -> ChargeOutcome:
     """An AltynCard payment as `ChargeOutcome` (amounts in minor units, checked to be integers)."""
     return ChargeOutcome.model_validate(
         {
             "reference": data["merchantReference"],
             "charge_id": data["paymentId"],
-            "status": _state(data["state"]),
-            "decline_code": _reason(data.get("refusalReason")),
-            "amount": _minor(data["amount"]["minor"]),
+            "status": translated(data["state"], STATES, what="state"),
+            "decline_code": reason_code(data.get("refusalReason"), REFUSAL_REASONS),
+            "amount": whole_minor(data["amount"]["minor"], field="amount.minor"),
             "currency": data["amount"]["currency"],
             "action_url": data.get("challengeUrl"),
         }

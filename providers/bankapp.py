@@ -21,6 +21,7 @@ from providers.errors import ProviderRejected
 from providers.payments import CallbackNotUnderstood, PaymentCallback, PaymentOutcome
 from providers.payments import PaymentProviderClient as _Base
 from providers.signing import BANKAPP_SIGNATURE_HEADER, verify_bankapp
+from providers.vocabulary import reason_code, translated, whole_minor
 
 STATUSES = {
     "SENT": "pending",
@@ -119,34 +120,17 @@ class BankAppClient(_Base):
             paid = data.get("paidTiyn")
             return PaymentCallback(
                 reference=data["requestId"],
-                status=_status(data["status"]),
-                amount=_tiyn(paid if paid is not None else data["amountTiyn"]),
+                status=translated(data["status"], STATUSES, what="status"),
+                amount=whole_minor(
+                    paid if paid is not None else data["amountTiyn"], field="amountTiyn"
+                ),
                 currency=data.get("currency"),
-                decline_code=_reason(data.get("declineReason")),
+                decline_code=reason_code(data.get("declineReason"), DECLINE_REASONS),
                 provider_payment_id=data.get("pushId"),
                 event_id=data.get("eventId"),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CallbackNotUnderstood(str(exc)) from exc
-
-
-def _tiyn(value: object) -> int:
-    """An amount in tiyn must be a non-negative JSON integer (not 1.5, "100" or true)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"amountTiyn must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _status(status: object) -> str:
-    if not isinstance(status, str) or status not in STATUSES:
-        raise KeyError(f"unknown status {status!r}")
-    return STATUSES[status]
-
-
-def _reason(reason: object) -> str | None:
-    if reason is None:
-        return None
-    return DECLINE_REASONS.get(str(reason), str(reason).lower())
 
 
 def push_outcome(data: dict[str, Any], *, app: str) -> PaymentOutcome:
@@ -156,11 +140,11 @@ def push_outcome(data: dict[str, Any], *, app: str) -> PaymentOutcome:
         reference=data["requestId"],
         payment_id=data["pushId"],
         method="mobile_banking",
-        status=_status(data["status"]),
-        amount=_tiyn(data["amountTiyn"]),
+        status=translated(data["status"], STATUSES, what="status"),
+        amount=whole_minor(data["amountTiyn"], field="amountTiyn"),
         currency=data["currency"],
-        amount_received=_tiyn(paid) if paid is not None else None,
-        decline_code=_reason(data.get("declineReason")),
+        amount_received=whole_minor(paid, field="amountTiyn") if paid is not None else None,
+        decline_code=reason_code(data.get("declineReason"), DECLINE_REASONS),
         action={
             "type": "app_confirm",
             "app": app,

@@ -22,6 +22,7 @@ from providers.errors import ProviderRejected
 from providers.payments import CallbackNotUnderstood, PaymentCallback, PaymentOutcome
 from providers.payments import PaymentProviderClient as _Base
 from providers.signing import KAZBANK_SIGNATURE_HEADER, KAZBANK_TIMESTAMP_HEADER, verify_kazbank
+from providers.vocabulary import reason_code, translated
 
 STATES = {
     "NEW": "pending",
@@ -119,27 +120,15 @@ class KazbankClient(_Base):
             paid = data.get("paidSum")
             return PaymentCallback(
                 reference=data["orderId"],
-                status=_state(data["state"]),
+                status=translated(data["state"], STATES, what="state"),
                 amount=from_decimal_string(paid if paid is not None else data["sum"]),
                 currency=data.get("currency"),
-                decline_code=_reason(data.get("rejectReason")),
+                decline_code=reason_code(data.get("rejectReason"), REJECT_REASONS),
                 provider_payment_id=data.get("instructionId"),
                 event_id=data.get("eventId"),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CallbackNotUnderstood(str(exc)) from exc
-
-
-def _state(state: object) -> str:
-    if not isinstance(state, str) or state not in STATES:
-        raise KeyError(f"unknown state {state!r}")
-    return STATES[state]
-
-
-def _reason(reason: object) -> str | None:
-    if reason is None:
-        return None
-    return REJECT_REASONS.get(str(reason), str(reason).lower())
 
 
 def instruction_outcome(data: dict[str, Any]) -> PaymentOutcome:
@@ -151,11 +140,11 @@ def instruction_outcome(data: dict[str, Any]) -> PaymentOutcome:
         reference=data["orderId"],
         payment_id=data["instructionId"],
         method="bank_transfer",
-        status=_state(data["state"]),
+        status=translated(data["state"], STATES, what="state"),
         amount=amount,
         currency=data["currency"],
         amount_received=from_decimal_string(paid) if paid is not None else None,
-        decline_code=_reason(data.get("rejectReason")),
+        decline_code=reason_code(data.get("rejectReason"), REJECT_REASONS),
         action={
             "type": "bank_transfer_instructions",
             "bank_name": beneficiary.get("bankName"),

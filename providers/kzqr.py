@@ -30,6 +30,7 @@ from providers.signing import (
     KZQR_TIMESTAMP_HEADER,
     verify_kzqr,
 )
+from providers.vocabulary import reason_code, translated
 
 STATES = {
     "ACTIVE": "pending",
@@ -130,27 +131,15 @@ class KzqrClient(_Base):
             money = data.get("paid") or data["amount"]
             return PaymentCallback(
                 reference=data["merchant_ref"],
-                status=_state(data["state"]),
+                status=translated(data["state"], STATES, what="state"),
                 amount=from_decimal_string(money["value"]),
                 currency=money.get("currency"),
-                decline_code=_fail_code(data.get("fail_code")),
+                decline_code=reason_code(data.get("fail_code"), FAIL_CODES),
                 provider_payment_id=data.get("qr_id"),
                 event_id=envelope.get("notification_id"),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CallbackNotUnderstood(str(exc)) from exc
-
-
-def _state(state: object) -> str:
-    if not isinstance(state, str) or state not in STATES:
-        raise KeyError(f"unknown state {state!r}")
-    return STATES[state]
-
-
-def _fail_code(code: object) -> str | None:
-    if code is None:
-        return None
-    return FAIL_CODES.get(str(code), str(code).lower())
 
 
 def _enveloped_outcome(envelope: Any) -> PaymentOutcome:
@@ -167,10 +156,10 @@ def qr_outcome(data: dict[str, Any]) -> PaymentOutcome:
         reference=data["merchant_ref"],
         payment_id=data["qr_id"],
         method="qr",
-        status=_state(data["state"]),
+        status=translated(data["state"], STATES, what="state"),
         amount=from_decimal_string(data["amount"]["value"]),
         currency=data["amount"]["currency"],
         amount_received=from_decimal_string(paid["value"]) if paid is not None else None,
-        decline_code=_fail_code(data.get("fail_code")),
+        decline_code=reason_code(data.get("fail_code"), FAIL_CODES),
         action={"type": "qr", "payload": data["qr_string"], "expires_at": data.get("expire_at")},
     )

@@ -22,6 +22,7 @@ from providers.errors import ProviderRejected
 from providers.payments import CallbackNotUnderstood, PaymentCallback, PaymentOutcome
 from providers.payments import PaymentProviderClient as _Base
 from providers.signing import PAYHUB_SIGNATURE_HEADER, verify_payhub
+from providers.vocabulary import reason_code, translated, whole_minor
 
 STATUSES = {
     "OPEN": "pending",
@@ -121,34 +122,18 @@ class PayHubClient(_Base):
             captured = session.get("captured_minor")
             return PaymentCallback(
                 reference=session["order_id"],
-                status=_status(session["status"]),
-                amount=_minor(captured if captured is not None else session["amount_minor"]),
+                status=translated(session["status"], STATUSES, what="status"),
+                amount=whole_minor(
+                    captured if captured is not None else session["amount_minor"],
+                    field="amount_minor",
+                ),
                 currency=session.get("currency"),
-                decline_code=_reason(session.get("failure_reason")),
+                decline_code=reason_code(session.get("failure_reason"), FAILURE_REASONS),
                 provider_payment_id=session.get("session_id"),
                 event_id=envelope.get("id"),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CallbackNotUnderstood(str(exc)) from exc
-
-
-def _minor(value: object) -> int:
-    """An amount in minor units must be a non-negative JSON integer (not 1.5, "100" or true)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"amount_minor must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _status(status: object) -> str:
-    if not isinstance(status, str) or status not in STATUSES:
-        raise KeyError(f"unknown status {status!r}")
-    return STATUSES[status]
-
-
-def _reason(reason: object) -> str | None:
-    if reason is None:
-        return None
-    return FAILURE_REASONS.get(str(reason), str(reason).lower())
 
 
 def session_outcome(data: dict[str, Any]) -> PaymentOutcome:
@@ -158,11 +143,13 @@ def session_outcome(data: dict[str, Any]) -> PaymentOutcome:
         reference=data["order_id"],
         payment_id=data["session_id"],
         method="aggregator",
-        status=_status(data["status"]),
-        amount=_minor(data["amount_minor"]),
+        status=translated(data["status"], STATUSES, what="status"),
+        amount=whole_minor(data["amount_minor"], field="amount_minor"),
         currency=data["currency"],
-        amount_received=_minor(captured) if captured is not None else None,
-        decline_code=_reason(data.get("failure_reason")),
+        amount_received=whole_minor(captured, field="amount_minor")
+        if captured is not None
+        else None,
+        decline_code=reason_code(data.get("failure_reason"), FAILURE_REASONS),
         action={
             "type": "redirect",
             "url": data["checkout_url"],

@@ -28,6 +28,7 @@ from providers.signing import (
     TENGEWALLET_TIMESTAMP_HEADER,
     verify_tengewallet,
 )
+from providers.vocabulary import reason_code, translated
 
 STATUSES = {
     "AWAITING": "pending",
@@ -130,27 +131,15 @@ class TengeWalletClient(_Base):
             paid = form.get("paid_total") or form["total"]
             return PaymentCallback(
                 reference=form["merchant_order"],
-                status=_status(form["status"]),
+                status=translated(form["status"], STATUSES, what="status"),
                 amount=from_decimal_string(paid),
                 currency=form.get("currency") or None,
-                decline_code=_reason(form.get("reject_reason") or None),
+                decline_code=reason_code(form.get("reject_reason") or None, REJECT_REASONS),
                 provider_payment_id=form.get("invoice_id") or None,
                 event_id=form.get("notification_id") or None,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CallbackNotUnderstood(str(exc)) from exc
-
-
-def _status(status: object) -> str:
-    if not isinstance(status, str) or status not in STATUSES:
-        raise KeyError(f"unknown status {status!r}")
-    return STATUSES[status]
-
-
-def _reason(reason: object) -> str | None:
-    if reason is None:
-        return None
-    return REJECT_REASONS.get(str(reason), str(reason).lower())
 
 
 def invoice_outcome(data: dict[str, Any]) -> PaymentOutcome:
@@ -166,10 +155,10 @@ def invoice_outcome(data: dict[str, Any]) -> PaymentOutcome:
         reference=data["merchant_order"],
         payment_id=data["invoice_id"],
         method="ewallet",
-        status=_status(data["status"]),
+        status=translated(data["status"], STATUSES, what="status"),
         amount=from_decimal_string(data["total"]),
         currency=data["currency"],
         amount_received=from_decimal_string(paid) if paid is not None else None,
-        decline_code=_reason(data.get("reject_reason")),
+        decline_code=reason_code(data.get("reject_reason"), REJECT_REASONS),
         action={"type": "redirect", "url": data.get("confirm_url"), "expires_at": expires_at},
     )
