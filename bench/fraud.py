@@ -38,7 +38,7 @@ from db import fraud as fraud_store
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from domain.fraud import RuleSet, RuleSource, evaluate
-from domain.fraud.geo import fingerprint
+from domain.withdrawals import destination_fingerprint
 
 _SEED = """
 INSERT INTO players (id, external_id, iin, full_name, birth_date, phone)
@@ -153,7 +153,7 @@ async def seed(
         "history": args.history,
         "others": args.others,
         "bets": args.bets,
-        "destination": fingerprint(f"KZ{p}"),
+        "destination": destination_fingerprint("bank_transfer", f"KZ{p}"),
     }
     async with sessions.begin() as session:
         for statement in filter(str.strip, _SEED.split(";")):
@@ -211,7 +211,7 @@ async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) 
                 amount_minor=500_000,
                 currency="KZT",
                 method="card",
-                destination_fingerprint=fingerprint(f"KZ{p}"),
+                destination_fingerprint=destination_fingerprint("bank_transfer", f"KZ{p}"),
                 rules=rules,
                 now=datetime.now(UTC),
                 destination_name="BENCH PLAYER",
@@ -271,7 +271,7 @@ async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) 
                 signals = fraud_store.Signals.of(
                     card={"bin": "440563", "last4": "0001"},
                     client={"ip": "2.133.0.1", "device_id": f"{p}dev1"},
-                    destination_key=fingerprint(f"KZ{p}"),
+                    destination_key=destination_fingerprint("bank_transfer", f"KZ{p}"),
                 )
             query = fraud_store.build_query(
                 kind=kind,

@@ -380,7 +380,7 @@ async def withdrawal_facts(
 ) -> tuple[PaymentFacts, Signals]:
     """Facts for a withdrawal, and the signals to pass to `record_decision` afterwards.
 
-    `destination_fingerprint` is `domain.fraud.geo.fingerprint(iban or phone or wallet id)`;
+    `destination_fingerprint` is `domain.withdrawals.destination_fingerprint(method, value)`;
     for a payout to a card pass `card` ({bin, last4}) too, so the "card never used for a deposit"
     rule can run. `destination_name` (account holder) or `destination_iin` feed the name rule.
     """

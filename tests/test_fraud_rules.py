@@ -10,9 +10,10 @@ import pytest
 from domain.fraud import PaymentFacts, RuleConfig, RuleSource, Velocity, Window, evaluate
 from domain.fraud.config import DEFAULT_RULES_PATH, RuleConfigError, load_rule_set, parse_rule_set
 from domain.fraud.facts import DIMENSIONS, WINDOWS, LimitUse
-from domain.fraud.geo import bin_country, card_key, fingerprint, ip_country, names_match
+from domain.fraud.geo import bin_country, card_key, ip_country, names_match
 from domain.fraud.rules import RULES, velocity_code
 from domain.risk import RiskVerdict
+from domain.withdrawals import destination_fingerprint
 
 VERSION = load_rule_set(DEFAULT_RULES_PATH).version
 BASE = PaymentFacts(kind="deposit", amount_minor=500_000, currency="KZT", method="card")
@@ -354,9 +355,16 @@ def test_names_match_across_scripts_and_order() -> None:
     assert not names_match("Aigerim Tulegenova", "")
 
 
-def test_destination_fingerprints_ignore_spacing_and_case() -> None:
-    assert fingerprint("kz86 125K ZT5004100100") == fingerprint("KZ86125KZT5004100100")
-    assert len(fingerprint("+77011234567")) == 32
+def test_destination_fingerprints_are_stable_and_scoped_by_method() -> None:
+    # The API normalizes a destination (parse_kz_iban, the +77 phone) before it is fingerprinted.
+    iban = "KZ86125KZT5004100100"
+    assert destination_fingerprint("bank_transfer", iban) == destination_fingerprint(
+        "bank_transfer", iban
+    )
+    assert destination_fingerprint("bank_transfer", iban) != destination_fingerprint(
+        "ewallet", iban
+    )
+    assert len(destination_fingerprint("mobile_banking", "+77011234567")) == 32
 
 
 def test_decision_json_carries_the_version() -> None:

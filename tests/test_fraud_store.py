@@ -19,9 +19,9 @@ from db import withdrawals as withdrawal_store
 from db.models import PaymentAttempt
 from domain.fraud import Decision, evaluate
 from domain.fraud.config import DEFAULT_RULES_PATH, load_rule_set
-from domain.fraud.geo import fingerprint
 from domain.ledger import deposit_credit, game_transaction
 from domain.risk import RiskVerdict
+from domain.withdrawals import destination_fingerprint
 from tests.conftest import make_iin
 
 RULES = load_rule_set(DEFAULT_RULES_PATH)
@@ -244,7 +244,7 @@ async def test_withdrawal_facts_cycling_destination_device_and_ip(
             ),
         )
         card = {"bin": "440563", "last4": uid()[:4]}
-        iban = fingerprint(f"KZ00{uid()}")
+        iban = destination_fingerprint("bank_transfer", f"KZ00{uid()}")
         await decided(
             session,
             me,
@@ -297,7 +297,7 @@ async def test_withdrawal_facts_cycling_destination_device_and_ip(
                     currency="KZT",
                 ),
             )
-        home = fingerprint(f"KZ00{uid()}")
+        home = destination_fingerprint("bank_transfer", f"KZ00{uid()}")
         await paid_withdrawal(session, me, destination_key=home)
         facts, _ = await fraud_store.withdrawal_facts(
             session,
@@ -317,7 +317,7 @@ async def test_withdrawal_facts_cycling_destination_device_and_ip(
             amount_minor=400_000_00,
             currency="KZT",
             method="bank_transfer",
-            destination_fingerprint=fingerprint(f"KZ00{uid()}"),
+            destination_fingerprint=destination_fingerprint("bank_transfer", f"KZ00{uid()}"),
             rules=RULES,
             now=NOW,
         )
@@ -497,7 +497,7 @@ async def test_wallet_daily_totals_follow_every_posting(
             amount_minor=10_000_00,
             currency="KZT",
             method="bank_transfer",
-            destination_fingerprint=fingerprint(f"KZ00{uid()}"),
+            destination_fingerprint=destination_fingerprint("bank_transfer", f"KZ00{uid()}"),
             rules=RULES,
             now=datetime.now(UTC),
         )

@@ -5,7 +5,6 @@ card schemes' BIN tables); they cover Kazakh ranges and a few neighbours, which 
 need: "is this Kazakhstan, and did it change".
 """
 
-import hashlib
 import ipaddress
 import re
 import unicodedata
@@ -139,12 +138,6 @@ def card_key(bin_: str | None, last4: str | None) -> str | None:
     if not bin_ or not last4:
         return None
     return f"{bin_[:6]}:{last4}"
-
-
-def fingerprint(value: str) -> str:
-    """A stable, non-reversible key for a payout destination (IBAN, phone, wallet id)."""
-    normalized = re.sub(r"\s+", "", value).upper()
-    return hashlib.sha256(normalized.encode()).hexdigest()[:32]
 
 
 def _name_tokens(name: str) -> frozenset[str]:
