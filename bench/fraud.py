@@ -125,6 +125,15 @@ SELECT t.id, a.id, CASE WHEN t.kind = 'game_bet' THEN 'D' ELSE 'C' END, 20000, '
 FROM ledger_transactions t, ledger_accounts a
 WHERE t.key LIKE :p || 'tx%' AND a.code = 'player:' || :p || '0:wallet:KZT';
 
+-- ledger_post keeps these per-day totals, so history written around it computes them once.
+INSERT INTO wallet_daily_totals (account_id, day, bets_minor, deposits_minor)
+SELECT e.account_id, (t.created_at AT TIME ZONE 'UTC')::date,
+       coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'game_bet'), 0),
+       coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'deposit_credit'), 0)
+FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
+WHERE t.key LIKE :p || '%tx%'
+GROUP BY 1, 2;
+
 ANALYZE;
 """
 

@@ -1,9 +1,10 @@
 """Posting to the ledger, exactly once, in one database round trip.
 
-The work happens in the `ledger_post` PL/pgSQL function (migration 0002): it creates missing
-accounts, locks them in code order, checks the idempotency key under those locks, writes the
-entries, moves the cached counters and enforces balance flags. Its custom SQLSTATEs become the
-exceptions below.
+The work happens in the `ledger_post_try` PL/pgSQL function (migration 0070): it creates
+missing accounts, locks them in code order, checks the idempotency key under those locks and
+the balance flags before it writes, then writes the transaction, its entries, the cached
+counters and the per-day wallet totals in one statement. `ledger_post` raises its refusals as
+custom SQLSTATEs, which become the exceptions below; `ledger_post_batch` reports them per row.
 """
 
 import asyncio
@@ -28,6 +29,7 @@ from domain.ledger import (
     Side,
     TransactionSpec,
     reversal,
+    shard_for,
 )
 
 
@@ -270,8 +272,14 @@ async def _autocommit(
 class LedgerBatcher:
     """Group commit for a process that posts a lot: concurrent `post`/`resolve` calls are sent
     together through `ledger_post_batch` (migration 0031), one statement and one WAL flush per
-    batch, with up to `parallel` batches in flight. Each caller still gets its own result or
-    its own LedgerError; a batch that deadlocks is retried whole (every posting is idempotent).
+    batch. Each caller still gets its own result or its own LedgerError; a batch that deadlocks
+    is retried whole (every posting is idempotent).
+
+    Postings go to `parallel` lanes, each with one batch in flight, by the shard their house
+    accounts are in (`domain.ledger.shard_for` of the key that chose it). A batch locks all its
+    accounts, so batches that shared house shards would run one after the other; with the house
+    shard count a multiple of `parallel`, two lanes never touch the same house shard and their
+    batches only meet on a player wallet now and then.
     """
 
     def __init__(
@@ -282,29 +290,32 @@ class LedgerBatcher:
             raise TypeError("LedgerBatcher needs a sessionmaker bound to an AsyncEngine")
         self._engine = engine
         self._max_batch = max_batch
-        self._parallel = parallel
-        self._queue: list[tuple[dict[str, object], asyncio.Future[PostedTransaction]]] = []
-        self._senders: set[asyncio.Task[None]] = set()
+        self._lanes: list[list[tuple[dict[str, object], asyncio.Future[PostedTransaction]]]] = [
+            [] for _ in range(max(parallel, 1))
+        ]
+        self._senders: dict[int, asyncio.Task[None]] = {}
 
     async def post(self, spec: TransactionSpec) -> PostedTransaction:
-        return await self._submit(_spec_item(spec))
+        return await self._submit(_spec_item(spec), shard_key=spec.key)
 
     async def resolve(self, resolution: PendingResolution) -> PostedTransaction:
-        return await self._submit(_resolution_item(resolution))
+        # A resolution moves the pending transfer's accounts, whose shards its key chose.
+        return await self._submit(_resolution_item(resolution), shard_key=resolution.pending_key)
 
-    async def _submit(self, item: dict[str, object]) -> PostedTransaction:
+    async def _submit(self, item: dict[str, object], *, shard_key: str) -> PostedTransaction:
         future: asyncio.Future[PostedTransaction] = asyncio.get_running_loop().create_future()
-        self._queue.append((item, future))
-        if len(self._senders) < self._parallel:
-            task = asyncio.create_task(self._drain())
-            self._senders.add(task)
-            task.add_done_callback(self._senders.discard)
+        lane = shard_for(shard_key, len(self._lanes))
+        self._lanes[lane].append((item, future))
+        sender = self._senders.get(lane)
+        if sender is None or sender.done():  # a finished sender may not have left the dict yet
+            self._senders[lane] = asyncio.create_task(self._drain(lane))
         return await future
 
-    async def _drain(self) -> None:
-        while self._queue:
-            batch = self._queue[: self._max_batch]
-            del self._queue[: self._max_batch]
+    async def _drain(self, lane: int) -> None:
+        queue = self._lanes[lane]
+        while queue:
+            batch = queue[: self._max_batch]
+            del queue[: self._max_batch]
             try:
                 rows = await _autocommit(
                     self._engine,

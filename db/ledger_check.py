@@ -70,6 +70,23 @@ CHECKS: dict[str, str] = {
         SELECT p.key FROM ledger_transactions r JOIN ledger_transactions p ON p.id = r.pending_id
         GROUP BY p.key HAVING count(*) > 1
     """,
+    # Kept by ledger_post_try (migration 0070) for the fraud rules: they must never drift.
+    "per-day wallet totals equal the entries": """
+        WITH fresh AS (
+            SELECT e.account_id, (t.created_at AT TIME ZONE 'UTC')::date AS day,
+                sum(e.amount_minor) FILTER (WHERE t.kind = 'game_bet') AS bets,
+                sum(e.amount_minor) FILTER (WHERE t.kind = 'deposit_credit') AS deposits
+            FROM ledger_entries e
+            JOIN ledger_transactions t ON t.id = e.transaction_id
+            JOIN ledger_accounts a ON a.id = e.account_id
+            WHERE t.kind IN ('game_bet', 'deposit_credit') AND a.type = 'player_wallet'
+            GROUP BY 1, 2
+        )
+        SELECT coalesce(f.account_id, w.account_id) || ' ' || coalesce(f.day, w.day)
+        FROM fresh f FULL JOIN wallet_daily_totals w USING (account_id, day)
+        WHERE coalesce(f.bets, 0) <> coalesce(w.bets_minor, 0)
+           OR coalesce(f.deposits, 0) <> coalesce(w.deposits_minor, 0)
+    """,
 }
 
 SETTLED_CHECK = (

@@ -461,7 +461,7 @@ WHERE coalesce(f.bets, 0) <> coalesce(w.bets_minor, 0)
 async def test_wallet_daily_totals_follow_every_posting(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """The trigger of migration 0050 keeps the cycling rule's per-day totals equal to the ledger,
+    """ledger_post (migration 0070) keeps the cycling rule's per-day totals equal to the ledger,
     through single postings, group-committed batches, wins (not counted) and replays."""
     async with sessions.begin() as session:
         me = await player(session)

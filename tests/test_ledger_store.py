@@ -15,6 +15,7 @@ from domain.ledger import (
     deposit_credit,
     player_wallet,
     provider_clearing,
+    shard_for,
 )
 
 
@@ -89,3 +90,17 @@ async def test_player_wallet_cannot_go_negative(
             text("SELECT count(*) FROM ledger_transactions WHERE key = :k"), {"k": overdraw.key}
         )
     assert count == 0
+
+
+def test_batcher_lanes_never_share_a_house_shard() -> None:
+    """LedgerBatcher puts a posting in lane shard_for(key, lanes); its house accounts are in
+    shard shard_for(key, shards). With shards a multiple of lanes, a house shard belongs to one
+    lane only, so concurrent batches never queue on each other's house account locks."""
+    for lanes, shards in ((2, 8), (4, 8), (4, 16)):
+        owner: dict[int, int] = {}
+        for n in range(2_000):
+            key = f"game:pl_{n}:r_{n}:bet"
+            assert owner.setdefault(shard_for(key, shards), shard_for(key, lanes)) == shard_for(
+                key, lanes
+            )
+        assert len(owner) == shards

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import ledger as ledger_store
 from db import players as player_store
+from db.ledger_check import run_checks
 from domain.ledger import (
     PendingResolution,
     deposit_credit,
@@ -238,3 +239,41 @@ async def test_checker_reports_a_breach(
                 ),
                 {"c": code},
             )
+
+
+async def test_checker_reports_drifted_daily_wallet_totals(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """ledger_post keeps the fraud rules' per-day wallet totals; a total that no longer matches
+    the entries is a breach like a wrong counter."""
+    player = fresh("pl")
+    await _fund(sessions, player, 1_000)
+    async with sessions() as session:
+        account_id = (
+            await session.execute(
+                text("SELECT id FROM ledger_accounts WHERE code = :c"),
+                {"c": f"player:{player}:wallet:KZT"},
+            )
+        ).scalar_one()
+        totals = (
+            await session.execute(
+                text("SELECT deposits_minor FROM wallet_daily_totals WHERE account_id = :a"),
+                {"a": account_id},
+            )
+        ).scalar_one()
+    assert totals == 1_000
+    drift = (
+        "UPDATE wallet_daily_totals SET deposits_minor = deposits_minor + :d WHERE account_id = :a"
+    )
+    async with sessions.begin() as session:
+        await session.execute(text(drift), {"d": 1, "a": account_id})
+    try:
+        async with sessions() as session:
+            results = {r.name: r for r in await run_checks(session)}
+        drifted = results["per-day wallet totals equal the entries"]
+        assert not drifted.ok
+        assert any(offender.startswith(f"{account_id} ") for offender in drifted.offenders)
+    finally:
+        async with sessions.begin() as session:
+            await session.execute(text(drift), {"d": -1, "a": account_id})
+    await assert_invariants(sessions)
