@@ -88,6 +88,7 @@ def build_worker(
         activities=[
             deposits.assess_deposit_risk,
             deposits.route_deposit,
+            deposits.prepare_deposit,
             deposits.charge_card,
             deposits.create_payment,
             deposits.inquire_payment,

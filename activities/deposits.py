@@ -13,6 +13,8 @@ from temporalio.exceptions import ApplicationError
 from activities import fraud
 from activities.gateway_models import (
     InquiryInput,
+    PrepareDepositInput,
+    PrepareDepositResult,
     ProviderCallInput,
     ProviderCallResult,
     RecordRouteInput,
@@ -35,6 +37,7 @@ from db import ledger as ledger_store
 from db.models import Deposit
 from domain.fraud import RuleSource
 from domain.ledger import LedgerPolicy, deposit_credit, deposit_fee, fee_for
+from domain.risk import RiskVerdict
 from domain.routing import (
     CircuitPolicy,
     ProviderRule,
@@ -72,22 +75,46 @@ class DepositActivities:
     @activity.defn
     async def assess_deposit_risk(self, inp: RiskCheckInput) -> RiskCheckResult:
         async with self._sessions.begin() as session:
-            deposit = await session.get(Deposit, inp.deposit_id)  # the row only: no trail
-            if deposit is None:
-                raise ApplicationError(
-                    f"deposit {inp.deposit_id} not found", non_retryable=True, type="NotFound"
-                )
-            decision = await fraud.assess_deposit(
-                session, deposit=deposit, rules=self._fraud.current()
-            )
-            result = RiskCheckResult(
-                decision=decision.decision, score=decision.score, reasons=list(decision.reasons)
-            )
-        return result
+            return await self._assess(session, inp.deposit_id)
 
     @activity.defn
     async def route_deposit(self, inp: RouteDepositInput) -> RouteDepositResult:
         """Providers to try, in order: configured rules, then circuits and success rates."""
+        async with self._sessions.begin() as session:
+            return await self._route(session, inp)
+
+    @activity.defn
+    async def prepare_deposit(self, inp: PrepareDepositInput) -> PrepareDepositResult:
+        """The risk check, the route and (for a card) `processing` in one database transaction:
+        one local activity where a deposit used to take three. Run again, it decides afresh
+        (the fraud decision is kept per deposit, the status moves once)."""
+        async with self._sessions.begin() as session:
+            risk = await self._assess(session, inp.route.deposit_id)
+            if risk.decision is RiskVerdict.DECLINE:
+                return PrepareDepositResult(risk=risk)
+            route = await self._route(session, inp.route)
+            if inp.processing_at is not None:
+                await deposit_store.record_status(
+                    session,
+                    deposit_id=inp.route.deposit_id,
+                    status=DepositStatus.PROCESSING,
+                    reason=None,
+                    occurred_at=inp.processing_at,
+                )
+        return PrepareDepositResult(risk=risk, route=route)
+
+    async def _assess(self, session: AsyncSession, deposit_id: str) -> RiskCheckResult:
+        deposit = await session.get(Deposit, deposit_id)  # the row only: no trail
+        if deposit is None:
+            raise ApplicationError(
+                f"deposit {deposit_id} not found", non_retryable=True, type="NotFound"
+            )
+        decision = await fraud.assess_deposit(session, deposit=deposit, rules=self._fraud.current())
+        return RiskCheckResult(
+            decision=decision.decision, score=decision.score, reasons=list(decision.reasons)
+        )
+
+    async def _route(self, session: AsyncSession, inp: RouteDepositInput) -> RouteDepositResult:
         request = RouteRequest(
             method=inp.method,
             amount_minor=inp.amount_minor,
@@ -102,36 +129,35 @@ class DepositActivities:
         ]
         names = [rule.name for rule in candidates]
         now = datetime.now(UTC)
-        async with self._sessions.begin() as session:
-            circuits = await gateway_store.circuits(session, providers=names)
-            stats = await gateway_store.provider_stats(
+        circuits = await gateway_store.circuits(session, providers=names)
+        stats = await gateway_store.provider_stats(
+            session,
+            providers=names,
+            since=gateway_store.window_start(now, self._routing.stats_window_seconds),
+        )
+        states = {
+            name: circuit.effective_state(now, self._routing.circuit.cooldown)
+            for name, circuit in circuits.items()
+        }
+        decision = order_providers(
+            candidates,
+            stats=stats,
+            circuits=states,
+            rng=random.Random(),
+            exploration=self._routing.exploration,
+        )
+        for name in decision.skipped:
+            await gateway_store.record_attempt(
                 session,
-                providers=names,
-                since=gateway_store.window_start(now, self._routing.stats_window_seconds),
+                payment_id=inp.deposit_id,
+                step="route",
+                attempt_no=1,
+                provider=name,
+                outcome="skipped",
+                error_code="circuit_open",
+                unified_code=unified_error_code("circuit_open"),
+                latency_ms=0,
             )
-            states = {
-                name: circuit.effective_state(now, self._routing.circuit.cooldown)
-                for name, circuit in circuits.items()
-            }
-            decision = order_providers(
-                candidates,
-                stats=stats,
-                circuits=states,
-                rng=random.Random(),
-                exploration=self._routing.exploration,
-            )
-            for name in decision.skipped:
-                await gateway_store.record_attempt(
-                    session,
-                    payment_id=inp.deposit_id,
-                    step="route",
-                    attempt_no=1,
-                    provider=name,
-                    outcome="skipped",
-                    error_code="circuit_open",
-                    unified_code=unified_error_code("circuit_open"),
-                    latency_ms=0,
-                )
         return RouteDepositResult(
             candidates=[
                 RouteCandidate(provider=r.name, action_ttl_seconds=r.action_ttl_seconds)

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from activities.models import RiskCheckResult
+
 
 class CardRoute(BaseModel):
     """The card as routing sees it: BIN, scheme and a token at each acquirer that vaulted it."""
@@ -34,6 +36,18 @@ class RouteCandidate(BaseModel):
 class RouteDepositResult(BaseModel):
     candidates: list[RouteCandidate]
     skipped: list[str]  # eligible, but their circuit is open
+
+
+class PrepareDepositInput(BaseModel):
+    """Risk check, routing and (for a card) `processing`, in one database transaction."""
+
+    route: RouteDepositInput
+    processing_at: datetime | None = None  # set: the deposit becomes `processing` if approved
+
+
+class PrepareDepositResult(BaseModel):
+    risk: RiskCheckResult
+    route: RouteDepositResult | None = None  # None: declined by the risk check
 
 
 class ProviderCallInput(BaseModel):

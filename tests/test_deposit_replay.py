@@ -4,7 +4,9 @@ flight when the worker is upgraded must go on where it was, not fail as nondeter
 The histories in tests/histories were recorded with the tests' pydantic converter (no codec):
 deposit_*.pre_route_with_status.json by the code before the `route-with-status` patch (a card
 charged at once, a declined card, a QR payment paid by callback), and
-deposit_*.pre_credit_with_status.json by the code with it and before `credit-with-status`."""
+deposit_*.pre_credit_with_status.json by the code with it and before `credit-with-status`, and
+deposit_*.v1_all_patches.json by the last code of flow version 1 (all five patches, before
+`prepare_deposit`): deposits started before version 2 must still replay."""
 
 from pathlib import Path
 

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.deposits import DepositActivities
     from activities.gateway_models import (
         InquiryInput,
+        PrepareDepositInput,
         ProviderCallInput,
         ProviderCallResult,
         ProviderEvent,
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     # The models live in their own module, passed through: the sandbox re-imports this module
     # for every workflow run, and building pydantic models there cost ~1 ms of CPU each time.
     from workflows.deposit_models import (
+        FLOW_PREPARED,
         DepositTimings,
         DepositWorkflowInput,
         DepositWorkflowResult,
@@ -78,6 +80,7 @@ class DepositWorkflow:
         self._events: list[ProviderEvent] = []
         self._local_db = False
         self._lean = False
+        self._prepared = False
 
     @workflow.query
     def status(self) -> DepositStatus:
@@ -90,31 +93,46 @@ class DepositWorkflow:
 
     @workflow.run
     async def run(self, inp: DepositWorkflowInput) -> DepositWorkflowResult:
-        self._local_db = workflow.patched("local-db-activities")
+        # Version 2 of the flow (FLOW_PREPARED, chosen at start) has every change below in
+        # place; version 1 histories replay through the patches that introduced them.
+        self._prepared = inp.flow_version >= FLOW_PREPARED
+        self._local_db = self._patched("local-db-activities")
         # Since this patch the provider that took the payment is recorded with the next status
         # (one database step, not a route step of its own), and a card deposit that is already
         # `processing` is not moved to `processing` again. Earlier histories replay without it.
-        self._lean = workflow.patched("route-with-status")
-        risk = await self._db_step(
-            DepositActivities.assess_deposit_risk, RiskCheckInput(deposit_id=inp.deposit_id)
+        self._lean = self._patched("route-with-status")
+        route_input = RouteDepositInput(
+            deposit_id=inp.deposit_id,
+            method=inp.method,
+            amount_minor=inp.amount_minor,
+            currency=inp.currency,
+            bin=inp.card.bin if inp.card else None,
+            scheme=inp.card.scheme if inp.card else None,
+            allowed=list(inp.card.tokens) if inp.card else None,
         )
-        if risk.decision is RiskVerdict.DECLINE:
+        if self._prepared:
+            prepared = await self._db_step(
+                DepositActivities.prepare_deposit,
+                PrepareDepositInput(
+                    route=route_input,
+                    processing_at=workflow.now() if inp.method == "card" else None,
+                ),
+            )
+            risk, route = prepared.risk, prepared.route
+            if route is not None and inp.method == "card":
+                # Recorded by prepare_deposit; the search attribute goes with the provider's.
+                self._status = DepositStatus.PROCESSING
+        else:
+            risk = await self._db_step(
+                DepositActivities.assess_deposit_risk, RiskCheckInput(deposit_id=inp.deposit_id)
+            )
+            route = None
+            if risk.decision is not RiskVerdict.DECLINE:
+                route = await self._db_step(DepositActivities.route_deposit, route_input)
+                if inp.method == "card":
+                    await self._transition(inp, DepositStatus.PROCESSING, None)
+        if route is None or risk.decision is RiskVerdict.DECLINE:
             return await self._finish(inp, DepositStatus.DECLINED, "risk:" + ",".join(risk.reasons))
-
-        route = await self._db_step(
-            DepositActivities.route_deposit,
-            RouteDepositInput(
-                deposit_id=inp.deposit_id,
-                method=inp.method,
-                amount_minor=inp.amount_minor,
-                currency=inp.currency,
-                bin=inp.card.bin if inp.card else None,
-                scheme=inp.card.scheme if inp.card else None,
-                allowed=list(inp.card.tokens) if inp.card else None,
-            ),
-        )
-        if inp.method == "card":
-            await self._transition(inp, DepositStatus.PROCESSING, None)
 
         failures: list[str] = [f"{name}:circuit_open" for name in route.skipped]
         for candidate in route.candidates:
@@ -143,7 +161,10 @@ class DepositWorkflow:
         """The provider's answer, or _Failover when it is safe to go elsewhere."""
         timings = inp.timings
         provider = candidate.provider
-        workflow.upsert_search_attributes([sa.PROVIDER.value_set(provider)])
+        attributes = [sa.PROVIDER.value_set(provider)]
+        if self._prepared:  # one upsert for both: the status is recorded but not yet shown
+            attributes.append(sa.PAYMENT_STATUS.value_set(self._status.value))
+        workflow.upsert_search_attributes(attributes)
         call = ProviderCallInput(
             deposit_id=inp.deposit_id,
             provider=provider,
@@ -163,7 +184,7 @@ class DepositWorkflow:
         # (no activity task through the server, one marker instead of three events). Each try
         # is still one call, idempotent on the deposit id at the provider, and the workflow still
         # decides on retries, inquiries and failover.
-        local = workflow.patched("provider-call-local")
+        local = self._patched("provider-call-local")
         ambiguous = False
         last = "error"
         delay = timings.retry_initial_seconds
@@ -218,7 +239,7 @@ class DepositWorkflow:
             ),
         )
         if not settled.found:
-            if inp.method == "card" and workflow.patched("close-reference-before-failover"):
+            if inp.method == "card" and self._patched("close-reference-before-failover"):
                 # Close the reference here first: a charge request still in flight must not
                 # succeed at this provider after another one has charged the card.
                 closed = await workflow.execute_activity_method(
@@ -265,7 +286,7 @@ class DepositWorkflow:
                 served = None
             # Since `credit-with-status` the credit also records `succeeded` (and the provider)
             # in its database transaction: one step, not two.
-            together = self._lean and workflow.patched("credit-with-status")
+            together = self._lean and self._patched("credit-with-status")
             credit = await self._db_step(
                 DepositActivities.credit_deposit,
                 CreditDepositInput(
@@ -371,6 +392,10 @@ class DepositWorkflow:
         return None
 
     # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _patched(self, patch_id: str) -> bool:
+        """A change gated for version 1 histories; version 2 has them all, without markers."""
+        return True if self._prepared else workflow.patched(patch_id)
 
     async def _db_step(
         self, activity: Callable[[DepositActivities, _In], Awaitable[_Out]], arg: _In

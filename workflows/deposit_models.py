@@ -20,6 +20,15 @@ class DepositTimings(BaseModel):
     poll_max_seconds: float = 900.0
 
 
+# The shape of DepositWorkflow a deposit runs, chosen when it starts and kept in its input (so
+# in its history). 1: risk, route and `processing` as three steps, later changes each gated by
+# `workflow.patched` (a marker and a search-attribute upsert per patch, in every history);
+# 2: one `prepare_deposit` step, every change of version 1 in place, no patch markers.
+# Histories started before the field existed have no value and replay as version 1.
+FLOW_PREPARED = 2
+CURRENT_FLOW_VERSION = FLOW_PREPARED
+
+
 class DepositWorkflowInput(BaseModel):
     deposit_id: str
     player_id: str
@@ -29,6 +38,7 @@ class DepositWorkflowInput(BaseModel):
     card: CardRoute | None = None
     details: dict[str, str] = {}
     timings: DepositTimings = DepositTimings()
+    flow_version: int = 1
 
 
 class DepositWorkflowResult(BaseModel):
