@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Deposit, LedgerTransaction, PaymentAttempt, PaymentEvent
@@ -111,6 +112,37 @@ async def list_deposits(
     return list((await session.scalars(query)).all())
 
 
+# One round trip: lock the row and read its status, move it if the transition is allowed (and
+# record the provider), and add the trail event for a move. It used to be four statements
+# through the ORM (select for update, insert, flush, and the select again on a re-read).
+_RECORD_STATUS = text("""
+WITH p AS (
+    SELECT CAST(:deposit_id AS varchar) AS deposit_id, CAST(:status AS varchar) AS status,
+           CAST(:reason AS varchar) AS reason, CAST(:occurred_at AS timestamptz) AS occurred_at,
+           CAST(:provider AS varchar) AS provider, CAST(:movable AS varchar[]) AS movable
+), old AS (
+    SELECT d.id, d.status, d.status = ANY(p.movable) AS moves
+    FROM deposits d, p WHERE d.id = p.deposit_id FOR UPDATE OF d
+), moved AS (
+    UPDATE deposits d SET
+        status = CASE WHEN old.moves THEN p.status ELSE d.status END,
+        status_reason = CASE WHEN old.moves THEN p.reason ELSE d.status_reason END,
+        updated_at = CASE WHEN old.moves THEN p.occurred_at
+                          ELSE greatest(d.updated_at, p.occurred_at) END,
+        provider = coalesce(p.provider, d.provider),
+        next_action = CASE WHEN p.provider IS NULL THEN d.next_action END
+    FROM old, p
+    WHERE d.id = old.id AND (old.moves OR p.provider IS NOT NULL)
+    RETURNING d.status
+), event AS (
+    INSERT INTO payment_events (payment_id, status, reason, occurred_at)
+    SELECT p.deposit_id, p.status, p.reason, p.occurred_at FROM old, p WHERE old.moves
+    ON CONFLICT ON CONSTRAINT uq_payment_event_status DO NOTHING
+)
+SELECT coalesce((SELECT status FROM moved), old.status) AS status FROM old
+""")
+
+
 async def record_status(
     session: AsyncSession,
     *,
@@ -126,23 +158,23 @@ async def record_status(
     action (as `gateway.set_route` does), whatever the status does.
     Returns the status the deposit has afterwards.
     """
-    deposit = await session.get_one(Deposit, deposit_id, with_for_update=True)
-    if provider is not None:
-        deposit.provider = provider
-        deposit.next_action = None
-        deposit.updated_at = max(deposit.updated_at, occurred_at)
-    current = DepositStatus(deposit.status)
-    if current == status or not can_transition(current, status):
-        return current
-    await session.execute(
-        insert(PaymentEvent)
-        .values(payment_id=deposit_id, status=status.value, reason=reason, occurred_at=occurred_at)
-        .on_conflict_do_nothing(constraint="uq_payment_event_status")
-    )
-    deposit.status = status.value
-    deposit.status_reason = reason
-    deposit.updated_at = occurred_at
-    return status
+    movable = [s.value for s in DepositStatus if s != status and can_transition(s, status)]
+    row = (
+        await session.execute(
+            _RECORD_STATUS,
+            {
+                "deposit_id": deposit_id,
+                "status": status.value,
+                "reason": reason,
+                "occurred_at": occurred_at,
+                "provider": provider,
+                "movable": movable,
+            },
+        )
+    ).one_or_none()
+    if row is None:
+        raise NoResultFound(f"no deposit {deposit_id}")
+    return DepositStatus(row.status)
 
 
 async def record_attempt(

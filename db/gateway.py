@@ -42,7 +42,24 @@ async def circuits(session: AsyncSession, *, providers: list[str]) -> dict[str, 
 async def record_provider_result(
     session: AsyncSession, *, provider: str, failed: bool, now: datetime, policy: CircuitPolicy
 ) -> Circuit:
-    """Apply one call's result to the provider's breaker under a row lock."""
+    """Apply one call's result to the provider's breaker under a row lock.
+
+    A success on a closed breaker with no failures counted changes nothing, so it is only read:
+    the common case takes no lock and writes nothing (every charge at a provider used to queue
+    on its one breaker row).
+    """
+    if not failed:
+        quiet = (
+            await session.execute(
+                select(ProviderCircuit.provider).where(
+                    ProviderCircuit.provider == provider,
+                    ProviderCircuit.state == CircuitState.CLOSED.value,
+                    ProviderCircuit.consecutive_failures == 0,
+                )
+            )
+        ).first()
+        if quiet is not None:
+            return Circuit(provider)
     await session.execute(
         insert(ProviderCircuit)
         .values(provider=provider, state="closed", consecutive_failures=0, updated_at=now)
