@@ -7,8 +7,11 @@ the charge; they still replay (test_deposit_replay). A deposit started now runs 
 import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 from tests.conftest import VISA_DECLINED, VISA_OK, card_deposit, deposit_and_wait, new_player
+from workflows.deposit import _leaves_outcome_unknown
 from workflows.deposit_models import CURRENT_FLOW_VERSION, FLOW_PREPARED
 
 
@@ -46,3 +49,19 @@ async def test_declined_card_is_recorded_after_the_one_prepare_step(
     markers, _ = await _markers(temporal_client, shown["workflow_id"])
     assert "core_patch" not in markers
     assert markers.count("core_local_activity") == 3  # prepare, charge, the failed status
+
+
+def test_only_the_providers_clear_failure_allows_failover_without_an_inquiry() -> None:
+    """Version 2 inquires before leaving a provider after any failure that is not the
+    provider's own clear one: a charge can succeed and the activity fail afterwards (its
+    attempt record met a database outage), and failing over then would charge twice."""
+    unavailable = ApplicationError("503", type="ProviderUnavailable", non_retryable=True)
+    timeout = ApplicationError("slow", type="ProviderTimeout", non_retryable=True)
+    database = ApplicationError("connection refused", type="OperationalError")
+    assert not _leaves_outcome_unknown(unavailable, strict=True)
+    assert _leaves_outcome_unknown(timeout, strict=True)
+    assert _leaves_outcome_unknown(
+        TemporalTimeout("t", type=None, last_heartbeat_details=[]), strict=True
+    )
+    assert _leaves_outcome_unknown(database, strict=True)
+    assert not _leaves_outcome_unknown(database, strict=False)  # how version 1 replays

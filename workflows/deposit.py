@@ -218,10 +218,7 @@ class DepositWorkflow:
                     "UnknownProvider",
                 ):
                     raise
-                timed_out = isinstance(cause, TemporalTimeout) or (
-                    isinstance(cause, ApplicationError) and cause.type == "ProviderTimeout"
-                )
-                ambiguous = ambiguous or timed_out
+                ambiguous = ambiguous or _leaves_outcome_unknown(cause, strict=self._prepared)
                 last = _failure_code(cause)
             if attempt < timings.provider_attempts:
                 await workflow.sleep(timedelta(seconds=delay))
@@ -473,6 +470,24 @@ def _cause(err: BaseException) -> BaseException | None:
     """What went wrong in an activity: an ActivityError carries it as its cause; a local
     activity's failure can arrive as the ApplicationError or TimeoutError itself."""
     return err.cause if isinstance(err, ActivityError) else err
+
+
+def _leaves_outcome_unknown(cause: BaseException | None, *, strict: bool) -> bool:
+    """Whether a failed try may have reached the provider, so that only an inquiry there may
+    decide before another provider is tried.
+
+    A timeout may have. So may anything that is not the provider's own clear failure: the
+    call can succeed and the activity still fail afterwards (the attempt record hit a database
+    outage, a bug). Flow version 1 (`strict` False) counted only timeouts; a database outage
+    longer than the tries there could then fail over from a charged card.
+    """
+    if isinstance(cause, TemporalTimeout):
+        return True
+    if isinstance(cause, ApplicationError) and cause.type == "ProviderTimeout":
+        return True
+    if not strict:
+        return False
+    return not (isinstance(cause, ApplicationError) and cause.type == "ProviderUnavailable")
 
 
 def _failure_code(cause: BaseException | None) -> str:
