@@ -112,7 +112,9 @@ def build_worker(
 async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     if not settings.database_url:
         raise SystemExit("PAY_DATABASE_URL is not set: start the stack with `make run`")
-    engine = make_engine(settings.database_url)
+    # No pre-ping: every activity is retried, so a connection PostgreSQL closed costs one retry
+    # (and SQLAlchemy then replaces the pool's connections), not a round trip per transaction.
+    engine = make_engine(settings.database_url, pre_ping=False)
     async with provider_http_client(settings) as http:
         worker = build_worker(client, settings, sessions=make_sessionmaker(engine), http=http)
         try:

@@ -16,9 +16,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+    """`pre_ping` tests each connection as it leaves the pool (one round trip): a request then
+    never meets a connection PostgreSQL closed. Callers that retry anyway may turn it off."""
     return create_async_engine(
-        normalize_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        normalize_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
     )
 
 
