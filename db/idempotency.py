@@ -24,12 +24,27 @@ class StoredResponse:
 
 
 async def claim(
-    session: AsyncSession, *, scope: str, key: str, request_hash: str
+    session: AsyncSession,
+    *,
+    scope: str,
+    key: str,
+    request_hash: str,
+    response: StoredResponse | None = None,
 ) -> StoredResponse | None:
-    """None when this request now owns the key; the earlier response when it is a replay."""
+    """None when this request now owns the key; the earlier response when it is a replay.
+
+    With `response` (a resource id minted up front), the key is stored completed at once, so
+    no `complete` is needed: the claim and the resource commit or roll back together.
+    """
     inserted = await session.execute(
         insert(IdempotencyKey)
-        .values(scope=scope, key=key, request_hash=request_hash)
+        .values(
+            scope=scope,
+            key=key,
+            request_hash=request_hash,
+            resource_id=response.resource_id if response else None,
+            response_status=response.status_code if response else None,
+        )
         .on_conflict_do_nothing()
         .returning(IdempotencyKey.key)
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.fraud_models import DepositLimit, SelfExclusion
@@ -122,11 +122,34 @@ class Refusal:
 async def deposit_refusal(
     session: AsyncSession, *, player_id: str, amount_minor: int, currency: str, now: datetime
 ) -> Refusal | None:
-    """Why a new deposit must be refused at once, or None. The fraud rules check it again."""
-    until = await excluded_until(session, player_id=player_id)
+    """Why a new deposit must be refused at once, or None. The fraud rules check it again.
+
+    The exclusion and the limits come from one query (it runs on every deposit request)."""
+    one_row = select(literal(1).label("one")).subquery()
+    exclusion = (
+        select(func.max(SelfExclusion.until))
+        .where(SelfExclusion.player_id == player_id)
+        .scalar_subquery()
+    )
+    rows = (
+        await session.execute(
+            select(exclusion.label("until"), DepositLimit)
+            .select_from(one_row)
+            .outerjoin(
+                DepositLimit,
+                and_(DepositLimit.player_id == player_id, DepositLimit.period.in_(PERIODS)),
+            )
+            .order_by(DepositLimit.id.desc())
+        )
+    ).all()
+    until: datetime | None = rows[0].until if rows else None
     if until is not None and until > now:
         return Refusal("self_excluded", f"The player is self-excluded until {until.isoformat()}")
-    for state in await get_limits(session, player_id=player_id, now=now):
+    by_period: dict[str, list[DepositLimit]] = {p: [] for p in PERIODS}
+    for row in rows:
+        if row.DepositLimit is not None:
+            by_period[row.DepositLimit.period].append(row.DepositLimit)
+    for state in (_state(p, by_period[p][:20], now) for p in PERIODS):
         if state.amount_minor is None:
             continue
         used = await session.scalar(

@@ -166,12 +166,14 @@ async def create_deposit(
     card = parse_card(body, today=datetime.now(UTC).date()) if body.method == "card" else None
     eligible_providers = require_route(body, settings, card=card)
     created: deposit_store.DepositView | None = None
+    minted = new_id("dep")  # stored with the key: a replay gets the id the first request got
     async with session.begin():
         stored = await idempotency.claim(
             session,
             scope="deposits",
             key=key,
             request_hash=fingerprint(body, secret=settings.idempotency_secret.get_secret_value()),
+            response=idempotency.StoredResponse(resource_id=minted, status_code=202),
         )
         if stored is not None:
             deposit_id = stored.resource_id
@@ -196,7 +198,7 @@ async def create_deposit(
                 if card
                 else None
             )
-            deposit_id = new_id("dep")
+            deposit_id = minted
             now = datetime.now(UTC)
             deposit = await deposit_store.create_deposit(
                 session,
@@ -211,9 +213,6 @@ async def create_deposit(
                 workflow_id=deposit_workflow_id(deposit_id),
                 created_at=now,
                 details=details,
-            )
-            await idempotency.complete(
-                session, scope="deposits", key=key, resource_id=deposit_id, status_code=202
             )
             # What was just written is the whole view: no attempts, no ledger, one event.
             created = deposit_store.created_view(deposit)
