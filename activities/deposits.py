@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -69,6 +69,13 @@ class DepositActivities:
         self._routing = routing or RoutingConfig()
         self._fraud = fraud_rules or RuleSource()
         self._sessions = sessions
+        engine = sessions.kw.get("bind")
+        # Sessions on autocommit connections for writes that are one statement on their own.
+        self._autocommit = (
+            async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+            if isinstance(engine, AsyncEngine)
+            else sessions
+        )
         self._card_providers = card_providers
         self._ledger = ledger_policy
 
@@ -432,6 +439,22 @@ class DepositActivities:
     ) -> None:
         error_code = code if code is not None else (result.decline_code if result else None)
         now = datetime.now(UTC)
+        latency_ms = int((time.monotonic() - started) * 1000)
+        if outcome not in _CALL_FAILURES and outcome != "rejected":
+            # The common case, a success at a healthy provider: one autocommit statement.
+            async with self._autocommit() as session:
+                if await gateway_store.record_success(
+                    session,
+                    payment_id=inp.deposit_id,
+                    step=step,
+                    attempt_no=inp.attempt,
+                    provider=inp.provider,
+                    outcome=outcome,
+                    error_code=error_code,
+                    unified_code=unified_error_code(error_code),
+                    latency_ms=latency_ms,
+                ):
+                    return
         async with self._sessions.begin() as session:
             await gateway_store.record_attempt(
                 session,
@@ -442,7 +465,7 @@ class DepositActivities:
                 outcome=outcome,
                 error_code=error_code,
                 unified_code=unified_error_code(error_code),
-                latency_ms=int((time.monotonic() - started) * 1000),
+                latency_ms=latency_ms,
             )
             if outcome != "rejected":
                 await gateway_store.record_provider_result(

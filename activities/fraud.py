@@ -5,6 +5,7 @@ and alerts are raised once per key).
 """
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from db import fraud as fraud_store
 from db.models import Deposit, Withdrawal
@@ -39,7 +40,7 @@ async def assess_deposit(session: AsyncSession, *, deposit: Deposit, rules: Rule
         decision=decision,
         created_at=deposit.created_at,
     )
-    deposit.risk = decision.as_json()
+    set_committed_value(deposit, "risk", decision.as_json())  # written by record_decision
     if decision.decision is RiskVerdict.REVIEW:
         # Deposits have no manual-review status: they proceed and the risk team gets an alert.
         await raise_alert(
@@ -90,5 +91,5 @@ async def assess_withdrawal(
         decision=decision,
         created_at=withdrawal.created_at,
     )
-    withdrawal.risk = decision.as_json()
+    set_committed_value(withdrawal, "risk", decision.as_json())  # written by record_decision
     return decision

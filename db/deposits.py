@@ -5,9 +5,9 @@ Every write here is idempotent on business ids, because activities that call it 
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,28 +40,30 @@ async def create_deposit(
     created_at: datetime,
     details: dict[str, str] | None = None,
 ) -> Deposit:
-    deposit = Deposit(
-        id=deposit_id,
-        player_id=player_id,
-        amount_minor=amount_minor,
-        currency=currency,
-        method=method,
-        status=DepositStatus.PENDING.value,
-        provider=provider,
-        card=card,
-        client=client,
-        details=details,
-        workflow_id=workflow_id,
-        created_at=created_at,
-        updated_at=created_at,
+    row: dict[str, Any] = {
+        "id": deposit_id,
+        "player_id": player_id,
+        "amount_minor": amount_minor,
+        "currency": currency,
+        "method": method,
+        "status": DepositStatus.PENDING.value,
+        "provider": provider,
+        "card": card,
+        "client": client,
+        "details": details,
+        "workflow_id": workflow_id,
+        "created_at": created_at,
+        "updated_at": created_at,
+    }
+    # The deposit and its first trail event in one statement (every deposit request runs it);
+    # the returned object is what was written, not attached to the session.
+    written = insert(cast(Table, Deposit.__table__)).values(**row).cte("written")
+    await session.execute(
+        insert(cast(Table, PaymentEvent.__table__))
+        .values(payment_id=deposit_id, status=DepositStatus.PENDING.value, occurred_at=created_at)
+        .add_cte(written)
     )
-    session.add(deposit)
-    session.add(
-        PaymentEvent(
-            payment_id=deposit_id, status=DepositStatus.PENDING.value, occurred_at=created_at
-        )
-    )
-    await session.flush()
+    deposit = Deposit(**row)
     return deposit
 
 

@@ -8,13 +8,14 @@ destination; deposits by player and time; ledger entries by wallet and transacti
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import text
+from sqlalchemy import Table, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.fraud_models import FraudDecision
+from db.models import Deposit, Withdrawal
 from domain.fraud.config import RuleSet
 from domain.fraud.engine import Decision
 from domain.fraud.facts import (
@@ -422,7 +423,8 @@ async def record_decision(
     decision: Decision,
     created_at: datetime,
 ) -> None:
-    """Store (or, on a retried activity, replace) the payment's decision and signals."""
+    """Store (or, on a retried activity, replace) the payment's decision and signals, and
+    show it on the payment (`risk`), in one statement."""
     values = {
         "payment_id": payment_id,
         "kind": kind,
@@ -443,11 +445,17 @@ async def record_decision(
         "created_at": created_at,
     }
     statement = insert(FraudDecision).values(**values)
+    stored = statement.on_conflict_do_update(
+        index_elements=["payment_id"],
+        set_={k: statement.excluded[k] for k in ("decision", "score", "reasons", "version")},
+    ).cte("stored_decision")
+    # The payment shows its decision (`risk`): written by the same statement.
+    payment = cast(Table, (Deposit if kind == "deposit" else Withdrawal).__table__)
     await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["payment_id"],
-            set_={k: statement.excluded[k] for k in ("decision", "score", "reasons", "version")},
-        )
+        update(payment)
+        .where(payment.c.id == payment_id)
+        .values(risk=decision.as_json())
+        .add_cte(stored)
     )
 
 

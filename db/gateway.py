@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -175,6 +175,52 @@ async def record_attempt(
         )
         .on_conflict_do_nothing(constraint="uq_payment_attempt")
     )
+
+
+_ATTEMPT_ON_QUIET = text("""
+WITH recorded AS (
+    INSERT INTO payment_attempts (payment_id, step, attempt_no, provider, outcome, error_code,
+                                  unified_code, latency_ms)
+    VALUES (:payment_id, :step, :attempt_no, :provider, :outcome, :error_code, :unified_code,
+            :latency_ms)
+    ON CONFLICT ON CONSTRAINT uq_payment_attempt DO NOTHING
+)
+SELECT EXISTS (
+    SELECT 1 FROM provider_circuits
+    WHERE provider = :provider AND state = 'closed' AND consecutive_failures = 0
+) AS quiet
+""")
+
+
+async def record_success(
+    session: AsyncSession,
+    *,
+    payment_id: str,
+    step: str,
+    attempt_no: int,
+    provider: str,
+    outcome: str,
+    error_code: str | None,
+    unified_code: str | None,
+    latency_ms: int,
+) -> bool:
+    """Record a successful call's attempt in one statement; True when the provider's breaker
+    is closed with no failures counted, so the success changes nothing there (no lock, no
+    write). False: the caller applies it with `record_provider_result`."""
+    quiet = await session.scalar(
+        _ATTEMPT_ON_QUIET,
+        {
+            "payment_id": payment_id,
+            "step": step,
+            "attempt_no": attempt_no,
+            "provider": provider,
+            "outcome": outcome,
+            "error_code": error_code,
+            "unified_code": unified_code,
+            "latency_ms": latency_ms,
+        },
+    )
+    return bool(quiet)
 
 
 def window_start(now: datetime, seconds: int) -> datetime:
