@@ -50,4 +50,5 @@ async def test_bench_payments_prints_the_figures_and_a_clean_ledger() -> None:
     assert all(float(e) > 0 for e in events), out
     assert re.search(r"deposits/s / bare/s = [\d.]+ / [\d.]+ = [\d.]+", out)
     assert re.search(r"p50 overhead = \d+ - \d+ = -?\d+ ms", out)
+    assert re.search(r"the gap the rates alone explain \(Little's law.*\): -?\d+ ms", out)
     assert "all invariants hold" in out
