@@ -127,6 +127,23 @@ async def _finish(
     return shown
 
 
+async def _alert(sessions: async_sessionmaker[AsyncSession], dedupe_key: str) -> Any:
+    """The alert once the webhook has raised it (a database write: no event to await)."""
+    deadline = time.monotonic() + 20
+    while True:
+        async with sessions() as session:
+            row = (
+                await session.execute(
+                    text("SELECT kind, severity, details FROM alerts WHERE dedupe_key = :k"),
+                    {"k": dedupe_key},
+                )
+            ).first()
+        if row is not None or time.monotonic() > deadline:
+            assert row is not None, f"no alert {dedupe_key}"
+            return row
+        await asyncio.sleep(0.05)
+
+
 async def _credits(sessions: async_sessionmaker[AsyncSession], deposit_id: str) -> int:
     async with sessions() as session:
         count = await session.scalar(
@@ -253,6 +270,11 @@ async def test_bank_transfer_of_another_amount_does_not_pay_and_instructions_exp
     assert time.monotonic() - started < 60
     assert done["status"] == "expired"
     assert await _credits(sessions, deposit["id"]) == 0
+    # The money did arrive at the bank: the operators hear of it (from the signed callback).
+    alert = await _alert(sessions, f"amount_mismatch:{deposit['id']}")
+    assert (alert.kind, alert.severity) == ("amount_mismatch", "critical")
+    assert alert.details["reported_amount_minor"] == 999_900
+    assert alert.details["expected_amount_minor"] == 1_000_000
     history = await handle.fetch_history()
     timers = [e for e in history.events if e.HasField("timer_started_event_attributes")]
     assert timers, "the workflow waited on timers (polls with backoff up to the expiry)"

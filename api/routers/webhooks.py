@@ -6,7 +6,9 @@ PayHub sign their own way) with that provider's secret, and a timestamp within t
 (5 minutes). An unsigned, forged or replayed callback is 401 and changes nothing. A verified one
 becomes a signal to the payment's workflow (id derived from our reference, the deposit id); the
 workflow ignores duplicates, stale statuses and other amounts, so callbacks may come twice, late or
-out of order.
+out of order. A payment reported for another amount or currency than the deposit's (a bank
+transfer of the wrong sum) is not credited; it raises a critical `amount_mismatch` alert for the
+operators, since the money arrived at the provider all the same.
 """
 
 import logging
@@ -21,6 +23,7 @@ from activities.gateway_models import ProviderEvent
 from api.deps import SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from db import deposits as deposit_store
+from db import monitoring
 from domain.ids import deposit_workflow_id
 from providers.payments import CallbackNotUnderstood
 from providers.registry import payment_dialect
@@ -81,6 +84,31 @@ async def provider_callback(
     view = await deposit_store.get_deposit_view(session, deposit_id=callback.reference)
     if view is None:
         raise Problem(404, "payment_not_found", f"No payment {callback.reference!r}")
+    deposit = view.deposit
+    if callback.status == "succeeded" and (
+        (callback.amount is not None and callback.amount != deposit.amount_minor)
+        or (callback.currency is not None and callback.currency != deposit.currency)
+    ):
+        # The workflow does not take it as payment; the money still arrived somewhere.
+        await monitoring.raise_alert(
+            session,
+            dedupe_key=f"amount_mismatch:{deposit.id}",
+            kind="amount_mismatch",
+            severity="critical",
+            subject=deposit.player_id,
+            message=f"{provider} reports {callback.amount} {callback.currency or ''} paid for "
+            f"deposit {deposit.id} of {deposit.amount_minor} {deposit.currency}: the deposit "
+            "is not credited; return or reconcile the money at the provider",
+            details={
+                "payment_id": deposit.id,
+                "provider": provider,
+                "reported_amount_minor": callback.amount,
+                "reported_currency": callback.currency,
+                "expected_amount_minor": deposit.amount_minor,
+                "expected_currency": deposit.currency,
+            },
+        )
+        await session.commit()
     handle = (await state.temporal()).get_workflow_handle(deposit_workflow_id(callback.reference))
     try:
         await handle.signal(DepositWorkflow.provider_event, event)
