@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -34,6 +34,7 @@ from activities.models import (
 from db import deposits as deposit_store
 from db import gateway as gateway_store
 from db import ledger as ledger_store
+from db.engine import autocommit_sessions
 from db.models import Deposit
 from domain.fraud import RuleSource
 from domain.ledger import LedgerPolicy, deposit_credit, deposit_fee, fee_for
@@ -69,13 +70,7 @@ class DepositActivities:
         self._routing = routing or RoutingConfig()
         self._fraud = fraud_rules or RuleSource()
         self._sessions = sessions
-        engine = sessions.kw.get("bind")
-        # Sessions on autocommit connections for writes that are one statement on their own.
-        self._autocommit = (
-            async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
-            if isinstance(engine, AsyncEngine)
-            else sessions
-        )
+        self._autocommit = autocommit_sessions(sessions)
         self._card_providers = card_providers
         self._ledger = ledger_policy
 
@@ -156,14 +151,16 @@ class DepositActivities:
         for name in decision.skipped:
             await gateway_store.record_attempt(
                 session,
-                payment_id=inp.deposit_id,
-                step="route",
-                attempt_no=1,
-                provider=name,
-                outcome="skipped",
-                error_code="circuit_open",
-                unified_code=unified_error_code("circuit_open"),
-                latency_ms=0,
+                gateway_store.Attempt(
+                    payment_id=inp.deposit_id,
+                    step="route",
+                    attempt_no=1,
+                    provider=name,
+                    outcome="skipped",
+                    error_code="circuit_open",
+                    unified_code=unified_error_code("circuit_open"),
+                    latency_ms=0,
+                ),
             )
         return RouteDepositResult(
             candidates=[
@@ -439,39 +436,39 @@ class DepositActivities:
     ) -> None:
         error_code = code if code is not None else (result.decline_code if result else None)
         now = datetime.now(UTC)
-        latency_ms = int((time.monotonic() - started) * 1000)
-        if outcome not in _CALL_FAILURES and outcome != "rejected":
-            # The common case, a success at a healthy provider: one autocommit statement.
+        attempt = gateway_store.Attempt(
+            payment_id=inp.deposit_id,
+            step=step,
+            attempt_no=inp.attempt,
+            provider=inp.provider,
+            outcome=outcome,
+            error_code=error_code,
+            unified_code=unified_error_code(error_code),
+            latency_ms=int((time.monotonic() - started) * 1000),
+        )
+        failed = outcome in _CALL_FAILURES
+        if not failed and outcome != "rejected":
+            # A success: recorded in one autocommit statement, which also says whether the
+            # breaker needs it (the common case, a healthy provider, does not).
             async with self._autocommit() as session:
-                if await gateway_store.record_success(
-                    session,
-                    payment_id=inp.deposit_id,
-                    step=step,
-                    attempt_no=inp.attempt,
-                    provider=inp.provider,
-                    outcome=outcome,
-                    error_code=error_code,
-                    unified_code=unified_error_code(error_code),
-                    latency_ms=latency_ms,
-                ):
+                if await gateway_store.record_success(session, attempt):
                     return
+            async with self._sessions.begin() as session:
+                await gateway_store.record_provider_result(
+                    session,
+                    provider=inp.provider,
+                    failed=False,
+                    now=now,
+                    policy=self._routing.circuit,
+                )
+            return
         async with self._sessions.begin() as session:
-            await gateway_store.record_attempt(
-                session,
-                payment_id=inp.deposit_id,
-                step=step,
-                attempt_no=inp.attempt,
-                provider=inp.provider,
-                outcome=outcome,
-                error_code=error_code,
-                unified_code=unified_error_code(error_code),
-                latency_ms=latency_ms,
-            )
+            await gateway_store.record_attempt(session, attempt)
             if outcome != "rejected":
                 await gateway_store.record_provider_result(
                     session,
                     provider=inp.provider,
-                    failed=outcome in _CALL_FAILURES,
+                    failed=failed,
                     now=now,
                     policy=self._routing.circuit,
                 )

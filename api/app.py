@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings=settings,
                 engine=engine,
                 sessions=make_sessionmaker(engine),
-                lookups=make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
+                lookups=make_sessionmaker(engine, autocommit=True),
                 http=http,
                 card_providers=card_providers(settings, http),
             )

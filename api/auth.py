@@ -35,7 +35,7 @@ async def authenticate(
     if credentials is None:
         raise Problem(401, "unauthorized", "Send an API key as `Authorization: Bearer <key>`")
     state = request.app.state.payments
-    async with state.lookup_sessions()() as session:
+    async with state.lookups() as session:
         holder = await api_keys.authenticate(session, key=credentials.credentials.strip())
     if holder is None:
         raise Problem(401, "unauthorized", "This API key is not valid or has been revoked")

@@ -19,14 +19,11 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     http: httpx.AsyncClient
     card_providers: dict[str, CardProviderClient]
-    # Sessions on autocommit connections, for one-statement reads on the hot path (the API key
-    # of every request): no BEGIN and no ROLLBACK round trips around the SELECT.
-    lookups: async_sessionmaker[AsyncSession] | None = None
+    # Autocommit sessions, for one-statement reads on the hot path (the API key of every
+    # request): no BEGIN and no ROLLBACK round trips around the SELECT.
+    lookups: async_sessionmaker[AsyncSession]
     _temporal: Client | None = None
     _temporal_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def lookup_sessions(self) -> async_sessionmaker[AsyncSession]:
-        return self.lookups if self.lookups is not None else self.sessions
 
     async def temporal(self) -> Client:
         """Connected on first use, so the API can start before Temporal is reachable."""

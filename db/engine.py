@@ -24,5 +24,21 @@ def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> Asyn
     )
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def make_sessionmaker(
+    engine: AsyncEngine, *, autocommit: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """With `autocommit`, sessions on the same pool whose connections commit each statement: for
+    reads and writes that are one statement on their own, without BEGIN and COMMIT round trips."""
+    if autocommit:
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def autocommit_sessions(
+    sessions: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    """Autocommit sessions on the engine `sessions` is bound to (see `make_sessionmaker`)."""
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError("autocommit sessions need a sessionmaker bound to an AsyncEngine")
+    return make_sessionmaker(engine, autocommit=True)

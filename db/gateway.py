@@ -3,12 +3,13 @@
 Circuits live here so every worker sees the same state; each update locks the provider's row.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import case, delete, func, select
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Deposit, PaymentAttempt, ProviderCircuit
@@ -44,22 +45,9 @@ async def record_provider_result(
 ) -> Circuit:
     """Apply one call's result to the provider's breaker under a row lock.
 
-    A success on a closed breaker with no failures counted changes nothing, so it is only read:
-    the common case takes no lock and writes nothing (every charge at a provider used to queue
-    on its one breaker row).
+    A success at a breaker that is closed with no failures counted changes nothing here: callers
+    record such a success with `record_success`, which only reads the breaker.
     """
-    if not failed:
-        quiet = (
-            await session.execute(
-                select(ProviderCircuit.provider).where(
-                    ProviderCircuit.provider == provider,
-                    ProviderCircuit.state == CircuitState.CLOSED.value,
-                    ProviderCircuit.consecutive_failures == 0,
-                )
-            )
-        ).first()
-        if quiet is not None:
-            return Circuit(provider)
     await session.execute(
         insert(ProviderCircuit)
         .values(provider=provider, state="closed", consecutive_failures=0, updated_at=now)
@@ -149,78 +137,47 @@ async def set_route(
     deposit.updated_at = max(deposit.updated_at, at)
 
 
-async def record_attempt(
-    session: AsyncSession,
-    *,
-    payment_id: str,
-    step: str,
-    attempt_no: int,
-    provider: str,
-    outcome: str,
-    error_code: str | None,
-    unified_code: str | None,
-    latency_ms: int,
-) -> None:
-    await session.execute(
+@dataclass(frozen=True)
+class Attempt:
+    """One call to a provider on behalf of a payment, as `payment_attempts` keeps it."""
+
+    payment_id: str
+    step: str
+    attempt_no: int
+    provider: str
+    outcome: str
+    error_code: str | None
+    unified_code: str | None
+    latency_ms: int
+
+
+def _attempt_row(attempt: Attempt) -> Insert:
+    return (
         insert(PaymentAttempt)
-        .values(
-            payment_id=payment_id,
-            step=step,
-            attempt_no=attempt_no,
-            provider=provider,
-            outcome=outcome,
-            error_code=error_code,
-            unified_code=unified_code,
-            latency_ms=latency_ms,
-        )
+        .values(**dataclasses.asdict(attempt))
         .on_conflict_do_nothing(constraint="uq_payment_attempt")
     )
 
 
-_ATTEMPT_ON_QUIET = text("""
-WITH recorded AS (
-    INSERT INTO payment_attempts (payment_id, step, attempt_no, provider, outcome, error_code,
-                                  unified_code, latency_ms)
-    VALUES (:payment_id, :step, :attempt_no, :provider, :outcome, :error_code, :unified_code,
-            :latency_ms)
-    ON CONFLICT ON CONSTRAINT uq_payment_attempt DO NOTHING
-)
-SELECT EXISTS (
-    SELECT 1 FROM provider_circuits
-    WHERE provider = :provider AND state = 'closed' AND consecutive_failures = 0
-) AS quiet
-""")
+async def record_attempt(session: AsyncSession, attempt: Attempt) -> None:
+    await session.execute(_attempt_row(attempt))
 
 
-async def record_success(
-    session: AsyncSession,
-    *,
-    payment_id: str,
-    step: str,
-    attempt_no: int,
-    provider: str,
-    outcome: str,
-    error_code: str | None,
-    unified_code: str | None,
-    latency_ms: int,
-) -> bool:
-    """Record a successful call's attempt in one statement; True when the provider's breaker
-    is closed with no failures counted, so the success changes nothing there (no lock, no
-    write). False: the caller applies it with `record_provider_result`."""
-    quiet = await session.scalar(
-        _ATTEMPT_ON_QUIET,
-        {
-            "payment_id": payment_id,
-            "step": step,
-            "attempt_no": attempt_no,
-            "provider": provider,
-            "outcome": outcome,
-            "error_code": error_code,
-            "unified_code": unified_code,
-            "latency_ms": latency_ms,
-        },
+async def record_success(session: AsyncSession, attempt: Attempt) -> bool:
+    """Record a successful call's attempt, in one statement that also reads the provider's
+    breaker. True when the breaker is closed with no failures counted: the success changes
+    nothing there (no lock, no write). False: apply it with `record_provider_result`."""
+    quiet = (
+        select(ProviderCircuit.provider)
+        .where(
+            ProviderCircuit.provider == attempt.provider,
+            ProviderCircuit.state == CircuitState.CLOSED.value,
+            ProviderCircuit.consecutive_failures == 0,
+        )
+        .exists()
     )
-    return bool(quiet)
+    recorded = _attempt_row(attempt).cte("recorded")
+    return bool(await session.scalar(select(quiet).add_cte(recorded)))
 
 
 def window_start(now: datetime, seconds: int) -> datetime:
