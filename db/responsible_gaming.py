@@ -5,6 +5,7 @@ so a player cannot lift a limit in the heat of the moment. A self-exclusion can 
 never shortened. Periods are rolling: daily is the last 24 hours, weekly 7 days, monthly 30.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -59,6 +60,11 @@ async def get_limits(session: AsyncSession, *, player_id: str, now: datetime) ->
         .where(DepositLimit.player_id == player_id, DepositLimit.period.in_(PERIODS))
         .order_by(DepositLimit.id.desc())
     )
+    return _states(rows, now)
+
+
+def _states(rows: Iterable[DepositLimit], now: datetime) -> list[LimitState]:
+    """Every period's limit state from the player's limit rows, newest first."""
     by_period: dict[str, list[DepositLimit]] = {p: [] for p in PERIODS}
     for row in rows:
         by_period[row.period].append(row)
@@ -145,11 +151,8 @@ async def deposit_refusal(
     until: datetime | None = rows[0].until if rows else None
     if until is not None and until > now:
         return Refusal("self_excluded", f"The player is self-excluded until {until.isoformat()}")
-    by_period: dict[str, list[DepositLimit]] = {p: [] for p in PERIODS}
-    for row in rows:
-        if row.DepositLimit is not None:
-            by_period[row.DepositLimit.period].append(row.DepositLimit)
-    for state in (_state(p, by_period[p][:20], now) for p in PERIODS):
+    limits = [row.DepositLimit for row in rows if row.DepositLimit is not None]
+    for state in _states(limits, now):
         if state.amount_minor is None:
             continue
         used = await session.scalar(
