@@ -39,6 +39,27 @@ down_revision: str | None = "0060"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# How the posting moves each account's cached counters, per account: the balance-flag check and
+# the counter update both read it, so the two can never disagree.
+_MOVES = r"""moves AS (
+    SELECT x.code,
+        CASE WHEN p_phase = 'posted' THEN x.dr
+             WHEN p_phase = 'post_pending' AND x.dr > 0 THEN v_amount ELSE 0 END AS posted_dr,
+        CASE WHEN p_phase = 'posted' THEN x.cr
+             WHEN p_phase = 'post_pending' AND x.cr > 0 THEN v_amount ELSE 0 END AS posted_cr,
+        CASE WHEN p_phase = 'pending' THEN x.dr WHEN v_resolving THEN -x.dr ELSE 0 END
+            AS pending_dr,
+        CASE WHEN p_phase = 'pending' THEN x.cr WHEN v_resolving THEN -x.cr ELSE 0 END
+            AS pending_cr
+    FROM (
+        SELECT u.code,
+            sum(CASE WHEN u.side = 'D' THEN u.amount ELSE 0 END) AS dr,
+            sum(CASE WHEN u.side = 'C' THEN u.amount ELSE 0 END) AS cr
+        FROM unnest(v_codes, v_sides, v_amounts) AS u(code, side, amount)
+        GROUP BY u.code
+    ) x
+)"""
+
 _TRY = r"""
 CREATE OR REPLACE FUNCTION ledger_post_try(
     p_key text, p_kind text, p_payment_id text, p_hash text, p_phase text,
@@ -84,26 +105,14 @@ BEGIN
     -- Lock the accounts in code order (no deadlocks) and see whether the posting would break a
     -- balance flag, in one statement; create the missing accounts first if there are any.
     FOR attempt IN 1..2 LOOP
-        WITH moves AS (
-            SELECT x.code,
-                sum(CASE WHEN x.side = 'D' THEN x.amount ELSE 0 END) AS dr,
-                sum(CASE WHEN x.side = 'C' THEN x.amount ELSE 0 END) AS cr
-            FROM unnest(v_codes, v_sides, v_amounts) AS x(code, side, amount)
-            GROUP BY x.code
-        ), locked AS (
+        WITH {moves}, locked AS (
             SELECT a.code, a.debits_must_not_exceed_credits AS flag, a.posted_debits,
                    a.posted_credits, a.pending_debits
             FROM ledger_accounts a WHERE a.code = ANY (v_codes) ORDER BY a.code FOR UPDATE
         )
         SELECT count(*), min(l.code) FILTER (WHERE l.flag
-            AND l.posted_debits + CASE
-                    WHEN p_phase = 'posted' THEN m.dr
-                    WHEN p_phase = 'post_pending' AND m.dr > 0 THEN v_amount ELSE 0 END
-              + l.pending_debits + CASE
-                    WHEN p_phase = 'pending' THEN m.dr WHEN v_resolving THEN -m.dr ELSE 0 END
-              > l.posted_credits + CASE
-                    WHEN p_phase = 'posted' THEN m.cr
-                    WHEN p_phase = 'post_pending' AND m.cr > 0 THEN v_amount ELSE 0 END)
+            AND l.posted_debits + m.posted_dr + l.pending_debits + m.pending_dr
+                > l.posted_credits + m.posted_cr)
         INTO v_locked, v_breach
         FROM locked l JOIN moves m ON m.code = l.code;
         EXIT WHEN v_locked >= v_wanted OR p_accounts IS NULL OR attempt = 2;
@@ -152,13 +161,7 @@ BEGIN
     END IF;
 
     -- Everything the posting writes, in one statement.
-    WITH moves AS (
-        SELECT x.code,
-            sum(CASE WHEN x.side = 'D' THEN x.amount ELSE 0 END) AS dr,
-            sum(CASE WHEN x.side = 'C' THEN x.amount ELSE 0 END) AS cr
-        FROM unnest(v_codes, v_sides, v_amounts) AS x(code, side, amount)
-        GROUP BY x.code
-    ), tx AS (
+    WITH {moves}, tx AS (
         INSERT INTO ledger_transactions (key, kind, payment_id, content_hash, phase, pending_id)
         VALUES (p_key, p_kind, p_payment_id, p_hash, p_phase, v_pending_id)
         RETURNING id, created_at
@@ -174,16 +177,10 @@ BEGIN
         FROM tx, lines l ORDER BY l.n
     ), counters AS (
         UPDATE ledger_accounts a SET
-            posted_debits = a.posted_debits + CASE
-                WHEN p_phase = 'posted' THEN m.dr
-                WHEN p_phase = 'post_pending' AND m.dr > 0 THEN v_amount ELSE 0 END,
-            posted_credits = a.posted_credits + CASE
-                WHEN p_phase = 'posted' THEN m.cr
-                WHEN p_phase = 'post_pending' AND m.cr > 0 THEN v_amount ELSE 0 END,
-            pending_debits = a.pending_debits
-                + CASE WHEN p_phase = 'pending' THEN m.dr WHEN v_resolving THEN -m.dr ELSE 0 END,
-            pending_credits = a.pending_credits
-                + CASE WHEN p_phase = 'pending' THEN m.cr WHEN v_resolving THEN -m.cr ELSE 0 END
+            posted_debits = a.posted_debits + m.posted_dr,
+            posted_credits = a.posted_credits + m.posted_cr,
+            pending_debits = a.pending_debits + m.pending_dr,
+            pending_credits = a.pending_credits + m.pending_cr
         FROM moves m
         WHERE a.code = m.code
     ), totals AS (
@@ -254,7 +251,7 @@ END $$;
 
 
 def upgrade() -> None:
-    op.execute(_TRY)
+    op.execute(_TRY.replace("{moves}", _MOVES))
     op.execute(_POST)
     op.execute(_POST_BATCH)
     for function in ("ledger_post_try", "ledger_post", "ledger_post_batch"):
