@@ -36,11 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db import fraud as fraud_store
 from db.engine import make_engine, make_sessionmaker
+from db.ledger_check import DAILY_WALLET_TOTALS
 from db.migrate import upgrade
 from domain.fraud import RuleSet, RuleSource, evaluate
 from domain.withdrawals import destination_fingerprint
 
-_SEED = """
+_SEED = (
+    """
 INSERT INTO players (id, external_id, iin, full_name, birth_date, phone)
 SELECT :p || g, :p || 'ext' || g, lpad((900101300000 + g)::text, 12, '0'),
        'Bench Player', DATE '1990-01-01', '+77011234567'
@@ -127,15 +129,13 @@ WHERE t.key LIKE :p || 'tx%' AND a.code = 'player:' || :p || '0:wallet:KZT';
 
 -- ledger_post keeps these per-day totals, so history written around it computes them once.
 INSERT INTO wallet_daily_totals (account_id, day, bets_minor, deposits_minor)
-SELECT e.account_id, (t.created_at AT TIME ZONE 'UTC')::date,
-       coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'game_bet'), 0),
-       coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'deposit_credit'), 0)
-FROM ledger_entries e JOIN ledger_transactions t ON t.id = e.transaction_id
-WHERE t.key LIKE :p || '%tx%'
-GROUP BY 1, 2;
+"""
+    + DAILY_WALLET_TOTALS.format(and_where="AND t.key LIKE :p || '%tx%'")
+    + """;
 
 ANALYZE;
 """
+)
 
 Evaluation = Callable[[AsyncSession], Awaitable[Any]]
 

@@ -14,6 +14,19 @@ _UNRESOLVED_PENDING = (
     "(SELECT 1 FROM ledger_transactions r WHERE r.pending_id = t.id)"
 )
 
+# Per player wallet and UTC day, the sums of its game bets and deposit credits, recomputed from
+# the entries: what `wallet_daily_totals` must hold. `{and_where}` narrows it (or is empty).
+DAILY_WALLET_TOTALS = """
+    SELECT e.account_id, (t.created_at AT TIME ZONE 'UTC')::date AS day,
+        coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'game_bet'), 0) AS bets,
+        coalesce(sum(e.amount_minor) FILTER (WHERE t.kind = 'deposit_credit'), 0) AS deposits
+    FROM ledger_entries e
+    JOIN ledger_transactions t ON t.id = e.transaction_id
+    JOIN ledger_accounts a ON a.id = e.account_id
+    WHERE t.kind IN ('game_bet', 'deposit_credit') AND a.type = 'player_wallet' {and_where}
+    GROUP BY 1, 2
+"""
+
 CHECKS: dict[str, str] = {
     "every transaction balances per currency": """
         SELECT t.key || ' ' || e.currency FROM ledger_entries e
@@ -71,17 +84,8 @@ CHECKS: dict[str, str] = {
         GROUP BY p.key HAVING count(*) > 1
     """,
     # Kept by ledger_post_try (migration 0070) for the fraud rules: they must never drift.
-    "per-day wallet totals equal the entries": """
-        WITH fresh AS (
-            SELECT e.account_id, (t.created_at AT TIME ZONE 'UTC')::date AS day,
-                sum(e.amount_minor) FILTER (WHERE t.kind = 'game_bet') AS bets,
-                sum(e.amount_minor) FILTER (WHERE t.kind = 'deposit_credit') AS deposits
-            FROM ledger_entries e
-            JOIN ledger_transactions t ON t.id = e.transaction_id
-            JOIN ledger_accounts a ON a.id = e.account_id
-            WHERE t.kind IN ('game_bet', 'deposit_credit') AND a.type = 'player_wallet'
-            GROUP BY 1, 2
-        )
+    "per-day wallet totals equal the entries": f"""
+        WITH fresh AS ({DAILY_WALLET_TOTALS.format(and_where="")})
         SELECT coalesce(f.account_id, w.account_id) || ' ' || coalesce(f.day, w.day)
         FROM fresh f FULL JOIN wallet_daily_totals w USING (account_id, day)
         WHERE coalesce(f.bets, 0) <> coalesce(w.bets_minor, 0)
