@@ -13,7 +13,13 @@ one (`--api-url`, `--temporal-address`, `--api-key`, `--simulator-url`, `--datab
 4. runs the same count at the same concurrency of a bare one-activity workflow
    (`bench/bare.py`) on its own worker process and task queue against the same server;
 5. prints payments/s, p50/p95/p99, Temporal history events per payment (a sample's
-   histories), the ratio deposits/s / bare/s and the p50 overhead (deposit p50 - bare p50);
+   histories), the ratio deposits/s / bare/s and the p50 overhead (deposit p50 - bare p50),
+   and the CPU milliseconds per payment of each process in each counted phase (`bench/cpu.py`,
+   from /proc): API, worker, Temporal dev server, PostgreSQL (the postmaster and its backends),
+   simulator and this client. In the bare phase the bare worker stands in for the deposit
+   worker; the API, PostgreSQL and the simulator are not on its path (their idle CPU is shown
+   in parentheses, outside the total). With a running stack (`--api-url`) only the client's
+   own CPU is known: the others read n/a;
 6. runs the ledger invariant check on the stack's database (exit status 1 on a breach, or when
    a payment did not reach a terminal status).
 
@@ -41,6 +47,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from bench.cpu import Source, sample, spent
 from codec.converter import data_converter
 from config import Settings, child_environment, get_settings
 from db.engine import make_engine, make_sessionmaker
@@ -52,6 +59,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPOSIT_AMOUNT = 500_000  # 5,000.00 KZT: above the minimum, far below any review threshold
 DEPOSITS_PER_PLAYER = 4  # under the 5-per-10-minutes velocity rule
 TERMINAL = {"succeeded", "failed", "declined", "expired"}
+# The processes of the CPU split, in the report's order; "client" is this bench process.
+PROCESSES = ("API", "worker", "Temporal", "PostgreSQL", "simulator", "client")
+BARE_PATH = {"worker", "Temporal", "client"}  # the others idle while the bare workflow runs
 
 Say = Callable[[str], None]
 
@@ -75,6 +85,18 @@ class Phase:
     # last history event, of the sampled histories); the rest is start dispatch and result.
     post_latencies: list[float] = field(default_factory=list)
     workflow_runs: list[float] = field(default_factory=list)
+    # CPU seconds each process spent in the counted runs (None: not measured).
+    cpu: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        """Payments driven, broken ones included: all of them cost CPU."""
+        return sum(self.outcomes.values())
+
+    def cpu_ms(self, process: str) -> float | None:
+        """CPU milliseconds per payment of one process."""
+        seconds = self.cpu.get(process)
+        return 1000 * seconds / self.count if seconds is not None and self.count else None
 
     @property
     def rate(self) -> float:
@@ -194,8 +216,18 @@ class Target:
 
 
 class PaymentBench:
-    def __init__(self, target: Target, *, concurrency: int, progress: Say) -> None:
+    def __init__(
+        self,
+        target: Target,
+        *,
+        concurrency: int,
+        progress: Say,
+        pids: dict[str, int | None] | None = None,
+    ) -> None:
         self.target = target
+        # The stack's processes by PROCESSES name (the deposit worker as "worker"); unknown
+        # ones (a running stack) are measured as n/a.
+        self.pids = pids or {}
         self.concurrency = concurrency
         self.progress = progress
         self.run_tag = uuid.uuid4().hex[:8]
@@ -323,6 +355,8 @@ class PaymentBench:
                 self.progress(f"warm-up: {warmup} deposits ({dict(warm.outcomes)})")
             deposits = Phase("deposits")
             self.progress(f"deposits: {payments} at concurrency {self.concurrency}")
+            sources = self.cpu_sources(worker=self.pids.get("worker"))
+            before = sample(sources)
             await drive(
                 deposits,
                 self.deposit_runner(api, client, bench_players, deposits),
@@ -330,25 +364,52 @@ class PaymentBench:
                 concurrency=self.concurrency,
                 progress=self.progress,
             )
+            deposits.cpu = spent(before, sample(sources))
             await sample_histories(client, deposits, history_sample)
 
         bare = Phase("bare workflow")
         queue = f"bench-bare-{self.run_tag}"
-        with bare_worker(self.target, queue):
+        with bare_worker(self.target, queue) as bare_pid:
             runner = self.bare_runner(client, queue)
             if warmup:
                 warm = Phase("warm-up bare")
                 await drive(warm, runner, total=warmup, concurrency=self.concurrency, progress=None)
             self.progress(f"bare workflow: {payments} at concurrency {self.concurrency}")
+            sources = self.cpu_sources(worker=bare_pid)  # the bare worker replaces the deposit's
+            before = sample(sources)
             await drive(
                 bare, runner, total=payments, concurrency=self.concurrency, progress=self.progress
             )
+            bare.cpu = spent(before, sample(sources))
             await sample_histories(client, bare, history_sample)
         return deposits, bare
 
+    def cpu_sources(self, *, worker: int | None) -> dict[str, Source]:
+        """Each stack process with its descendants (PostgreSQL's backends, for one); the client
+        alone, without its children (the embedded stack's processes are children of this one)."""
+        sources = {name: Source(self.pids.get(name)) for name in PROCESSES if name != "client"}
+        sources["worker"] = Source(worker)
+        sources["client"] = Source(os.getpid(), tree=False)
+        return sources
+
+
+def stack_pids(stack: Stack) -> dict[str, int | None]:
+    """The embedded stack's process ids by PROCESSES name: its components' processes, and the
+    postmaster from PostgreSQL's own pid file (the launcher does not start it as a child)."""
+    names = {"api": "API", "worker": "worker", "temporal": "Temporal", "simulator": "simulator"}
+    pids: dict[str, int | None] = {
+        names[c.name]: c.process.pid for c in stack.components if c.name in names
+    }
+    pids["PostgreSQL"] = None
+    pid_file = stack.data_dir / "pg" / "postmaster.pid"  # first line: the postmaster's pid
+    if not stack.settings.database_url and pid_file.exists():
+        pids["PostgreSQL"] = int(pid_file.read_text().split("\n", 1)[0])
+    return pids
+
 
 @contextlib.contextmanager
-def bare_worker(target: Target, task_queue: str) -> Iterator[None]:
+def bare_worker(target: Target, task_queue: str) -> Iterator[int]:
+    """Runs `python -m bench.bare` on `task_queue`; yields its pid once it polls."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -362,7 +423,13 @@ def bare_worker(target: Target, task_queue: str) -> Iterator[None]:
             task_queue,
         ],
         cwd=ROOT,
-        env=child_environment({}),
+        # Its client must read what this bench's client writes: the same converter and codec.
+        env=child_environment(
+            {
+                "PAY_ENVIRONMENT": target.settings.environment,
+                "PAY_CODEC_ENABLED": str(target.settings.payload_codec_enabled).lower(),
+            }
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -373,7 +440,7 @@ def bare_worker(target: Target, task_queue: str) -> Iterator[None]:
         if "bare worker polling" not in line:
             rest = process.stdout.read() if process.poll() is not None else ""
             raise RuntimeError(f"the bare worker did not start: {line}{rest}")
-        yield
+        yield process.pid
     finally:
         process.terminate()
         try:
@@ -434,7 +501,45 @@ def report(deposits: Phase, bare: Phase, *, concurrency: int, latency_ms: int) -
         # of the gap that is waiting for a saturated machine, not orchestration.
         f"  the gap the rates alone explain (Little's law, C/deposits/s - C/bare/s): "
         f"{queueing:.0f} ms",
+        *cpu_table(deposits, bare),
     ]
+
+
+def cpu_table(deposits: Phase, bare: Phase) -> list[str]:
+    """CPU milliseconds per payment by process, one column per phase, with the total."""
+
+    def cell(value: float | None, *, idle: bool = False) -> str:
+        if value is None:
+            return "n/a"
+        return f"({value:.2f})" if idle else f"{value:.2f}"
+
+    def total(phase: Phase, processes: list[str]) -> float | None:
+        values = [phase.cpu_ms(p) for p in processes]
+        return None if any(v is None for v in values) else sum(v or 0.0 for v in values)
+
+    def busy(phase: Phase, processes: list[str]) -> str:
+        ms = total(phase, processes)
+        if ms is None or not phase.elapsed:
+            return "n/a"
+        return f"{ms * phase.count / 1000 / phase.elapsed:.2f}"
+
+    bare_processes = [p for p in PROCESSES if p in BARE_PATH]
+    lines = [f"  CPU ms per payment {'deposits':>12} {'bare':>10}"]
+    for process in PROCESSES:
+        label = "client (bench)" if process == "client" else process
+        lines.append(
+            f"    {label:<16} {cell(deposits.cpu_ms(process)):>12} "
+            f"{cell(bare.cpu_ms(process), idle=process not in BARE_PATH):>10}"
+        )
+    lines += [
+        f"    {'total':<16} {cell(total(deposits, list(PROCESSES))):>12} "
+        f"{cell(total(bare, bare_processes)):>10}",
+        f"    {'cores busy':<16} {busy(deposits, list(PROCESSES)):>12} "
+        f"{busy(bare, bare_processes):>10}   (total CPU / wall time, {os.cpu_count()} CPUs)",
+        "  (bare: the bare worker in the worker row; in parentheses, idle processes off the bare "
+        "path, not in its total; n/a: not measured, e.g. a running stack)",
+    ]
+    return lines
 
 
 # -- the command -----------------------------------------------------------------------------------
@@ -516,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.api_url:
             target = running_target(args)
             say(f"using the running stack at {target.api_url} (Temporal {target.temporal_address})")
+            pids: dict[str, int | None] | None = None  # not ours: only the client's CPU is known
         else:
             data_dir = Path(tempfile.mkdtemp(prefix="bench-payments-"))
             if not args.keep_data:
@@ -526,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"starting the embedded stack in {data_dir}")
             stack.start()
             assert stack.database_url
+            pids = stack_pids(stack)
             target = Target(
                 api_url=settings.api_url,
                 api_key=stack.dev_keys["merchant"],
@@ -535,7 +642,12 @@ def main(argv: list[str] | None = None) -> int:
                 database_url=stack.database_url,
                 settings=settings,
             )
-        bench = PaymentBench(target, concurrency=args.concurrency, progress=say)
+        bench = PaymentBench(
+            target,
+            concurrency=args.concurrency,
+            progress=say,
+            pids=pids,
+        )
         deposits, bare = asyncio.run(
             bench.run(
                 payments=args.payments,
