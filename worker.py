@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 import workflows
 from activities.deposits import DepositActivities, RoutingConfig
 from activities.monitoring import MonitoringActivities
+from activities.stuck import StuckActivities
 from activities.withdrawals import WithdrawalActivities
 from codec.converter import data_converter
 from config import Settings, get_settings
@@ -105,6 +106,7 @@ def build_worker(
         fraud_rules=fraud_rules,
     )
     monitoring = MonitoringActivities(sessions=sessions, fraud_rules=fraud_rules)
+    stuck = StuckActivities(sessions=sessions)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -130,6 +132,8 @@ def build_worker(
             withdrawals.record_review,
             withdrawals.escalate_review,
             monitoring.run_monitoring_checks,
+            stuck.flag_stuck,
+            stuck.clear_stuck,
         ],
     )
 

@@ -3,7 +3,7 @@
 import random
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -49,7 +49,13 @@ from domain.routing import (
 )
 from domain.statuses import DepositStatus
 from providers.card import CardProviderClient, ChargeOutcome
-from providers.errors import ProviderError, ProviderRejected, ProviderTimeout
+from providers.errors import (
+    ProviderError,
+    ProviderNotProcessed,
+    ProviderRejected,
+    ProviderThrottled,
+    ProviderTimeout,
+)
 from providers.payments import PaymentOutcome, PaymentProviderClient
 
 _CALL_FAILURES = ("error", "timeout")  # outcomes that count against a provider's circuit
@@ -145,7 +151,7 @@ class DepositActivities:
             candidates,
             stats=stats,
             circuits=states,
-            rng=random.Random(),
+            rng=random.Random(inp.deposit_id),  # a re-run with the same facts picks the same
             exploration=self._routing.exploration,
         )
         for name in decision.skipped:
@@ -164,7 +170,11 @@ class DepositActivities:
             )
         return RouteDepositResult(
             candidates=[
-                RouteCandidate(provider=r.name, action_ttl_seconds=r.action_ttl_seconds)
+                RouteCandidate(
+                    provider=r.name,
+                    action_ttl_seconds=r.action_ttl_seconds,
+                    processing_window_seconds=r.processing_window_seconds,
+                )
                 for r in decision.ordered
             ],
             skipped=decision.skipped,
@@ -263,10 +273,8 @@ class DepositActivities:
                 await self._attempt(call, "cancel", f"cancel_{charge.status}", started, result)
                 return result
             payment = await self._payments(inp.provider).cancel_payment(inp.deposit_id)
-        except ProviderRejected as exc:
-            raise ApplicationError(
-                str(exc), exc.code, non_retryable=True, type="ProviderRejected"
-            ) from exc
+        except ProviderError as exc:
+            raise retry_later(exc) from exc
         return (
             self._payment_result(inp.deposit_id, payment)
             if payment
@@ -356,10 +364,8 @@ class DepositActivities:
                     else ProviderCallResult(found=False)
                 )
             payment = await self._payments(inp.provider).get_payment(inp.deposit_id)
-        except ProviderRejected as exc:
-            raise ApplicationError(
-                str(exc), exc.code, non_retryable=True, type="ProviderRejected"
-            ) from exc
+        except ProviderError as exc:
+            raise retry_later(exc) from exc
         return (
             self._payment_result(inp.deposit_id, payment)
             if payment
@@ -392,6 +398,7 @@ class DepositActivities:
             decline_code=outcome.decline_code,
             provider_payment_id=outcome.charge_id,
             amount_minor=outcome.amount,
+            currency=outcome.currency,
             next_action=action if outcome.status == "requires_action" else None,
         )
 
@@ -405,24 +412,21 @@ class DepositActivities:
             decline_code=outcome.decline_code,
             provider_payment_id=outcome.payment_id,
             amount_minor=outcome.amount_received or outcome.amount,
+            currency=outcome.currency,
             next_action=action if outcome.status == "pending" else None,
         )
 
     async def _call_failed(
         self, inp: ProviderCallInput, step: str, started: float, exc: ProviderError
     ) -> BaseException:
-        """Record the failed try and translate it for the workflow (it decides on failover)."""
+        """Record the failed try and translate it for the workflow, which decides on retries,
+        inquiry and failover by its type (workflows.steps.read_failure)."""
         if isinstance(exc, ProviderRejected):
             await self._attempt(inp, step, "rejected", started, code=exc.code)
-            return ApplicationError(str(exc), exc.code, non_retryable=True, type="ProviderRejected")
-        kind = "timeout" if isinstance(exc, ProviderTimeout) else "error"
-        await self._attempt(inp, step, kind, started, code=exc.code)
-        return ApplicationError(
-            str(exc),
-            exc.code,
-            non_retryable=True,
-            type="ProviderTimeout" if kind == "timeout" else "ProviderUnavailable",
-        )
+        else:
+            kind = "timeout" if isinstance(exc, ProviderTimeout) else "error"
+            await self._attempt(inp, step, kind, started, code=exc.code)
+        return call_failure(exc)
 
     async def _attempt(
         self,
@@ -472,6 +476,34 @@ class DepositActivities:
                     now=now,
                     policy=self._routing.circuit,
                 )
+
+
+def call_failure(exc: ProviderError) -> ApplicationError:
+    """A failed provider call for the workflow: `ProviderRejected`, `ProviderThrottled` (with
+    Retry-After as the second detail), `ProviderNotProcessed`, or `ProviderOutcomeUnknown`."""
+    if isinstance(exc, ProviderRejected):
+        kind = "ProviderRejected"
+    elif isinstance(exc, ProviderThrottled):
+        return ApplicationError(
+            str(exc), exc.code, exc.retry_after or 0.0, non_retryable=True, type="ProviderThrottled"
+        )
+    elif isinstance(exc, ProviderNotProcessed):
+        kind = "ProviderNotProcessed"
+    else:
+        kind = "ProviderOutcomeUnknown"
+    return ApplicationError(str(exc), exc.code, non_retryable=True, type=kind)
+
+
+def retry_later(exc: ProviderError) -> ApplicationError:
+    """A failed inquiry or cancel: whatever the provider answered, the payment's outcome is not
+    known from it, so the activity is tried again (after Retry-After when throttled)."""
+    delay = exc.retry_after if isinstance(exc, ProviderThrottled) else None
+    return ApplicationError(
+        str(exc),
+        exc.code,
+        type=f"Inquiry{type(exc).__name__}",
+        next_retry_delay=timedelta(seconds=delay) if delay else None,
+    )
 
 
 class RoutingConfig:

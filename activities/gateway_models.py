@@ -31,6 +31,7 @@ class RouteDepositInput(BaseModel):
 class RouteCandidate(BaseModel):
     provider: str
     action_ttl_seconds: int
+    processing_window_seconds: int = 120
 
 
 class RouteDepositResult(BaseModel):
@@ -73,7 +74,17 @@ class ProviderCallResult(BaseModel):
     decline_code: str | None = None
     provider_payment_id: str | None = None
     amount_minor: int | None = None
+    currency: str | None = None
     next_action: dict[str, Any] | None = None
+
+    def pays(self, amount_minor: int, currency: str) -> bool:
+        """A success for exactly this amount and currency: the only answer that credits."""
+        return (
+            self.found
+            and self.status == "succeeded"
+            and self.amount_minor == amount_minor
+            and self.currency == currency
+        )
 
 
 class InquiryInput(BaseModel):

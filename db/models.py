@@ -62,6 +62,9 @@ class Deposit(Base):
     workflow_id: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Set while the workflow cannot move on (migration 0080): the step and why.
+    stuck_reason: Mapped[str | None] = mapped_column(String(200))
+    stuck_since: Mapped[datetime | None] = mapped_column()
 
 
 class PaymentEvent(Base):
@@ -206,6 +209,8 @@ class Withdrawal(Base):
     workflow_id: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
+    stuck_reason: Mapped[str | None] = mapped_column(String(200))
+    stuck_since: Mapped[datetime | None] = mapped_column()
 
 
 class WithdrawalReview(Base):

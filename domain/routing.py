@@ -31,6 +31,10 @@ class ProviderRule:
     schemes: tuple[str, ...] = ()  # card only; empty means every scheme
     bin_prefixes: tuple[str, ...] = ()  # card only; empty means every BIN
     action_ttl_seconds: int = 900  # how long the player has to act (3DS, QR, app, transfer)
+    # How long a request that reached this provider may still be processed after we stopped
+    # waiting for it. A provider that cannot cancel an order it never saw is asked again after
+    # this, before another provider is tried (the request may still be in flight).
+    processing_window_seconds: int = 120
     enabled: bool = True
 
 

@@ -1,6 +1,7 @@
 """Fixtures that start the real things once per session: embedded PostgreSQL, the provider
 simulator as a separate process, Temporal's time-skipping test server and a worker."""
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from config import Settings, child_environment
+from config.settings import DEFAULT_PROVIDERS
 from db.api_keys import issue_key
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
@@ -101,6 +103,11 @@ def settings(database_url: str, simulator_url: str, fraud_overlay: Path) -> Sett
         charge_retry_initial_seconds=0.2,
         charge_retry_max_seconds=1.0,
         charge_give_up_seconds=20.0,
+        # Tests run in real time unless they skip it: a short processing window keeps the
+        # "cannot cancel an order it never saw: wait, then ask again" path quick.
+        providers=tuple(
+            dataclasses.replace(rule, processing_window_seconds=3) for rule in DEFAULT_PROVIDERS
+        ),
     )
 
 

@@ -45,7 +45,6 @@ from domain.ids import deposit_workflow_id, new_id
 from domain.statuses import DepositStatus
 from workflows import search_attributes as sa
 from workflows.deposit import DepositTimings, DepositWorkflow, DepositWorkflowInput
-from workflows.deposit_models import CURRENT_FLOW_VERSION
 
 router = APIRouter(prefix="/v1/deposits", tags=["deposits"])
 
@@ -83,7 +82,6 @@ def workflow_input(deposit: Deposit, settings: Settings) -> DepositWorkflowInput
             poll_initial_seconds=settings.callback_poll_initial_seconds,
             poll_max_seconds=settings.callback_poll_max_seconds,
         ),
-        flow_version=CURRENT_FLOW_VERSION,
     )
 
 
