@@ -35,7 +35,7 @@ class PayoutResult(BaseModel):
     """`found` is False only from an inquiry: the provider never saw the payout."""
 
     found: bool
-    status: Literal["paid", "failed"] | None = None
+    status: Literal["paid", "failed", "processing"] | None = None
     failure_code: str | None = None
     payout_id: str | None = None
 

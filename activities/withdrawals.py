@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Mapping
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
@@ -28,7 +29,7 @@ from db import withdrawals as withdrawal_store
 from db.models import Withdrawal
 from domain.fraud import RuleSource
 from domain.ledger import withdrawal_post, withdrawal_void
-from providers.errors import ProviderError, ProviderRejected, ProviderTimeout
+from providers.errors import ProviderError, ProviderRejected, ProviderThrottled, ProviderTimeout
 from providers.payout import PayoutOutcome, PayoutProviderClient
 
 
@@ -91,27 +92,45 @@ class WithdrawalActivities:
         except ProviderError as exc:
             outcome_name = "timeout" if isinstance(exc, ProviderTimeout) else "error"
             await self._record_attempt(inp, attempt, outcome_name, started, exc.code)
-            raise
+            raise retry_later(exc) from exc
         await self._record_attempt(inp, attempt, outcome.status, started, outcome.failure_code)
         return _result(outcome)
 
     @activity.defn
     async def inquire_payout(self, inp: PayoutInput) -> PayoutResult:
+        """What the provider holds under our reference; if nothing, close the reference so that
+        a request still in flight cannot be paid later (found False: it cannot cancel what it
+        never saw, so only waiting out its processing window tells)."""
         client = self._provider(inp.provider)
         started = time.monotonic()
         attempt = activity.info().attempt
-        outcome = await client.get_payout(inp.withdrawal_id)
-        if outcome is None:
-            # Never seen: close the reference before the hold is released, so that a request
-            # still in flight cannot be paid later (which would pay the player twice).
-            outcome = await client.cancel_payout(
-                reference=inp.withdrawal_id, amount=inp.amount_minor, currency=inp.currency
-            )
-            name = "cancelled_" + outcome.status
-        else:
-            name = "inquiry_" + outcome.status
+        try:
+            outcome = await client.get_payout(inp.withdrawal_id)
+            if outcome is None:
+                outcome = await client.cancel_payout(
+                    reference=inp.withdrawal_id, amount=inp.amount_minor, currency=inp.currency
+                )
+                name = "cancelled_" + outcome.status
+            else:
+                name = "inquiry_" + outcome.status
+        except ProviderRejected as exc:
+            if exc.code != "not_found":
+                raise retry_later(exc) from exc
+            await self._record_attempt(inp, attempt, "cancel_not_found", started, exc.code)
+            return PayoutResult(found=False)
+        except ProviderError as exc:
+            raise retry_later(exc) from exc
         await self._record_attempt(inp, attempt, name, started, step="payout_inquiry")
         return _result(outcome)
+
+    @activity.defn
+    async def get_payout_status(self, inp: PayoutInput) -> PayoutResult:
+        """A status poll of a payout the provider is processing (no cancel)."""
+        try:
+            outcome = await self._provider(inp.provider).get_payout(inp.withdrawal_id)
+        except ProviderError as exc:
+            raise retry_later(exc) from exc
+        return PayoutResult(found=False) if outcome is None else _result(outcome)
 
     @activity.defn
     async def settle_hold(self, inp: SettleHoldInput) -> SettleHoldResult:
@@ -196,6 +215,17 @@ class WithdrawalActivities:
                 error_code=error_code,
                 latency_ms=int((time.monotonic() - started) * 1000),
             )
+
+
+def retry_later(exc: ProviderError) -> ApplicationError:
+    """Tried again (after Retry-After when throttled): an error never decides a payout."""
+    delay = exc.retry_after if isinstance(exc, ProviderThrottled) else None
+    return ApplicationError(
+        str(exc),
+        exc.code,
+        type=type(exc).__name__,
+        next_retry_delay=timedelta(seconds=delay) if delay else None,
+    )
 
 
 def _result(outcome: PayoutOutcome) -> PayoutResult:

@@ -27,12 +27,17 @@ class WithdrawalCreate(StrictModel):
     )
 
 
+# Printable text only: PostgreSQL refuses NUL in text, and control characters have no place in an
+# audit trail. Refused with 422 before anything reaches the workflow.
+_PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
 class ReviewBody(StrictModel):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=500, pattern=_PRINTABLE)
 
 
 class RejectBody(StrictModel):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=_PRINTABLE)
 
 
 class ReviewOut(BaseModel):

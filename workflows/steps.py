@@ -44,11 +44,12 @@ STUCK_RETRY = timedelta(minutes=10)
 ONE_TRY = RetryPolicy(maximum_attempts=1)
 
 
-def reason(code: str, detail: str | None = None) -> str:
-    """A status reason: a code plus a bounded, printable detail; it always fits its column."""
+def reason(code: str, detail: str | None = None, *, limit: int = REASON_MAX) -> str:
+    """A status reason: a code plus a bounded, printable detail; it always fits its column
+    (no NUL or control character reaches PostgreSQL, which refuses NUL in text)."""
     text = code if not detail else f"{code}:{detail}"
     printable = "".join(ch if ch.isprintable() else " " for ch in text)
-    return printable if len(printable) <= REASON_MAX else printable[: REASON_MAX - 1] + "…"
+    return printable if len(printable) <= limit else printable[: limit - 1] + "…"
 
 
 FailureKind = Literal["rejected", "not_processed", "throttled", "unknown"]

@@ -2,8 +2,9 @@
 ask for one, the payout, then exactly one of post (paid) or void (anything else).
 
 Operators and the player act through workflow updates whose validators refuse an invalid
-transition before anything is written, so the API can answer 409 at once. A review that
-waits too long is escalated (search attribute and database), never dropped.
+transition before anything is written, so the API can answer 409 at once. The first decision
+(approved, rejected, cancelled) stands: a later one is refused, never written over it. A review
+that waits too long is escalated (search attribute and database), never dropped.
 """
 
 import builtins
@@ -11,16 +12,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.withdrawal_models import (
         EscalateInput,
-        PayoutInput,
-        PayoutResult,
         RecordReviewInput,
         RecordWithdrawalStatusInput,
         SettleHoldInput,
@@ -35,50 +32,31 @@ with workflow.unsafe.imports_passed_through():
         check_reject,
     )
     from workflows import search_attributes as sa
+    from workflows.payout import Payout
+    from workflows.steps import StuckGuard, reason
+    from workflows.withdrawal_models import (
+        ReviewInput,
+        ReviewResult,
+        WithdrawalTimings,
+        WithdrawalWorkflowInput,
+        WithdrawalWorkflowResult,
+    )
 
+__all__ = [
+    "ReviewInput",
+    "ReviewResult",
+    "WithdrawalTimings",
+    "WithdrawalWorkflow",
+    "WithdrawalWorkflowInput",
+    "WithdrawalWorkflowResult",
+]
 
-class WithdrawalTimings(BaseModel):
-    escalate_after_seconds: float = 4 * 3600.0
-    provider_call_seconds: float = 15.0
-    retry_initial_seconds: float = 1.0
-    retry_max_seconds: float = 60.0
-    give_up_seconds: float = 1800.0
-
-
-class WithdrawalWorkflowInput(BaseModel):
-    withdrawal_id: str
-    player_id: str
-    amount_minor: int
-    currency: str
-    method: str
-    destination: dict[str, object]
-    provider: str
-    approvals_needed: int
-    timings: WithdrawalTimings = WithdrawalTimings()
-
-
-class WithdrawalWorkflowResult(BaseModel):
-    status: WithdrawalStatus
-    reason: str | None = None
-
-
-class ReviewInput(BaseModel):
-    """Who acts (operator key id and name, or the player via the merchant's key) and why."""
-
-    actor_id: str
-    actor_name: str
-    reason: str | None = None
-
-
-class ReviewResult(BaseModel):
-    status: WithdrawalStatus
-    approvals: list[str]
-    approvals_needed: int
-    changed: bool
-
-
-_DB_TIMEOUT = timedelta(seconds=30)
-_DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+Decision = Literal["approved", "rejected", "cancelled"]
+_DECIDED = {
+    "approved": WithdrawalStatus.APPROVED,
+    "rejected": WithdrawalStatus.REJECTED,
+    "cancelled": WithdrawalStatus.CANCELLED,
+}
 
 
 @workflow.defn
@@ -88,8 +66,9 @@ class WithdrawalWorkflow:
         self._input = inp
         self._status = WithdrawalStatus.PENDING
         self._approvals: list[str] = []
-        self._decided: Literal["approved", "rejected", "cancelled"] | None = None
+        self._decided: Decision | None = None
         self._reason: str | None = None
+        self._guard = StuckGuard("withdrawal", inp.withdrawal_id)
 
     @workflow.query
     def status(self) -> WithdrawalStatus:
@@ -97,43 +76,35 @@ class WithdrawalWorkflow:
 
     @workflow.run
     async def run(self, inp: WithdrawalWorkflowInput) -> WithdrawalWorkflowResult:
-        risk = await workflow.execute_activity_method(
+        risk = await self._guard.run(
             WithdrawalActivities.assess_withdrawal_risk,
             WithdrawalRiskInput(withdrawal_id=inp.withdrawal_id),
-            start_to_close_timeout=_DB_TIMEOUT,
-            retry_policy=_DB_RETRY,
         )
         if self._decided is None:
             if risk.decision == "decline":
-                self._decide("rejected", "risk_declined:" + ",".join(risk.reasons))
+                self._decide("rejected", reason("risk_declined", ",".join(risk.reasons)))
             elif risk.decision == "approve" and inp.approvals_needed <= 1:
                 self._decide("approved", "auto_approved")
             else:
-                await self._record(WithdrawalStatus.IN_REVIEW, ",".join(risk.reasons) or None)
+                self._status = WithdrawalStatus.IN_REVIEW  # reviewers may act from now on
+                why = reason(",".join(risk.reasons)) if risk.reasons else None
+                await self._record(WithdrawalStatus.IN_REVIEW, why)
                 await self._await_review()
 
-        if self._decided == "approved":
-            await self._record(WithdrawalStatus.APPROVED, self._reason)
-        if self._decided != "approved":  # rejected or cancelled, possibly while recording
-            return await self._release(
-                WithdrawalStatus.REJECTED
-                if self._decided == "rejected"
-                else WithdrawalStatus.CANCELLED
-            )
-
+        if self._decided != "approved":
+            await self._settle("void")
+            status = _DECIDED[self._decided or "rejected"]
+            return await self._finish(status, self._reason)
+        await self._record(WithdrawalStatus.APPROVED, self._reason)
         self._status = WithdrawalStatus.PROCESSING
         await self._record(WithdrawalStatus.PROCESSING, None)
-        payout = await self._pay_out(inp)
+        payout = await Payout(inp, self._guard).run()
         if payout.found and payout.status == "paid":
             await self._settle("post")
             return await self._finish(WithdrawalStatus.PAID, None)
         await self._settle("void")
-        reason = (
-            f"payout_failed:{payout.failure_code or 'unknown'}"
-            if payout.found
-            else "payout_failed:provider_never_received"  # inquiry cancels, so not expected
-        )
-        return await self._finish(WithdrawalStatus.FAILED, reason)
+        code = (payout.failure_code or "unknown") if payout.found else "provider_never_received"
+        return await self._finish(WithdrawalStatus.FAILED, reason("payout_failed", code))
 
     # -- operator and player actions ------------------------------------------------------
 
@@ -146,7 +117,7 @@ class WithdrawalWorkflow:
             return self._review_result(changed=False)
         self._approvals.append(review.actor_id)
         if len(self._approvals) >= self._input.approvals_needed:
-            self._decide("approved", f"approved_by:{','.join(self._approvals)}")
+            self._decide("approved", reason("approved_by", ",".join(self._approvals)))
         await self._record_review("approve", review)
         return self._review_result(changed=True)
 
@@ -162,7 +133,7 @@ class WithdrawalWorkflow:
         await self._risk_decided()
         if not self._check(lambda: check_reject(self._status)):
             return self._review_result(changed=False)
-        self._decide("rejected", f"rejected_by:{review.actor_id}")
+        self._decide("rejected", reason("rejected_by", review.actor_id))
         await self._record_review("reject", review)
         return self._review_result(changed=True)
 
@@ -197,14 +168,16 @@ class WithdrawalWorkflow:
             lambda: self._status is not WithdrawalStatus.PENDING or self._decided is not None
         )
 
-    def _decide(self, decision: Literal["approved", "rejected", "cancelled"], reason: str) -> None:
+    def _decide(self, decision: Decision, why: str) -> None:
+        """The first decision stands; another one is an invalid transition (409)."""
+        if self._decided is not None and self._decided != decision:
+            raise ApplicationError(
+                f"a withdrawal that is {self._decided} cannot be {decision}",
+                type="InvalidTransition",
+            )
         self._decided = decision
-        self._reason = reason
-        self._status = {
-            "approved": WithdrawalStatus.APPROVED,
-            "rejected": WithdrawalStatus.REJECTED,
-            "cancelled": WithdrawalStatus.CANCELLED,
-        }[decision]
+        self._reason = why
+        self._status = _DECIDED[decision]
 
     def _review_result(self, *, changed: bool) -> ReviewResult:
         return ReviewResult(
@@ -217,7 +190,6 @@ class WithdrawalWorkflow:
     # -- steps ------------------------------------------------------------------------------
 
     async def _await_review(self) -> None:
-        self._status = WithdrawalStatus.IN_REVIEW
         timeout = timedelta(seconds=self._input.timings.escalate_after_seconds)
         try:
             await workflow.wait_condition(lambda: self._decided is not None, timeout=timeout)
@@ -227,106 +199,48 @@ class WithdrawalWorkflow:
         workflow.logger.warning(
             "review of %s waited too long: escalated", self._input.withdrawal_id
         )
-        await workflow.execute_activity_method(
+        await self._guard.run(
             WithdrawalActivities.escalate_review,
             EscalateInput(withdrawal_id=self._input.withdrawal_id, occurred_at=workflow.now()),
-            start_to_close_timeout=_DB_TIMEOUT,
-            retry_policy=_DB_RETRY,
         )
         workflow.upsert_search_attributes([sa.ESCALATED.value_set(True)])
         await workflow.wait_condition(lambda: self._decided is not None)
 
-    async def _pay_out(self, inp: WithdrawalWorkflowInput) -> PayoutResult:
-        timings = inp.timings
-        payout_input = PayoutInput(
-            withdrawal_id=inp.withdrawal_id,
-            provider=inp.provider,
-            amount_minor=inp.amount_minor,
-            currency=inp.currency,
-            method=inp.method,
-            destination=dict(inp.destination),
-        )
-        try:
-            return await workflow.execute_activity_method(
-                WithdrawalActivities.pay_out,
-                payout_input,
-                start_to_close_timeout=timedelta(seconds=timings.provider_call_seconds),
-                schedule_to_close_timeout=timedelta(seconds=timings.give_up_seconds),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(seconds=timings.retry_initial_seconds),
-                    maximum_interval=timedelta(seconds=timings.retry_max_seconds),
-                    non_retryable_error_types=["PayoutRejected", "Config"],
-                ),
-            )
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == "PayoutRejected":
-                return PayoutResult(found=True, status="failed", failure_code="rejected")
-            if isinstance(cause, ApplicationError) and cause.type == "Config":
-                raise
-            kind = "timeout" if isinstance(cause, TimeoutError) else type(cause).__name__
-            workflow.logger.warning("payout gave up (%s); asking the provider", kind)
-        # Unknown outcome: only the provider can say, so ask it before deciding anything.
-        return await workflow.execute_activity_method(
-            WithdrawalActivities.inquire_payout,
-            payout_input,
-            start_to_close_timeout=timedelta(seconds=timings.provider_call_seconds),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=timings.retry_initial_seconds),
-                maximum_interval=timedelta(minutes=5),
-            ),
-        )
-
-    async def _release(self, status: WithdrawalStatus) -> WithdrawalWorkflowResult:
-        await self._settle("void")
-        return await self._finish(status, self._reason)
-
     async def _settle(self, action: Literal["post", "void"]) -> None:
-        await workflow.execute_activity_method(
+        await self._guard.run(
             WithdrawalActivities.settle_hold,
             SettleHoldInput(withdrawal_id=self._input.withdrawal_id, action=action),
-            start_to_close_timeout=_DB_TIMEOUT,
-            retry_policy=RetryPolicy(
-                maximum_interval=timedelta(seconds=30),
-                non_retryable_error_types=["HoldAlreadyResolved"],
-            ),
         )
 
-    async def _finish(
-        self, status: WithdrawalStatus, reason: str | None
-    ) -> WithdrawalWorkflowResult:
+    async def _finish(self, status: WithdrawalStatus, why: str | None) -> WithdrawalWorkflowResult:
         self._status = status
-        await self._record(status, reason)
+        await self._record(status, why)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return WithdrawalWorkflowResult(status=status, reason=reason)
+        return WithdrawalWorkflowResult(status=status, reason=why)
 
-    async def _record(self, status: WithdrawalStatus, reason: str | None) -> None:
-        await workflow.execute_activity_method(
+    async def _record(self, status: WithdrawalStatus, why: str | None) -> None:
+        await self._guard.run(
             WithdrawalActivities.record_withdrawal_status,
             RecordWithdrawalStatusInput(
                 withdrawal_id=self._input.withdrawal_id,
                 status=status,
-                reason=reason,
+                reason=why,
                 occurred_at=workflow.now(),
             ),
-            start_to_close_timeout=_DB_TIMEOUT,
-            retry_policy=_DB_RETRY,
         )
         workflow.upsert_search_attributes([sa.PAYMENT_STATUS.value_set(status.value)])
 
     async def _record_review(
         self, action: Literal["approve", "reject", "cancel"], review: ReviewInput
     ) -> None:
-        await workflow.execute_activity_method(
+        await self._guard.run(
             WithdrawalActivities.record_review,
             RecordReviewInput(
                 withdrawal_id=self._input.withdrawal_id,
                 action=action,
                 operator_id=review.actor_id,
-                operator_name=review.actor_name,
-                reason=review.reason,
+                operator_name=reason(review.actor_name, limit=100),
+                reason=reason(review.reason, limit=500) if review.reason else None,
                 occurred_at=workflow.now(),
             ),
-            start_to_close_timeout=_DB_TIMEOUT,
-            retry_policy=_DB_RETRY,
         )

@@ -84,6 +84,8 @@ class StuckPayment(BaseModel):
     status_since: datetime
     stuck_seconds: int
     waiting_on: str
+    stuck_reason: str | None = None
+    """Set when the workflow's bounded retries ran out: the step it is stuck at, and why."""
     attempts: int
     last_attempt: LastAttempt | None
     workflow_id: str
@@ -128,12 +130,14 @@ _STUCK_SQL = text(
            l.error_code, l.created_at AS attempt_at
     FROM (
         SELECT 'deposit' AS kind, id, status, method, provider, amount_minor, currency,
-               player_id, workflow_id, created_at, updated_at
-        FROM deposits WHERE status = ANY(:deposit_open) AND updated_at < :cutoff
+               player_id, workflow_id, created_at, updated_at, stuck_reason
+        FROM deposits WHERE status = ANY(:deposit_open)
+            AND (updated_at < :cutoff OR stuck_reason IS NOT NULL)
         UNION ALL
         SELECT 'withdrawal', id, status, method, provider, amount_minor, currency,
-               player_id, workflow_id, created_at, updated_at
-        FROM withdrawals WHERE status = ANY(:withdrawal_open) AND updated_at < :cutoff
+               player_id, workflow_id, created_at, updated_at, stuck_reason
+        FROM withdrawals WHERE status = ANY(:withdrawal_open)
+            AND (updated_at < :cutoff OR stuck_reason IS NOT NULL)
     ) p
     LEFT JOIN LATERAL (
         SELECT count(*) AS attempts FROM payment_attempts WHERE payment_id = p.id
@@ -197,7 +201,8 @@ async def stuck(
     older_than: str = "10m",
     limit: Annotated[int, Query(ge=1, le=500)] = 200,
 ) -> StuckList:
-    """Deposits and withdrawals in a non-terminal status for longer than `older_than`."""
+    """Deposits and withdrawals in a non-terminal status for longer than `older_than`, and
+    those whose workflow flagged them stuck (bounded retries ran out), whatever their age."""
     threshold = parse_duration(older_than)
     now = datetime.now(UTC)
     cutoff = now - threshold
@@ -234,6 +239,8 @@ async def stuck(
                 at=row["attempt_at"],
             )
         waiting = WAITING_ON.get((row["kind"], row["status"]), row["status"])
+        if row["stuck_reason"]:
+            waiting = f"stuck at {row['stuck_reason']}; {waiting}"
         if last is not None:
             waiting += f"; last step {last.step} #{last.attempt_no}: {last.outcome}"
         data.append(
@@ -250,6 +257,7 @@ async def stuck(
                 status_since=row["updated_at"],
                 stuck_seconds=int((now - row["updated_at"]).total_seconds()),
                 waiting_on=waiting,
+                stuck_reason=row["stuck_reason"],
                 attempts=int(row["attempts"] or 0),
                 last_attempt=last,
                 workflow_id=row["workflow_id"],
