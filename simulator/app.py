@@ -7,16 +7,23 @@ mobile banking, QR, aggregator) speak `/providers/{name}/payments`, except those
 their own (`simulator.dialects`: KazBank's transfer instructions, TengeWallet's invoices,
 BankApp's push requests, KZQR's QR orders, PayHub's checkout sessions). Each authenticates with
 its own secret and signs its callbacks with it, in its own format.
+
+`/admin` steers them: each provider's misbehaviour (`simulator.behaviour.Behaviour`: latency,
+declines, 5xx before or after processing, dropped connections, throttling, expired credentials,
+lost / duplicated / repeated / late callbacks, payments reported after expiry, slow payouts),
+bank statement lines for the bank-transfer provider, and what every provider holds under a
+reference (`GET /admin/charges?reference=`).
 """
 
 import asyncio
 import contextlib
 from collections import defaultdict
-from typing import Annotated, Any, cast
+from datetime import datetime
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from config import Settings, get_settings
 from simulator.behaviour import Behaviour, BehaviourState
@@ -26,14 +33,21 @@ from simulator.cards import (
     CardProvider,
     Charge,
     ChargeRequest,
-    SimulatorError,
     TokenizeRequest,
     TokenResponse,
 )
 from simulator.dialects import DIALECTS, ENCODERS, dialects_router
+from simulator.faults import DropConnectionMiddleware, SimulatorError
 from simulator.pages import pages_router
-from simulator.payments import AsyncMethod, AsyncProvider, Payment, PaymentRequest
-from simulator.payouts import payout_router
+from simulator.payments import (
+    AsyncMethod,
+    AsyncProvider,
+    CreditedLine,
+    Payment,
+    PaymentRequest,
+    StatementLine,
+)
+from simulator.payouts import PayoutDesk, payout_router
 from simulator.store import SimulatorStore
 
 
@@ -50,15 +64,61 @@ class PaymentLog(BaseModel):
     charge: Charge | None = None
 
 
+class Held(BaseModel):
+    """One thing a simulated provider holds under a reference."""
+
+    provider: str
+    kind: Literal["charge", "payment", "payout"]
+    status: str = Field(
+        description="charges: succeeded / declined / requires_action / cancelled; payments: "
+        "pending / succeeded / declined / expired / cancelled; payouts: processing / paid / "
+        "failed"
+    )
+    money_moved: bool = Field(description="a succeeded charge or payment, a paid payout")
+    amount: int
+    amount_received: int | None = Field(
+        default=None, description="payments: what the payer actually paid"
+    )
+    currency: str
+    provider_id: str = Field(description="the provider's own id (charge, payment, payout)")
+    decline_code: str | None = None
+    tombstone: bool = Field(
+        default=False, description="a cancel of a reference never seen, kept to refuse it later"
+    )
+    created_at: datetime | None = Field(description="when the provider first stored it")
+
+
+def _held(kind: str, provider: str, data: dict[str, Any], created: str | None) -> Held:
+    if kind == "payment":
+        data = data["payment"]
+    status = str(data["status"])
+    provider_id = str(data.get("charge_id") or data.get("payment_id") or data.get("payout_id"))
+    return Held(
+        provider=provider,
+        kind=cast(Literal["charge", "payment", "payout"], kind),
+        status=status,
+        money_moved=status in ("succeeded", "paid"),
+        amount=int(data["amount"]),
+        amount_received=data.get("amount_received"),
+        currency=str(data["currency"]),
+        provider_id=provider_id,
+        decline_code=data.get("decline_code") or data.get("failure_code"),
+        tombstone="_void_" in provider_id or data.get("failure_code") == "cancelled",
+        created_at=datetime.fromisoformat(created) if created else None,
+    )
+
+
 class Registry:
     """Every simulated provider by name, and waiters for 'the platform created reference X'."""
 
     def __init__(self, settings: Settings, store: SimulatorStore) -> None:
         self.settings = settings
+        self.store = store
         self.sender = CallbackSender(settings.provider_secret)
         self.created: defaultdict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
         self.cards: dict[str, CardProvider] = {}
         self.payments: dict[str, AsyncProvider] = {}
+        self.payouts: dict[str, PayoutDesk] = {}  # opened on first use, by the payout router
         for rule in settings.providers:
             if rule.method == "card":
                 card = CardProvider(rule.name, store)
@@ -134,15 +194,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Provider simulator", version="0.2.0")
     app.state.registry = registry
 
+    app.add_middleware(DropConnectionMiddleware)
+
     @app.exception_handler(SimulatorError)
     async def simulator_error(_: Request, exc: SimulatorError) -> JSONResponse:
-        return JSONResponse({"code": exc.code, "detail": exc.detail}, status_code=exc.status)
+        return JSONResponse(
+            {"code": exc.code, "detail": exc.detail}, status_code=exc.status, headers=exc.headers
+        )
 
     def authorize(name: str, authorization: str) -> None:
         if authorization != f"Bearer {settings.provider_secret(name)}":
             raise SimulatorError(401, "unauthorized", "bad API key")
-        if registry.behaviour(name).behaviour.outage:
-            raise SimulatorError(503, "outage", f"{name} is down")
+        registry.behaviour(name).admit(name)
 
     def card_provider(name: str, authorization: str = Header(default="")) -> CardProvider:
         if name not in registry.cards or name in CARD_DIALECTS:  # those speak their own API
@@ -228,18 +291,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/admin/providers/{name}/behaviour")
     async def get_behaviour(name: str) -> Behaviour:
+        """The provider's behaviour now (one-shot counters show what is left)."""
         return registry.behaviour(name).behaviour
 
     @app.put("/admin/providers/{name}/behaviour")
     async def set_behaviour(name: str, body: Behaviour) -> Behaviour:
-        registry.behaviour(name).behaviour = body
-        return body
+        """Replace the provider's behaviour; knobs left out take their defaults, unknown knobs
+        are refused (422)."""
+        state = registry.behaviour(name)
+        state.behaviour = body
+        return state.behaviour
 
     @app.post("/admin/reset")
     async def reset() -> dict[str, str]:
+        """Every provider's behaviour, and every payout desk's, back to the defaults."""
         for name in [*registry.cards, *registry.payments]:
             registry.behaviour(name).behaviour = Behaviour()
+        for desk in registry.payouts.values():
+            desk.behaviour.behaviour = Behaviour()
         return {"status": "reset"}
+
+    @app.get("/admin/charges")
+    async def held(reference: str) -> list[Held]:
+        """Every charge, payment and payout that any simulated provider holds under this
+        reference (tombstones of cancels included), oldest first: how many times money moved
+        for one deposit or withdrawal, across providers."""
+        found = [_held(*row) for row in registry.store.holding(reference)]
+        return sorted(found, key=lambda h: (h.created_at is None, h.created_at, h.provider))
+
+    def bank(name: str) -> AsyncProvider:
+        provider = registry.payments.get(name)
+        if provider is None or provider.method != "bank_transfer":
+            raise SimulatorError(404, "unknown_provider", f"no bank-transfer provider {name!r}")
+        return provider
+
+    @app.post("/admin/providers/{name}/statement-lines", status_code=201)
+    async def add_statement_line(name: str, line: StatementLine) -> CreditedLine:
+        """A transfer lands on the collection account, as a line of the bank's statement: any
+        amount (short, over), at any time (late: after the order expired or was cancelled),
+        the order's reference somewhere in the payer's free-text purpose (any case, other words
+        around it). The bank matches it to that order and reports it (status and callback);
+        a line naming no order stays unmatched."""
+        return bank(name).credit_transfer(line)
+
+    @app.get("/admin/providers/{name}/statement-lines")
+    async def statement_lines(name: str) -> list[CreditedLine]:
+        return bank(name).statement
+
+    @app.post("/admin/providers/{name}/payments/{reference}/expire")
+    async def expire_payment(name: str, reference: str) -> Payment:
+        """The order's time is up now: a pending payment expires (and, with
+        `late_success_after_expiry`, is then reported paid)."""
+        provider = registry.payments.get(name)
+        if provider is None:
+            raise SimulatorError(404, "unknown_provider", f"no payment provider {name!r}")
+        return provider.expire(reference)
 
     @app.get("/admin/providers/{name}/charges/{reference}")
     async def charge_log(reference: str, card: AdminCard) -> ChargeLog:
@@ -281,5 +387,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dialects_router(registry))
     app.include_router(card_dialects_router(registry))
     app.include_router(pages_router(registry))
-    app.include_router(payout_router(settings, store))
+    app.include_router(payout_router(settings, store, registry.payouts))
     return app

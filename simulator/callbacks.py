@@ -1,5 +1,11 @@
 """Signed callbacks to the merchant's webhook URL, with the misbehaviour real providers show:
-delayed, duplicated, lost, out of order. Failed deliveries are retried a few times."""
+delayed, duplicated, lost, out of order, re-sent. Failed deliveries are retried a few times.
+
+Every event carries an id (`event_id`, written in each provider's own field: `eventId`,
+`notification_id`, `id`...). A retry after a failed delivery keeps the id; `callback_duplicate`
+sends a second event (another id); `callback_same_event_repeat` re-sends the delivered request
+itself, byte for byte (same id, same body, same signature headers).
+"""
 
 import asyncio
 import json
@@ -55,7 +61,12 @@ class CallbackSender:
             events.append({**event, "status": "processing"})
         task = asyncio.create_task(
             self._deliver(
-                provider, url, events, behaviour.callback_delay_ms / 1000, encode or common_callback
+                provider,
+                url,
+                events,
+                behaviour.callback_delay_ms / 1000,
+                encode or common_callback,
+                behaviour.callback_same_event_repeat,
             )
         )
         self._tasks.add(task)
@@ -68,27 +79,33 @@ class CallbackSender:
         events: list[dict[str, Any]],
         delay: float,
         encode: Encoder,
+        repeat: int = 0,
     ) -> None:
         if delay:
             await asyncio.sleep(delay)
         for event in events:
-            stamped = {
-                **event,
-                "event_id": f"evt_{secrets.token_hex(8)}",
-                "sent_at": datetime.now(UTC).isoformat(),
-            }
+            event_id = f"evt_{secrets.token_hex(8)}"
+            stamped = {**event, "event_id": event_id, "sent_at": datetime.now(UTC).isoformat()}
+            record = {"provider": provider, "url": url, **event, "event_id": event_id}
+            signed = encode(self._secret_of(provider), stamped)
             for backoff in (0.5, 1.0, 2.0, None):
-                body, headers = encode(self._secret_of(provider), stamped)  # fresh timestamp
-                try:
-                    response = await self._http.post(url, content=body, headers=headers)
-                    if response.status_code < 500:
-                        self.sent.append({"provider": provider, "url": url, **event})
-                        break
-                except httpx.HTTPError:
-                    pass
+                if await self._post(url, *signed):
+                    self.sent.append(record)
+                    break
                 if backoff is None:
                     break
                 await asyncio.sleep(backoff)
+                signed = encode(self._secret_of(provider), stamped)  # fresh timestamp
+            for _ in range(repeat):  # the same request again, byte for byte
+                if await self._post(url, *signed):
+                    self.sent.append({**record, "repeat": True})
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> bool:
+        try:
+            response = await self._http.post(url, content=body, headers=headers)
+        except httpx.HTTPError:
+            return False
+        return response.status_code < 500
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

@@ -76,8 +76,7 @@ def card_dialects_router(registry: "Registry") -> APIRouter:
         if key != settings.provider_secret(name):
             raise SimulatorError(401, "unauthorized", "bad API key")
         found = registry.cards[name]
-        if found.behaviour.behaviour.outage:
-            raise SimulatorError(503, "outage", f"{name} is down")
+        found.behaviour.admit(name)
         return found
 
     def fault(exc: SimulatorError) -> dict[str, Any]:
@@ -88,7 +87,7 @@ def card_dialects_router(registry: "Registry") -> APIRouter:
         try:
             data, status = await work()
         except SimulatorError as exc:
-            return JSONResponse(fault(exc), status_code=exc.status)
+            return JSONResponse(fault(exc), status_code=exc.status, headers=exc.headers)
         return JSONResponse(data, status_code=status)
 
     async def body_of(request: Request) -> Any:

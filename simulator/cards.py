@@ -16,7 +16,10 @@ from pydantic import BaseModel, Field
 
 from domain.cards import card_scheme, luhn_valid
 from simulator.behaviour import BehaviourState
+from simulator.faults import SimulatorError
 from simulator.store import SimulatorStore
+
+__all__ = ["CardProvider", "Charge", "ChargeRequest", "SimulatorError", "TokenizeRequest"]
 
 DECLINING_CARDS = {"4000000000000002": "insufficient_funds", "4000000000000069": "expired_card"}
 THREE_DS_CARDS = {"4000000000003220"}
@@ -58,14 +61,6 @@ class Charge(BaseModel):
     action_url: str | None = None
 
 
-class SimulatorError(Exception):
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-        self.detail = detail
-
-
 @dataclass
 class CardProvider:
     name: str
@@ -99,7 +94,10 @@ class CardProvider:
         return Charge.model_validate(found) if found else None
 
     async def charge(self, request: ChargeRequest, *, page_base: str = "") -> tuple[Charge, bool]:
-        """The charge for this reference, and whether to answer too late (a timeout)."""
+        """The charge for this reference, and whether to answer too late (a timeout).
+
+        Once processed, the behaviour may still turn the answer into a 5xx or a dropped
+        connection (`BehaviourState.after_processing`): the card is charged all the same."""
         self.charge_calls[request.reference] = self.charge_calls.get(request.reference, 0) + 1
         late = self.behaviour.take_late()
         if late:  # stuck in the network; it must not consume faults set up for later calls
@@ -108,38 +106,41 @@ class CardProvider:
         if not late and self.behaviour.take_failure():
             raise SimulatorError(503, "temporarily_unavailable", "acquirer is unavailable")
         async with self._lock:
-            existing = self.find_charge(request.reference)
-            if existing is not None:
-                if existing.status == "cancelled":
-                    return existing, False  # closed by the merchant: never charged
-                if (existing.amount, existing.currency) != (request.amount, request.currency):
-                    raise SimulatorError(
-                        409, "reference_reused", "reference used for another charge"
-                    )
-                return existing, False
-            card = self.store.get_token(self.name, request.token)
-            if card is None:
-                raise SimulatorError(422, "unknown_token", "token is not known to this provider")
-            decline_code: str | None = card["decline_code"]
-            if decline_code is None and self.behaviour.roll_decline():
-                decline_code = "do_not_honor"
-            three_ds = bool(card.get("three_ds")) and decline_code is None
-            charge = Charge(
-                reference=request.reference,
-                charge_id=f"ch_{secrets.token_hex(10)}",
-                status="requires_action"
-                if three_ds
-                else ("declined" if decline_code else "succeeded"),
-                decline_code=decline_code,
-                amount=request.amount,
-                currency=request.currency,
-                action_url=f"{page_base}pay/{self.name}/{request.reference}" if three_ds else None,
-            )
-            self.store.put_charge(self.name, request.reference, charge.model_dump())
-            if request.callback_url:
-                self.callback_urls[request.reference] = request.callback_url
-            self.on_created(request.reference)
-        return charge, not late and self.behaviour.take_timeout()
+            charge = self._charge_once(request, page_base)
+        if late:
+            return charge, False
+        self.behaviour.after_processing()
+        return charge, self.behaviour.take_timeout()
+
+    def _charge_once(self, request: ChargeRequest, page_base: str) -> Charge:
+        existing = self.find_charge(request.reference)
+        if existing is not None:
+            if existing.status == "cancelled":
+                return existing  # closed by the merchant: never charged
+            if (existing.amount, existing.currency) != (request.amount, request.currency):
+                raise SimulatorError(409, "reference_reused", "reference used for another charge")
+            return existing
+        card = self.store.get_token(self.name, request.token)
+        if card is None:
+            raise SimulatorError(422, "unknown_token", "token is not known to this provider")
+        decline_code: str | None = card["decline_code"]
+        if decline_code is None and self.behaviour.roll_decline():
+            decline_code = "do_not_honor"
+        three_ds = bool(card.get("three_ds")) and decline_code is None
+        charge = Charge(
+            reference=request.reference,
+            charge_id=f"ch_{secrets.token_hex(10)}",
+            status="requires_action" if three_ds else ("declined" if decline_code else "succeeded"),
+            decline_code=decline_code,
+            amount=request.amount,
+            currency=request.currency,
+            action_url=f"{page_base}pay/{self.name}/{request.reference}" if three_ds else None,
+        )
+        self.store.put_charge(self.name, request.reference, charge.model_dump())
+        if request.callback_url:
+            self.callback_urls[request.reference] = request.callback_url
+        self.on_created(request.reference)
+        return charge
 
     def finish_challenge(self, reference: str, *, passed: bool) -> Charge:
         """The payer passed or failed 3-D Secure; a charge already settled stays as it is."""
@@ -158,10 +159,14 @@ class CardProvider:
         return settled
 
     def cancel(self, reference: str) -> Charge:
-        """Close a reference. Unknown to us: remember it as cancelled, so that a charge request
-        still in flight under it is refused when it arrives (the merchant may charge elsewhere)."""
+        """Close a reference. Unknown to us, as the behaviour's `unknown_cancel` says: 404 and
+        nothing recorded (a charge request still in flight under it is processed when it lands,
+        as at real acquirers), or a tombstone: remembered as cancelled, so that such a request
+        is refused when it arrives."""
         charge = self.find_charge(reference)
         if charge is None:
+            if self.behaviour.behaviour.unknown_cancel == "not_found":
+                raise SimulatorError(404, "not_found", f"no charge with reference {reference!r}")
             tombstone = Charge(
                 reference=reference,
                 charge_id=f"ch_void_{secrets.token_hex(6)}",

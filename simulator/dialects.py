@@ -54,7 +54,7 @@ from providers.signing import (
     tengewallet_timestamp,
 )
 from simulator.callbacks import Encoder
-from simulator.cards import SimulatorError
+from simulator.faults import SimulatorError
 from simulator.payments import AsyncProvider, Payment, PaymentRequest
 
 if TYPE_CHECKING:
@@ -437,8 +437,7 @@ def dialects_router(registry: "Registry") -> APIRouter:
         if key != settings.provider_secret(name):
             raise SimulatorError(401, "unauthorized", "bad API key")
         found = registry.payments[name]
-        if found.behaviour.behaviour.outage:
-            raise SimulatorError(503, "outage", f"{name} is down")
+        found.behaviour.admit(name)
         return found
 
     async def answer(
@@ -448,7 +447,7 @@ def dialects_router(registry: "Registry") -> APIRouter:
         try:
             data, status = await work()
         except SimulatorError as exc:
-            return JSONResponse(errors(exc), status_code=exc.status)
+            return JSONResponse(errors(exc), status_code=exc.status, headers=exc.headers)
         return JSONResponse(data, status_code=status)
 
     async def create(found: AsyncProvider, request: PaymentRequest, page_base: str) -> Payment:

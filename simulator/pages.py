@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from simulator.cards import SimulatorError
+from simulator.faults import SimulatorError
 from simulator.payments import PayerAction
 
 if TYPE_CHECKING:

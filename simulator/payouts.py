@@ -5,10 +5,14 @@ status inquiry by reference tells what became of a call whose answer was lost. P
 in the simulator's store (SQLite in the data directory), so they survive a restart.
 Test destinations that fail: an IBAN whose account starts with `999` (account closed), a card
 ending `0002` (not eligible for credits), the phone `+77000000000` (no such customer).
+
+With the desk's `payout_processing_seconds`, a payout answers and inquires `processing` for that
+long, then shows its outcome (paid, or failed for the destinations above).
 """
 
 import asyncio
 import secrets
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header
@@ -16,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from config import Settings
 from simulator.behaviour import Behaviour, BehaviourState
-from simulator.cards import SimulatorError
+from simulator.faults import SimulatorError
 from simulator.store import SimulatorStore
 
 
@@ -36,7 +40,7 @@ class PayoutCancelRequest(BaseModel):
 class Payout(BaseModel):
     reference: str
     payout_id: str
-    status: Literal["paid", "failed"]
+    status: Literal["processing", "paid", "failed"]
     failure_code: str | None = None
     amount: int
     currency: str
@@ -62,18 +66,29 @@ def _failure(request: PayoutRequest) -> str | None:
 
 
 class PayoutDesk:
-    """One provider's payouts, kept in memory by reference."""
+    """One provider's payouts, kept in the simulator's store by reference."""
 
     def __init__(self, name: str, store: SimulatorStore) -> None:
         self.name = name
-        self.behaviour = BehaviourState()
+        # A void of a reference never seen keeps a tombstone here (what the withdrawal flow's
+        # "void, then release the funds" relies on), unless the behaviour says otherwise.
+        self.behaviour = BehaviourState(defaults={"unknown_cancel": "tombstone"})
         self.store = store
         self.calls: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
     def find(self, reference: str) -> Payout | None:
         data = self.store.get_payout(self.name, reference)
-        return Payout.model_validate(data) if data else None
+        if data is None:
+            return None
+        payout = Payout.model_validate(data)
+        settles = data.get("settles_at")
+        if payout.status == "processing" and settles is not None and time.time() >= settles:
+            payout = payout.model_copy(
+                update={"status": data["final_status"], "failure_code": data["final_failure"]}
+            )
+            self._save(payout)
+        return payout
 
     def _save(self, payout: Payout) -> Payout:
         self.store.put_payout(self.name, payout.reference, payout.model_dump())
@@ -87,34 +102,55 @@ class PayoutDesk:
         async with self._lock:
             payout = self.find(request.reference)
             if payout is None:
-                failure = _failure(request) or (
-                    "declined_by_bank" if self.behaviour.roll_decline() else None
-                )
-                payout = self._save(
-                    Payout(
-                        reference=request.reference,
-                        payout_id=f"po_{secrets.token_hex(8)}",
-                        status="failed" if failure else "paid",
-                        failure_code=failure,
-                        amount=request.amount,
-                        currency=request.currency,
-                    )
-                )
+                payout = self._open(request)
             elif payout.failure_code == "cancelled":
                 pass  # closed by the merchant: a late request is never paid
             elif (payout.amount, payout.currency) != (request.amount, request.currency):
                 raise SimulatorError(409, "reference_reused", "reference used for another payout")
+        self.behaviour.after_processing()
         if self.behaviour.take_timeout():
             await asyncio.sleep(self.behaviour.behaviour.timeout_seconds)
         return payout
 
+    def _open(self, request: PayoutRequest) -> Payout:
+        failure = _failure(request) or (
+            "declined_by_bank" if self.behaviour.roll_decline() else None
+        )
+        payout = Payout(
+            reference=request.reference,
+            payout_id=f"po_{secrets.token_hex(8)}",
+            status="failed" if failure else "paid",
+            failure_code=failure,
+            amount=request.amount,
+            currency=request.currency,
+        )
+        processing = self.behaviour.behaviour.payout_processing_seconds
+        if not processing:
+            return self._save(payout)
+        shown = payout.model_copy(update={"status": "processing", "failure_code": None})
+        self.store.put_payout(
+            self.name,
+            payout.reference,
+            {
+                **shown.model_dump(),
+                "settles_at": time.time() + processing,
+                "final_status": payout.status,
+                "final_failure": payout.failure_code,
+            },
+        )
+        return shown
+
     async def cancel(self, reference: str, amount: int, currency: str) -> Payout:
-        """Void a reference: a payout already made is returned as it is; otherwise any late
-        request under this reference will be refused, so the caller may release its funds."""
+        """Void a reference: a payout already made (or processing) is returned as it is.
+        Never seen, as the behaviour's `unknown_cancel` says: by default a tombstone, so any
+        late request under this reference is refused and the caller may release its funds;
+        or 404 and nothing recorded."""
         await self.behaviour.delay()
         async with self._lock:
             payout = self.find(reference)
             if payout is None:
+                if self.behaviour.behaviour.unknown_cancel == "not_found":
+                    raise SimulatorError(404, "not_found", f"no payout {reference!r}")
                 payout = self._save(
                     Payout(
                         reference=reference,
@@ -128,9 +164,11 @@ class PayoutDesk:
             return payout
 
 
-def payout_router(settings: Settings, store: SimulatorStore) -> APIRouter:
+def payout_router(
+    settings: Settings, store: SimulatorStore, desks: dict[str, PayoutDesk] | None = None
+) -> APIRouter:
     router = APIRouter(tags=["payouts"])
-    desks: dict[str, PayoutDesk] = {}
+    desks = {} if desks is None else desks
 
     def desk(name: str) -> PayoutDesk:
         if name not in settings.provider_secrets:
@@ -143,6 +181,7 @@ def payout_router(settings: Settings, store: SimulatorStore) -> APIRouter:
         found = desk(name)
         if authorization != f"Bearer {settings.provider_secret(name)}":
             raise SimulatorError(401, "unauthorized", "bad API key")
+        found.behaviour.admit(f"{name} payouts")
         return found
 
     Authorized = Annotated[PayoutDesk, Depends(authorized)]
@@ -173,7 +212,7 @@ def payout_router(settings: Settings, store: SimulatorStore) -> APIRouter:
     @router.put("/admin/payouts/{name}/behaviour")
     async def set_payout_behaviour(body: Behaviour, payouts: Admin) -> Behaviour:
         payouts.behaviour.behaviour = body
-        return body
+        return payouts.behaviour.behaviour
 
     @router.get("/admin/payouts/{name}/{reference}")
     async def payout_log(reference: str, payouts: Admin) -> PayoutLog:

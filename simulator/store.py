@@ -5,10 +5,15 @@ The vault keeps what the simulated card behaves like, never the card number itse
 """
 
 import json
+import re
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+# table -> what it holds, for the cross-provider view (`GET /admin/charges`)
+KINDS = {"charges": "charge", "payments": "payment", "payouts": "payout"}
 
 
 class SimulatorStore:
@@ -38,6 +43,14 @@ class SimulatorStore:
                 "CREATE TABLE IF NOT EXISTS payouts (provider TEXT, reference TEXT, data TEXT,"
                 " PRIMARY KEY (provider, reference))"
             )
+            for table in ("tokens", *KINDS):  # when it was first stored (older files lack it)
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if "created" not in columns:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN created TEXT")
+            for table in KINDS:  # a lookup across providers
+                self._db.execute(
+                    f"CREATE INDEX IF NOT EXISTS {table}_by_reference ON {table} (reference)"
+                )
 
     def put_token(self, provider: str, token: str, data: dict[str, Any]) -> None:
         self._put("tokens", provider, token, data)
@@ -63,11 +76,42 @@ class SimulatorStore:
     def get_payout(self, provider: str, reference: str) -> dict[str, Any] | None:
         return self._get("payouts", provider, reference)
 
+    def holding(self, reference: str) -> list[tuple[str, str, dict[str, Any], str | None]]:
+        """(kind, provider, data, created) of everything any provider keeps under `reference`."""
+        found = []
+        with self._lock:
+            for table, kind in KINDS.items():
+                rows = self._db.execute(
+                    f"SELECT provider, data, created FROM {table} WHERE reference = ?",  # noqa: S608
+                    (reference,),
+                ).fetchall()
+                found += [
+                    (kind, provider, json.loads(data), created) for provider, data, created in rows
+                ]
+        return found
+
+    def payment_named_in(self, provider: str, text: str) -> str | None:
+        """The reference of this provider's payment that `text` names (a payer's free-text
+        payment purpose): case-insensitive, as a whole word; the longest if several."""
+        lowered = text.lower()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT reference FROM payments WHERE provider = ? AND reference != ''"
+                " AND instr(?, lower(reference)) > 0 ORDER BY length(reference) DESC",
+                (provider, lowered),
+            ).fetchall()
+        for (reference,) in rows:
+            word = rf"(?<![0-9a-z_-]){re.escape(reference.lower())}(?![0-9a-z_-])"
+            if re.search(word, lowered):
+                return str(reference)
+        return None
+
     def _put(self, table: str, provider: str, key: str, data: dict[str, Any]) -> None:
         with self._lock, self._db:
             self._db.execute(
-                f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?)",  # noqa: S608 - table is ours
-                (provider, key, json.dumps(data)),
+                f"INSERT INTO {table} (provider, {_key_column(table)}, data, created)"  # noqa: S608 - table is ours
+                " VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET data = excluded.data",
+                (provider, key, json.dumps(data), datetime.now(UTC).isoformat()),
             )
 
     def _get(self, table: str, provider: str, key: str) -> dict[str, Any] | None:
