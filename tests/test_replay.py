@@ -1,0 +1,59 @@
+"""Every recorded history of the released workflows replays on the code as it is now.
+
+The histories come from tests/test_recorded_paths.py (`python -m tests.record_histories`). A
+change to a workflow that would break a payment in flight fails here; the fix is a deliberate,
+gated change (README, "Changing a workflow"), whose new histories join these.
+"""
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from tests.histories_helpers import HISTORIES
+from worker import WORKFLOWS, workflow_runner
+
+RECORDED = sorted(HISTORIES.glob("*.json"))
+
+# Every path of the release has a history (issue: card succeeded, declined, 3-D Secure; each
+# asynchronous method paid and expired; failover; ambiguous timeout; late success by polling;
+# withdrawal approved, rejected, cancelled, paid, payout failed, escalated; monitoring).
+EXPECTED = {
+    "deposit_card_succeeded",
+    "deposit_card_declined",
+    "deposit_card_3ds_succeeded",
+    "deposit_card_failover",
+    "deposit_card_timeout_settled",
+    "deposit_qr_paid_callback_lost",
+    *(
+        f"deposit_{method}_{outcome}"
+        for method in ("qr", "bank_transfer", "ewallet", "mobile_banking", "aggregator")
+        for outcome in ("paid", "expired")
+    ),
+    "withdrawal_approve",
+    "withdrawal_reject",
+    "withdrawal_cancel",
+    "withdrawal_auto_paid",
+    "withdrawal_payout_failed",
+    "withdrawal_escalated",
+    "monitoring",
+}
+
+
+def test_every_path_has_a_recorded_history() -> None:
+    missing = EXPECTED - {path.stem for path in RECORDED}
+    assert not missing, f"record them: python -m tests.record_histories (missing {missing})"
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+async def test_recorded_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))  # noqa: ASYNC240
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
