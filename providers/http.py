@@ -1,11 +1,15 @@
 """The one place a provider's HTTP answer or transport failure is classified (shared by every
-adapter): did the provider process the request, refuse it, or is the outcome unknown?"""
+adapter): did the provider process the request, refuse it, or is the outcome unknown?
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+What differs between providers (their key's header, where their errors keep a code, errors inside
+a 2xx envelope) is read from the adapter's connector spec (`providers.connector`)."""
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
+from providers.connector import Connector, Endpoint
 from providers.errors import (
     ProviderOutcomeUnknown,
     ProviderRejected,
@@ -45,14 +49,17 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 
 
 class ProviderHttp:
-    """One provider reached over HTTP. `http` is shared and owned by the caller."""
+    """One provider reached over HTTP, the way its connector `spec` says. `http` is shared and
+    owned by the caller."""
+
+    spec: ClassVar[Connector] = Connector()
 
     def __init__(
         self, *, http: httpx.AsyncClient, base_url: str, provider: str, secret: str
     ) -> None:
         self._http = http
         self._base = f"{base_url.rstrip('/')}/providers/{provider}"
-        self._headers = {"Authorization": f"Bearer {secret}"}
+        self._headers = self.spec.auth.headers(secret)
         self.provider = provider
 
     async def _request(
@@ -61,7 +68,7 @@ class ProviderHttp:
         path: str,
         *,
         json: object = None,
-        data: dict[str, str] | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
         """`json` or form `data`; every failure classified (see providers.errors)."""
         try:
@@ -71,6 +78,7 @@ class ProviderHttp:
         except httpx.TransportError as exc:
             raise classify_transport_error(self.provider, exc) from exc
         self._classify_status(response)
+        self._classify_envelope(response)
         return response
 
     def _classify_status(self, response: httpx.Response) -> None:
@@ -81,51 +89,66 @@ class ProviderHttp:
             raise ProviderThrottled(
                 self.provider, "throttled", retry_after=retry_after_seconds(response)
             )
+        code = self.spec.errors.code_of(response)
         if status in REFUSED_BEFORE_PROCESSING:
-            raise ProviderRejected(self.provider, self._error_code(response))
+            raise ProviderRejected(self.provider, code)
         # 5xx: processed then failed is as likely as not; other 4xx: something is there.
-        raise ProviderOutcomeUnknown(
-            self.provider, f"http_{status}", self._error_code(response) if status < 500 else ""
-        )
+        raise ProviderOutcomeUnknown(self.provider, f"http_{status}", code if status < 500 else "")
+
+    def _classify_envelope(self, response: httpx.Response) -> None:
+        """An error inside a 2xx envelope: a refusal only where the provider documents the code
+        as one (`Envelope.refusals`); any other code, or an envelope we cannot read, leaves the
+        outcome unknown."""
+        envelope = self.spec.errors.envelope
+        if envelope is None:
+            return
+        code = self._parsed(envelope.error_code, self._json(response))
+        if code is None:
+            return
+        ours = self.spec.errors.ours(code)
+        if str(code) in envelope.refusals:
+            raise ProviderRejected(self.provider, ours)
+        detail = f"error inside an HTTP {response.status_code} answer"
+        raise ProviderOutcomeUnknown(self.provider, ours, detail)
+
+    async def _call(
+        self, endpoint: Endpoint, reference: str = "", body: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
+        """One of the spec's endpoints (see `Endpoint.request`)."""
+        method, path, json, data = endpoint.request(reference, body)
+        return await self._request(method, path, json=json, data=data)
 
     async def _lookup(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: object = None,
-        data: dict[str, str] | None = None,
+        self, endpoint: Endpoint, reference: str, body: Mapping[str, Any] | None = None
     ) -> httpx.Response | None:
-        """A request about one of our references; None when the provider answers `not_found`,
+        """`_call` about one of our references; None when the provider answers `not_found`,
         i.e. it never saw that reference."""
         try:
-            return await self._request(method, path, json=json, data=data)
+            return await self._call(endpoint, reference, body)
         except ProviderRejected as exc:
             if exc.code == "not_found":
                 return None
             raise
+
+    async def _inquiry(
+        self, endpoint: Endpoint, reference: str, parse: Callable[[Any], T]
+    ) -> T | None:
+        """`_lookup`'s answer through `parse`: None when the provider never saw the reference."""
+        response = await self._lookup(endpoint, reference)
+        return None if response is None else self._answer(parse, response)
 
     def _parsed(self, parse: Callable[[Any], T], data: Any) -> T:
         """A provider's answer in our terms. One we cannot read leaves the outcome unknown: the
         provider answered, so it may well have processed the request."""
         try:
             return parse(data)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, LookupError, TypeError, AttributeError) as exc:
             raise ProviderOutcomeUnknown(self.provider, "invalid_response", str(exc)) from exc
 
     def _json(self, response: httpx.Response) -> Any:
         """The body as JSON, or ProviderOutcomeUnknown when it is not JSON."""
         return self._parsed(lambda r: r.json(), response)
 
-    def _error_code(self, response: httpx.Response) -> str:
-        """The unified error code of a 4xx answer (dialects override: their own error shapes)."""
-        return error_code(response)
-
-
-def error_code(response: httpx.Response) -> str:
-    try:
-        payload = response.json()
-    except ValueError:
-        return f"http_{response.status_code}"
-    code = payload.get("code") if isinstance(payload, dict) else None
-    return str(code) if code else f"http_{response.status_code}"
+    def _answer(self, parse: Callable[[Any], T], response: httpx.Response) -> T:
+        """A JSON answer through `parse`; ProviderOutcomeUnknown when it cannot be read."""
+        return self._parsed(parse, self._json(response))

@@ -11,140 +11,65 @@ States NEW | PAID | REJECTED | EXPIRED | CANCELLED; errors {errorCode, errorMess
 Money is a decimal string of tenge on the wire and integer tiyn here (`providers.amounts`).
 """
 
-import json
-from collections.abc import Mapping
 from typing import Any
 
-import httpx
+from providers.connector import DECIMAL_STRING, ApiKey, Endpoint, ErrorMap, Vocabulary
+from providers.payments import (
+    Callback,
+    PaymentCallback,
+    PaymentConnector,
+    PaymentOutcome,
+    PaymentProviderClient,
+    PaymentRequest,
+)
+from providers.signing import KAZBANK_SCHEME
 
-from providers.amounts import from_decimal_string, to_decimal_string
-from providers.errors import ProviderRejected
-from providers.payments import CallbackNotUnderstood, PaymentCallback, PaymentOutcome
-from providers.payments import PaymentProviderClient as _Base
-from providers.signing import KAZBANK_SIGNATURE_HEADER, KAZBANK_TIMESTAMP_HEADER, verify_kazbank
-from providers.vocabulary import reason_code, translated
-
-STATES = {
-    "NEW": "pending",
-    "PAID": "succeeded",
-    "REJECTED": "declined",
-    "EXPIRED": "expired",
-    "CANCELLED": "cancelled",
-}
-REJECT_REASONS = {
-    "PAYER_CANCELLED": "declined_by_payer",
-    "BANK_REJECTED": "do_not_honor",
-    "TTL_EXCEEDED": "expired",
-    "MERCHANT_CANCELLED": "cancelled",
-}
-ERRORS = {"ORDER_NOT_FOUND": "not_found", "ORDER_CONFLICT": "reference_reused"}
-
-
-class KazbankClient(_Base):
-    def __init__(
-        self, *, http: httpx.AsyncClient, base_url: str, provider: str, secret: str
-    ) -> None:
-        super().__init__(http=http, base_url=base_url, provider=provider, secret=secret)
-        self._headers = {"X-Api-Key": secret}
-
-    def _error_code(self, response: httpx.Response) -> str:
-        try:
-            payload = response.json()
-        except ValueError:
-            return f"http_{response.status_code}"
-        code = payload.get("errorCode") if isinstance(payload, dict) else None
-        if not code:
-            return f"http_{response.status_code}"
-        return ERRORS.get(str(code), str(code).lower())
-
-    async def create_payment(
-        self,
-        *,
-        reference: str,
-        method: str,
-        amount: int,
-        currency: str,
-        details: dict[str, str],
-        callback_url: str,
-        expires_in_seconds: int,
-    ) -> PaymentOutcome:
-        if method != "bank_transfer":
-            raise ProviderRejected(self.provider, "unsupported_method", method)
-        body: dict[str, Any] = {
-            "orderId": reference,
-            "sum": to_decimal_string(amount),
-            "currency": currency,
-            "callbackUrl": callback_url,
-            "ttlSeconds": expires_in_seconds,
-        }
-        if details.get("iin"):
-            body["payerIin"] = details["iin"]
-        response = await self._request("POST", "/v2/transfer-instructions", json=body)
-        return self._outcome(response.json())
-
-    async def get_payment(self, reference: str) -> PaymentOutcome | None:
-        return await self._by_order("GET", reference)
-
-    async def cancel_payment(self, reference: str) -> PaymentOutcome | None:
-        return await self._by_order("DELETE", reference)
-
-    async def _by_order(self, verb: str, reference: str) -> PaymentOutcome | None:
-        response = await self._lookup(verb, f"/v2/transfer-instructions/by-order/{reference}")
-        return None if response is None else self._outcome(response.json())
-
-    def _outcome(self, data: Any) -> PaymentOutcome:
-        return self._parsed(instruction_outcome, data)
-
-    @staticmethod
-    def verify_callback(
-        secret: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        now: float,
-        tolerance_seconds: int,
-    ) -> None:
-        verify_kazbank(
-            secret,
-            body=body,
-            signature=headers.get(KAZBANK_SIGNATURE_HEADER),
-            timestamp=headers.get(KAZBANK_TIMESTAMP_HEADER),
-            now=now,
-            tolerance_seconds=tolerance_seconds,
-        )
-
-    @staticmethod
-    def parse_callback(body: bytes) -> PaymentCallback:
-        try:
-            data = json.loads(body)
-            paid = data.get("paidSum")
-            return PaymentCallback(
-                reference=data["orderId"],
-                status=translated(data["state"], STATES, what="state"),
-                amount=from_decimal_string(paid if paid is not None else data["sum"]),
-                currency=data.get("currency"),
-                decline_code=reason_code(data.get("rejectReason"), REJECT_REASONS),
-                provider_payment_id=data.get("instructionId"),
-                event_id=data.get("eventId"),
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CallbackNotUnderstood(str(exc)) from exc
+VOCABULARY = Vocabulary(
+    what="state",
+    statuses={
+        "NEW": "pending",
+        "PAID": "succeeded",
+        "REJECTED": "declined",
+        "EXPIRED": "expired",
+        "CANCELLED": "cancelled",
+    },
+    reasons={
+        "PAYER_CANCELLED": "declined_by_payer",
+        "BANK_REJECTED": "do_not_honor",
+        "TTL_EXCEEDED": "expired",
+        "MERCHANT_CANCELLED": "cancelled",
+    },
+)
+MONEY = DECIMAL_STRING
 
 
-def instruction_outcome(data: dict[str, Any]) -> PaymentOutcome:
+def _create_body(payment: PaymentRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "orderId": payment.reference,
+        "sum": payment.amount,
+        "currency": payment.currency,
+        "callbackUrl": payment.callback_url,
+        "ttlSeconds": payment.expires_in_seconds,
+    }
+    if payment.details.get("iin"):
+        body["payerIin"] = payment.details["iin"]
+    return body
+
+
+def instruction_outcome(data: dict[str, Any], provider: str) -> PaymentOutcome:
     """An instruction as `PaymentOutcome` (amounts exact, in minor units)."""
-    amount = from_decimal_string(data["sum"])
+    amount = MONEY.decode(data["sum"], "sum")
     paid = data.get("paidSum")
     beneficiary = data.get("beneficiary") or {}
     return PaymentOutcome(
         reference=data["orderId"],
         payment_id=data["instructionId"],
         method="bank_transfer",
-        status=translated(data["state"], STATES, what="state"),
+        status=VOCABULARY.status(data["state"]),
         amount=amount,
         currency=data["currency"],
-        amount_received=from_decimal_string(paid) if paid is not None else None,
-        decline_code=reason_code(data.get("rejectReason"), REJECT_REASONS),
+        amount_received=MONEY.decode(paid, "paidSum") if paid is not None else None,
+        decline_code=VOCABULARY.reason(data.get("rejectReason")),
         action={
             "type": "bank_transfer_instructions",
             "bank_name": beneficiary.get("bankName"),
@@ -158,3 +83,40 @@ def instruction_outcome(data: dict[str, Any]) -> PaymentOutcome:
             "pay_url": data.get("payUrl"),
         },
     )
+
+
+def _callback(data: dict[str, Any]) -> PaymentCallback:
+    paid = data.get("paidSum")
+    return PaymentCallback(
+        reference=data["orderId"],
+        status=VOCABULARY.status(data["state"]),
+        amount=MONEY.decode(paid if paid is not None else data["sum"], "sum"),
+        currency=data.get("currency"),
+        decline_code=VOCABULARY.reason(data.get("rejectReason")),
+        provider_payment_id=data.get("instructionId"),
+        event_id=data.get("eventId"),
+    )
+
+
+SPEC = PaymentConnector(
+    auth=ApiKey("X-Api-Key"),
+    errors=ErrorMap(
+        path=("errorCode",),
+        codes={"ORDER_NOT_FOUND": "not_found", "ORDER_CONFLICT": "reference_reused"},
+        lower=True,
+    ),
+    vocabulary=VOCABULARY,
+    money=MONEY,
+    signature=KAZBANK_SCHEME,
+    methods=frozenset({"bank_transfer"}),
+    create=Endpoint("POST", "/v2/transfer-instructions"),
+    status=Endpoint("GET", "/v2/transfer-instructions/by-order/{reference}"),
+    cancel=Endpoint("DELETE", "/v2/transfer-instructions/by-order/{reference}"),
+    create_body=_create_body,
+    outcome=instruction_outcome,
+    callback=Callback("json", _callback),
+)
+
+
+class KazbankClient(PaymentProviderClient):
+    spec = SPEC

@@ -1,12 +1,18 @@
 """Payout adapter: send money to a player's card, IBAN, wallet or phone, idempotent on our
-reference, with status inquiry for outcomes lost to a timeout."""
+reference, with status inquiry for outcomes lost to a timeout.
 
-from typing import Any, Literal
+`PayoutProviderClient` runs a `PayoutConnector` spec; its default is the simulator's common
+`/payouts` API."""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 import httpx
 from pydantic import BaseModel
 
 from config import Settings
+from providers.connector import Connector, Endpoint
 from providers.http import ProviderHttp
 
 
@@ -19,8 +25,55 @@ class PayoutOutcome(BaseModel):
     currency: str
 
 
+@dataclass(frozen=True)
+class PayoutRequest:
+    reference: str
+    amount: Any  # in the provider's money format (`Connector.money`)
+    currency: str
+    method: str
+    destination: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PayoutConnector(Connector):
+    """A payout provider: its endpoints, request bodies and answer parser."""
+
+    pay: Endpoint
+    status: Endpoint  # by our reference
+    cancel: Endpoint  # by our reference, with the amount and currency
+    pay_body: Callable[[PayoutRequest], Mapping[str, Any]]
+    cancel_body: Callable[[PayoutRequest], Mapping[str, Any]]
+    outcome: Callable[[Any], PayoutOutcome]
+
+
+def _pay_body(payout: PayoutRequest) -> dict[str, Any]:
+    return {
+        "reference": payout.reference,
+        "amount": payout.amount,
+        "currency": payout.currency,
+        "method": payout.method,
+        "destination": payout.destination,
+    }
+
+
+def _cancel_body(payout: PayoutRequest) -> dict[str, Any]:
+    return {"amount": payout.amount, "currency": payout.currency}
+
+
+COMMON = PayoutConnector(
+    pay=Endpoint("POST", "/payouts"),
+    status=Endpoint("GET", "/payouts/{reference}"),
+    cancel=Endpoint("POST", "/payouts/{reference}/cancel"),
+    pay_body=_pay_body,
+    cancel_body=_cancel_body,
+    outcome=PayoutOutcome.model_validate,
+)
+
+
 class PayoutProviderClient(ProviderHttp):
-    """One payout provider: `POST /payouts` and status inquiry `GET /payouts/{reference}`."""
+    """One payout provider: pay, status inquiry by our reference, and closing the reference."""
+
+    spec: ClassVar[PayoutConnector] = COMMON
 
     async def pay(
         self,
@@ -31,30 +84,31 @@ class PayoutProviderClient(ProviderHttp):
         method: str,
         destination: dict[str, Any],
     ) -> PayoutOutcome:
-        body = {
-            "reference": reference,
-            "amount": amount,
-            "currency": currency,
-            "method": method,
-            "destination": destination,
-        }
-        response = await self._request("POST", "/payouts", json=body)
-        return PayoutOutcome.model_validate(response.json())
+        payout = self._payout(reference, amount, currency, method, destination)
+        response = await self._call(self.spec.pay, reference, self.spec.pay_body(payout))
+        return self._answer(self.spec.outcome, response)
 
     async def get_payout(self, reference: str) -> PayoutOutcome | None:
         """Status inquiry by our reference; None means the provider never saw the payout."""
-        response = await self._lookup("GET", f"/payouts/{reference}")
-        return None if response is None else PayoutOutcome.model_validate(response.json())
+        return await self._inquiry(self.spec.status, reference, self.spec.outcome)
 
     async def cancel_payout(self, *, reference: str, amount: int, currency: str) -> PayoutOutcome:
         """Close the reference at the provider: the payout if it was made after all, otherwise
         a guarantee that no late request under this reference will ever be paid."""
-        response = await self._request(
-            "POST",
-            f"/payouts/{reference}/cancel",
-            json={"amount": amount, "currency": currency},
+        payout = self._payout(reference, amount, currency, "", {})
+        response = await self._call(self.spec.cancel, reference, self.spec.cancel_body(payout))
+        return self._answer(self.spec.outcome, response)
+
+    def _payout(
+        self, reference: str, amount: int, currency: str, method: str, destination: dict[str, Any]
+    ) -> PayoutRequest:
+        return PayoutRequest(
+            reference=reference,
+            amount=self.spec.money.encode(amount),
+            currency=currency,
+            method=method,
+            destination=destination,
         )
-        return PayoutOutcome.model_validate(response.json())
 
 
 def payout_providers(

@@ -1,11 +1,15 @@
 """Builds the provider adapters from settings; the API and the worker share one definition."""
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import httpx
 
 from config import Settings
 from providers.altyncard import AltynCardClient
 from providers.bankapp import BankAppClient
 from providers.card import CardProviderClient
+from providers.http import ProviderHttp
 from providers.kazbank import KazbankClient
 from providers.kzqr import KzqrClient
 from providers.payhub import PayHubClient
@@ -47,29 +51,30 @@ def provider_http_client(settings: Settings) -> httpx.AsyncClient:
 
 def card_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, CardProviderClient]:
     """Every card acquirer in the provider registry (`Settings.providers`)."""
-    return {
-        rule.name: card_dialect(rule.name)(
-            http=http,
-            base_url=settings.simulator_url,
-            provider=rule.name,
-            secret=settings.provider_secret(rule.name),
-        )
-        for rule in settings.providers
-        if rule.method == "card"
-    }
+    return _clients(settings, http, card_dialect, cards=True)
 
 
 def payment_providers(
     settings: Settings, http: httpx.AsyncClient
 ) -> dict[str, PaymentProviderClient]:
     """Every asynchronous provider (bank transfer, e-wallet, mobile banking, QR, aggregator)."""
+    return _clients(settings, http, payment_dialect, cards=False)
+
+
+C = TypeVar("C", bound=ProviderHttp)
+
+
+def _clients(
+    settings: Settings, http: httpx.AsyncClient, dialect: Callable[[str], type[C]], *, cards: bool
+) -> dict[str, C]:
+    """One adapter per provider in the registry of card acquirers (`cards`) or of the others."""
     return {
-        rule.name: payment_dialect(rule.name)(
+        rule.name: dialect(rule.name)(
             http=http,
             base_url=settings.simulator_url,
             provider=rule.name,
             secret=settings.provider_secret(rule.name),
         )
         for rule in settings.providers
-        if rule.method != "card"
+        if (rule.method == "card") == cards
     }

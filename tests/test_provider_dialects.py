@@ -7,7 +7,7 @@ own callback signatures."""
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qs
 
 import httpx
@@ -16,12 +16,12 @@ import pytest
 from providers.altyncard import AltynCardClient
 from providers.amounts import InvalidAmount, from_decimal_string, to_decimal_string
 from providers.bankapp import BankAppClient
-from providers.card import CardData, CardProviderClient
-from providers.errors import CardRejected, ProviderRejected, ProviderUnavailable
+from providers.card import CardData, CardProviderClient, ChargeOutcome
+from providers.errors import CardRejected, ProviderOutcomeUnknown, ProviderRejected
 from providers.kazbank import KazbankClient
 from providers.kzqr import KzqrClient
 from providers.payhub import PayHubClient
-from providers.payments import CallbackNotUnderstood, PaymentProviderClient
+from providers.payments import CallbackNotUnderstood, PaymentProviderClient, PaymentStatus
 from providers.registry import card_dialect, payment_dialect
 from providers.signing import SignatureError
 from providers.tengewallet import TengeWalletClient
@@ -58,6 +58,26 @@ def test_minor_units_become_decimal_strings() -> None:
     assert from_decimal_string(to_decimal_string(123456789012)) == 123456789012
     with pytest.raises(InvalidAmount):
         to_decimal_string(-1)
+
+
+@pytest.mark.parametrize(
+    ("cls", "ours"),
+    [
+        *[
+            (cls, get_args(PaymentStatus))
+            for cls in (KazbankClient, TengeWalletClient, BankAppClient, KzqrClient, PayHubClient)
+        ],
+        (AltynCardClient, get_args(ChargeOutcome.model_fields["status"].annotation)),
+    ],
+)
+def test_dialect_status_maps_reach_every_status_of_ours(
+    cls: type[PaymentProviderClient | CardProviderClient], ours: tuple[str, ...]
+) -> None:
+    """Each dialect names every status we know, and only those (an unknown one of theirs is an
+    unreadable answer, so the map is the whole of their vocabulary)."""
+    vocabulary = cls.spec.vocabulary
+    assert vocabulary is not None
+    assert sorted(set(vocabulary.statuses.values())) == sorted(ours)
 
 
 def test_providers_get_their_dialects() -> None:
@@ -167,13 +187,13 @@ async def test_kazbank_refuses_sub_tiyn_amounts_and_maps_errors() -> None:
         return httpx.Response(200, json=_instruction(sum="1.005"))
 
     client = await _with(answer, KazbankClient)
-    with pytest.raises(ProviderRejected) as refused:
+    with pytest.raises(ProviderOutcomeUnknown) as unreadable:
         await client.get_payment("dep_1")
-    assert refused.value.code == "invalid_response"
-    with pytest.raises(ProviderUnavailable) as down:
+    assert unreadable.value.code == "invalid_response"
+    with pytest.raises(ProviderOutcomeUnknown) as down:
         await client.get_payment("dep_down")
     assert down.value.code == "http_503"
-    with pytest.raises(ProviderRejected) as conflict:
+    with pytest.raises(ProviderOutcomeUnknown) as conflict:
         await client.create_payment(
             reference="dep_1",
             method="bank_transfer",
@@ -183,7 +203,7 @@ async def test_kazbank_refuses_sub_tiyn_amounts_and_maps_errors() -> None:
             callback_url="http://api",
             expires_in_seconds=60,
         )
-    assert conflict.value.code == "reference_reused"
+    assert (conflict.value.code, conflict.value.detail) == ("http_409", "reference_reused")
 
 
 def _invoice(**changes: Any) -> dict[str, Any]:
@@ -259,9 +279,9 @@ async def test_tengewallet_status_revoke_not_found_and_sub_tiyn_refused() -> Non
     assert revoked is not None
     assert revoked.status == "cancelled"
     assert await client.get_payment("dep_missing") is None
-    with pytest.raises(ProviderRejected) as refused:
+    with pytest.raises(ProviderOutcomeUnknown) as unreadable:
         await client.get_payment("dep_odd")
-    assert refused.value.code == "invalid_response"
+    assert unreadable.value.code == "invalid_response"
 
 
 def _event(status: str, amount: int = 500010) -> dict[str, Any]:
@@ -432,12 +452,12 @@ async def test_bankapp_status_withdraw_errors_and_non_integer_amounts() -> None:
     assert withdrawn is not None
     assert (withdrawn.status, withdrawn.decline_code) == ("cancelled", "cancelled")
     assert await client.get_payment("dep_missing") is None
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderOutcomeUnknown):
         await client.get_payment("dep_down")
-    with pytest.raises(ProviderRejected) as odd:
+    with pytest.raises(ProviderOutcomeUnknown) as odd:
         await client.get_payment("dep_odd")
     assert odd.value.code == "invalid_response"
-    with pytest.raises(ProviderRejected) as conflict:
+    with pytest.raises(ProviderOutcomeUnknown) as conflict:
         await client.create_payment(
             reference="dep_4",
             method="mobile_banking",
@@ -447,7 +467,7 @@ async def test_bankapp_status_withdraw_errors_and_non_integer_amounts() -> None:
             callback_url="http://api",
             expires_in_seconds=60,
         )
-    assert conflict.value.code == "reference_reused"
+    assert (conflict.value.code, conflict.value.detail) == ("http_409", "reference_reused")
 
 
 def test_bankapp_signature_is_one_header_and_declines_map_to_our_codes() -> None:
@@ -561,10 +581,10 @@ async def test_kzqr_status_by_query_close_errors_and_sub_tiyn_refused() -> None:
     assert (closed.status, closed.decline_code) == ("cancelled", "cancelled")
     assert await client.get_payment("dep_missing") is None
     for reference in ("dep_odd", "dep_envelope"):
-        with pytest.raises(ProviderRejected) as refused:
+        with pytest.raises(ProviderOutcomeUnknown) as unreadable:
             await client.get_payment(reference)
-        assert refused.value.code == "invalid_response"
-    with pytest.raises(ProviderRejected) as conflict:
+        assert unreadable.value.code == "invalid_response"
+    with pytest.raises(ProviderOutcomeUnknown) as conflict:
         await client.create_payment(
             reference="dep_5",
             method="qr",
@@ -574,7 +594,7 @@ async def test_kzqr_status_by_query_close_errors_and_sub_tiyn_refused() -> None:
             callback_url="http://api",
             expires_in_seconds=60,
         )
-    assert conflict.value.code == "reference_reused"
+    assert (conflict.value.code, conflict.value.detail) == ("http_409", "reference_reused")
 
 
 def test_kzqr_signature_covers_the_nonce() -> None:
@@ -697,12 +717,12 @@ async def test_payhub_status_cancel_errors_and_non_integer_amounts() -> None:
     assert cancelled is not None
     assert (cancelled.status, cancelled.decline_code) == ("cancelled", "cancelled")
     assert await client.get_payment("dep_missing") is None
-    with pytest.raises(ProviderRejected) as refused:
+    with pytest.raises(ProviderOutcomeUnknown) as unreadable:
         await client.get_payment("dep_odd")
-    assert refused.value.code == "invalid_response"
-    with pytest.raises(ProviderUnavailable):
+    assert unreadable.value.code == "invalid_response"
+    with pytest.raises(ProviderOutcomeUnknown):
         await client.get_payment("dep_down")
-    with pytest.raises(ProviderRejected) as conflict:
+    with pytest.raises(ProviderOutcomeUnknown) as conflict:
         await client.create_payment(
             reference="dep_6",
             method="aggregator",
@@ -712,7 +732,7 @@ async def test_payhub_status_cancel_errors_and_non_integer_amounts() -> None:
             callback_url="http://api",
             expires_in_seconds=60,
         )
-    assert conflict.value.code == "reference_reused"
+    assert (conflict.value.code, conflict.value.detail) == ("http_409", "reference_reused")
 
 
 def test_payhub_signature_covers_a_digest_of_the_body_and_amounts_must_be_integers() -> None:
@@ -841,14 +861,14 @@ async def test_altyncard_status_void_faults_and_non_integer_amounts() -> None:
     assert voided is not None
     assert (voided.status, voided.decline_code) == ("cancelled", "expired")
     assert await client.get_charge("dep_missing") is None
-    with pytest.raises(ProviderRejected) as odd:
+    with pytest.raises(ProviderOutcomeUnknown) as odd:
         await client.get_charge("dep_odd")
     assert odd.value.code == "invalid_response"
-    with pytest.raises(ProviderUnavailable):
+    with pytest.raises(ProviderOutcomeUnknown):
         await client.get_charge("dep_down")
-    with pytest.raises(ProviderRejected) as conflict:
+    with pytest.raises(ProviderOutcomeUnknown) as conflict:
         await client.charge(reference="dep_7", token="atk_1", amount=1, currency="KZT")
-    assert conflict.value.code == "reference_reused"
+    assert (conflict.value.code, conflict.value.detail) == ("http_409", "reference_reused")
     bad_card = CardData(number="4000000000000001", exp_month=1, exp_year=2030, cvc="123")
     with pytest.raises(CardRejected) as rejected:
         await client.tokenize(bad_card)
