@@ -20,31 +20,12 @@ from typing import Any
 from providers.connector import DECIMAL_STRING, ApiKey, Endpoint, Envelope, ErrorMap, Vocabulary
 from providers.payments import (
     Callback,
-    PaymentCallback,
+    Fields,
     PaymentConnector,
-    PaymentOutcome,
     PaymentProviderClient,
     PaymentRequest,
 )
 from providers.signing import KZQR_SCHEME
-
-VOCABULARY = Vocabulary(
-    what="state",
-    statuses={
-        "ACTIVE": "pending",
-        "PAID": "succeeded",
-        "FAILED": "declined",
-        "EXPIRED": "expired",
-        "CLOSED": "cancelled",
-    },
-    reasons={
-        "PAYER_REFUSED": "declined_by_payer",
-        "ISSUER_DECLINED": "do_not_honor",
-        "QR_EXPIRED": "expired",
-        "MERCHANT_CLOSED": "cancelled",
-    },
-)
-MONEY = DECIMAL_STRING
 
 
 def _create_body(payment: PaymentRequest) -> dict[str, Any]:
@@ -56,39 +37,9 @@ def _create_body(payment: PaymentRequest) -> dict[str, Any]:
     }
 
 
-def enveloped_outcome(envelope: dict[str, Any], provider: str) -> PaymentOutcome:
-    """`{result: "OK", data}` (an error envelope never gets here: `SPEC.errors.envelope`)."""
-    return qr_outcome(envelope["data"])
-
-
-def qr_outcome(data: dict[str, Any]) -> PaymentOutcome:
-    """A QR order as `PaymentOutcome` (amounts exact, in minor units)."""
-    paid = data.get("paid")
-    return PaymentOutcome(
-        reference=data["merchant_ref"],
-        payment_id=data["qr_id"],
-        method="qr",
-        status=VOCABULARY.status(data["state"]),
-        amount=MONEY.decode(data["amount"]["value"], "amount.value"),
-        currency=data["amount"]["currency"],
-        amount_received=MONEY.decode(paid["value"], "paid.value") if paid is not None else None,
-        decline_code=VOCABULARY.reason(data.get("fail_code")),
-        action={"type": "qr", "payload": data["qr_string"], "expires_at": data.get("expire_at")},
-    )
-
-
-def _callback(envelope: dict[str, Any]) -> PaymentCallback:
-    data = envelope["data"]
-    money = data.get("paid") or data["amount"]
-    return PaymentCallback(
-        reference=data["merchant_ref"],
-        status=VOCABULARY.status(data["state"]),
-        amount=MONEY.decode(money["value"], "amount.value"),
-        currency=money.get("currency"),
-        decline_code=VOCABULARY.reason(data.get("fail_code")),
-        provider_payment_id=data.get("qr_id"),
-        event_id=envelope.get("notification_id"),
-    )
+def _action(order: dict[str, Any], provider: str) -> dict[str, Any]:
+    """The QR to scan."""
+    return {"type": "qr", "payload": order["qr_string"], "expires_at": order.get("expire_at")}
 
 
 SPEC = PaymentConnector(
@@ -101,16 +52,41 @@ SPEC = PaymentConnector(
             result="result", ok="OK", error=("error", "code"), refusals=frozenset({"1404", "1422"})
         ),
     ),
-    vocabulary=VOCABULARY,
-    money=MONEY,
+    vocabulary=Vocabulary(
+        what="state",
+        statuses={
+            "ACTIVE": "pending",
+            "PAID": "succeeded",
+            "FAILED": "declined",
+            "EXPIRED": "expired",
+            "CLOSED": "cancelled",
+        },
+        reasons={
+            "PAYER_REFUSED": "declined_by_payer",
+            "ISSUER_DECLINED": "do_not_honor",
+            "QR_EXPIRED": "expired",
+            "MERCHANT_CLOSED": "cancelled",
+        },
+    ),
+    money=DECIMAL_STRING,
     signature=KZQR_SCHEME,
-    methods=frozenset({"qr"}),
     create=Endpoint("POST", "/merchant/v3/qr"),
     status=Endpoint("GET", "/merchant/v3/qr", "query", reference_field="merchant_ref"),
     cancel=Endpoint("POST", "/merchant/v3/qr/close", reference_field="merchant_ref"),
     create_body=_create_body,
-    outcome=enveloped_outcome,
-    callback=Callback("json", _callback),
+    fields=Fields(
+        method="qr",
+        reference="merchant_ref",
+        payment_id="qr_id",
+        status="state",
+        amount=("amount", "value"),
+        received=("paid", "value"),
+        currency=("amount", "currency"),
+        decline="fail_code",
+        action=_action,
+    ),
+    answer_at=("data",),  # {result: "OK", data}; an error envelope is classified before
+    callback=Callback("json", at=("data",), event_id="notification_id"),
 )
 
 

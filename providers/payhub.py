@@ -17,30 +17,12 @@ from typing import Any
 from providers.connector import MINOR_UNITS, ApiKey, Endpoint, ErrorMap, Vocabulary
 from providers.payments import (
     Callback,
-    PaymentCallback,
+    Fields,
     PaymentConnector,
-    PaymentOutcome,
     PaymentProviderClient,
     PaymentRequest,
 )
 from providers.signing import PAYHUB_SCHEME
-
-VOCABULARY = Vocabulary(
-    statuses={
-        "OPEN": "pending",
-        "COMPLETED": "succeeded",
-        "FAILED": "declined",
-        "EXPIRED": "expired",
-        "CANCELED": "cancelled",
-    },
-    reasons={
-        "CUSTOMER_ABANDONED": "declined_by_payer",
-        "PAYMENT_REFUSED": "do_not_honor",
-        "SESSION_EXPIRED": "expired",
-        "MERCHANT_CANCELED": "cancelled",
-    },
-)
-MONEY = MINOR_UNITS
 
 
 def _create_body(payment: PaymentRequest) -> dict[str, Any]:
@@ -56,40 +38,13 @@ def _create_body(payment: PaymentRequest) -> dict[str, Any]:
     return body
 
 
-def session_outcome(data: dict[str, Any], provider: str) -> PaymentOutcome:
-    """A checkout session as `PaymentOutcome` (amounts in minor units, checked to be integers)."""
-    captured = data.get("captured_minor")
-    return PaymentOutcome(
-        reference=data["order_id"],
-        payment_id=data["session_id"],
-        method="aggregator",
-        status=VOCABULARY.status(data["status"]),
-        amount=MONEY.decode(data["amount_minor"], "amount_minor"),
-        currency=data["currency"],
-        amount_received=MONEY.decode(captured, "amount_minor") if captured is not None else None,
-        decline_code=VOCABULARY.reason(data.get("failure_reason")),
-        action={
-            "type": "redirect",
-            "url": data["checkout_url"],
-            "expires_at": data.get("expires_at"),
-        },
-    )
-
-
-def _callback(envelope: dict[str, Any]) -> PaymentCallback:
-    session = envelope["session"]
-    captured = session.get("captured_minor")
-    return PaymentCallback(
-        reference=session["order_id"],
-        status=VOCABULARY.status(session["status"]),
-        amount=MONEY.decode(
-            captured if captured is not None else session["amount_minor"], "amount_minor"
-        ),
-        currency=session.get("currency"),
-        decline_code=VOCABULARY.reason(session.get("failure_reason")),
-        provider_payment_id=session.get("session_id"),
-        event_id=envelope.get("id"),
-    )
+def _action(session: dict[str, Any], provider: str) -> dict[str, Any]:
+    """PayHub's hosted page, where the player picks a method."""
+    return {
+        "type": "redirect",
+        "url": session["checkout_url"],
+        "expires_at": session.get("expires_at"),
+    }
 
 
 SPEC = PaymentConnector(
@@ -99,16 +54,39 @@ SPEC = PaymentConnector(
         codes={"SESSION_NOT_FOUND": "not_found", "ORDER_ID_REUSED": "reference_reused"},
         lower=True,
     ),
-    vocabulary=VOCABULARY,
-    money=MONEY,
+    vocabulary=Vocabulary(
+        statuses={
+            "OPEN": "pending",
+            "COMPLETED": "succeeded",
+            "FAILED": "declined",
+            "EXPIRED": "expired",
+            "CANCELED": "cancelled",
+        },
+        reasons={
+            "CUSTOMER_ABANDONED": "declined_by_payer",
+            "PAYMENT_REFUSED": "do_not_honor",
+            "SESSION_EXPIRED": "expired",
+            "MERCHANT_CANCELED": "cancelled",
+        },
+    ),
+    money=MINOR_UNITS,
     signature=PAYHUB_SCHEME,
-    methods=frozenset({"aggregator"}),
     create=Endpoint("POST", "/checkout/sessions"),
     status=Endpoint("GET", "/checkout/sessions/by-order/{reference}"),
     cancel=Endpoint("POST", "/checkout/sessions/by-order/{reference}/cancel"),
     create_body=_create_body,
-    outcome=session_outcome,
-    callback=Callback("json", _callback),
+    fields=Fields(
+        method="aggregator",
+        reference="order_id",
+        payment_id="session_id",
+        status="status",
+        amount="amount_minor",
+        received="captured_minor",
+        currency="currency",
+        decline="failure_reason",
+        action=_action,
+    ),
+    callback=Callback("json", at=("session",), event_id="id"),
 )
 
 

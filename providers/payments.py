@@ -52,22 +52,53 @@ class CallbackNotUnderstood(ValueError):
     pass
 
 
+Key = str | tuple[str, ...]
+
+
+def read(data: Any, key: Key) -> Any:
+    """`data`'s `key` (None where absent), or a path through nested objects: an absent or null
+    object has no fields (a null `paid` is no amount paid), but the fields of one that is there
+    are required, and anything not an object is an answer we cannot read (it raises)."""
+    path = (key,) if isinstance(key, str) else key
+    value = data.get(path[0])
+    for step in path[1:]:
+        if value is None:
+            return None
+        value = value[step]
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fields:
+    """Where a provider's payment (in its answers and its callbacks) keeps each field of ours;
+    `received`, the amount paid, is absent or null until paid. Its payments are all of one
+    `method`; `action` is the player's next step from a payment and the provider's name."""
+
+    method: str
+    reference: Key
+    payment_id: Key
+    status: Key
+    amount: Key
+    received: Key
+    currency: Key
+    decline: Key
+    action: Callable[[Any, str], dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Callback:
-    """A provider's callback body: JSON or a form (the last value of a repeated field), read in
-    our terms by `parse`."""
+    """A provider's callback body: JSON or a form (the last value of a repeated field; a blank one
+    is absent); the payment is `at` that path in it and the event's id at `event_id`."""
 
-    encoding: Literal["json", "form"]
-    parse: Callable[[Any], PaymentCallback]
+    encoding: Literal["json", "form"] = "json"
+    at: tuple[str, ...] = ()
+    event_id: Key | None = None
 
-    def read(self, body: bytes) -> PaymentCallback:
-        try:
-            if self.encoding == "form":
-                form = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=True)
-                return self.parse({key: values[-1] for key, values in form.items()})
-            return self.parse(json.loads(body))
-        except (ValueError, LookupError, TypeError, AttributeError) as exc:
-            raise CallbackNotUnderstood(str(exc)) from exc
+    def body(self, body: bytes) -> Any:
+        if self.encoding == "form":
+            form = parse_qs(body.decode(), keep_blank_values=True, strict_parsing=True)
+            return {key: values[-1] for key, values in form.items() if values[-1] != ""}
+        return json.loads(body)
 
 
 @dataclass(frozen=True)
@@ -83,15 +114,75 @@ class PaymentRequest:
 
 @dataclass(frozen=True, kw_only=True)
 class PaymentConnector(Connector):
-    """An asynchronous provider: its endpoints, request body, answer and callback parsers."""
+    """An asynchronous provider: its endpoints, its request body, and where its answers and
+    callbacks keep our fields (`fields`, with `vocabulary` and `money`; None: they are in our
+    terms already, as in the common API). A provider with `fields` takes only their method."""
 
-    methods: frozenset[str] | None = None  # the methods it takes; None: any
     create: Endpoint
     status: Endpoint  # by our reference
     cancel: Endpoint  # by our reference
     create_body: Callable[[PaymentRequest], Mapping[str, Any]]
-    outcome: Callable[[Any, str], PaymentOutcome]  # (answer, provider name)
-    callback: Callback
+    fields: Fields | None = None
+    answer_at: tuple[str, ...] = ()  # where the payment is in an answer
+    callback: Callback = Callback()
+
+    def __post_init__(self) -> None:
+        if self.fields is not None and self.vocabulary is None:
+            raise TypeError("a provider with fields of its own needs its vocabulary")
+
+    def outcome(self, answer: Any, provider: str) -> PaymentOutcome:
+        """An answer about one payment in our terms (it raises when it cannot be read)."""
+        fields, vocabulary = self.fields, self.vocabulary
+        if fields is None or vocabulary is None:
+            return PaymentOutcome.model_validate(answer)
+        payment = _at(answer, self.answer_at)
+        received = read(payment, fields.received)
+        return PaymentOutcome(
+            reference=read(payment, fields.reference),
+            payment_id=read(payment, fields.payment_id),
+            method=fields.method,
+            status=vocabulary.status(read(payment, fields.status)),
+            amount=self.money.decode(read(payment, fields.amount), _name(fields.amount)),
+            currency=read(payment, fields.currency),
+            amount_received=None
+            if received is None
+            else self.money.decode(received, _name(fields.received)),
+            decline_code=vocabulary.reason(read(payment, fields.decline)),
+            action=fields.action(payment, provider),
+        )
+
+    def callback_of(self, body: bytes) -> PaymentCallback:
+        """A verified callback's body in our terms; CallbackNotUnderstood if it is not."""
+        try:
+            data = self.callback.body(body)
+            fields, vocabulary = self.fields, self.vocabulary
+            if fields is None or vocabulary is None:
+                return PaymentCallback.model_validate(data)
+            payment = _at(data, self.callback.at)
+            paid = read(payment, fields.received)
+            amount = paid if paid is not None else read(payment, fields.amount)
+            event_id = self.callback.event_id
+            return PaymentCallback(
+                reference=read(payment, fields.reference),
+                status=vocabulary.status(read(payment, fields.status)),
+                amount=self.money.decode(amount, _name(fields.amount)),
+                currency=read(payment, fields.currency),
+                decline_code=vocabulary.reason(read(payment, fields.decline)),
+                provider_payment_id=read(payment, fields.payment_id),
+                event_id=None if event_id is None else read(data, event_id),
+            )
+        except (ValueError, LookupError, TypeError, AttributeError) as exc:
+            raise CallbackNotUnderstood(str(exc)) from exc
+
+
+def _at(data: Any, path: tuple[str, ...]) -> Any:
+    for step in path:
+        data = data[step]
+    return data
+
+
+def _name(key: Key) -> str:
+    return key if isinstance(key, str) else ".".join(key)
 
 
 def _create_body(payment: PaymentRequest) -> dict[str, Any]:
@@ -107,17 +198,11 @@ def _create_body(payment: PaymentRequest) -> dict[str, Any]:
     }
 
 
-def _outcome(answer: Any, provider: str) -> PaymentOutcome:
-    return PaymentOutcome.model_validate(answer)
-
-
 COMMON = PaymentConnector(
     create=Endpoint("POST", "/payments"),
     status=Endpoint("GET", "/payments/{reference}"),
     cancel=Endpoint("POST", "/payments/{reference}/cancel"),
     create_body=_create_body,
-    outcome=_outcome,
-    callback=Callback("json", PaymentCallback.model_validate),
 )
 
 
@@ -141,7 +226,7 @@ class PaymentProviderClient(ProviderHttp):
     @classmethod
     def parse_callback(cls, body: bytes) -> PaymentCallback:
         """A verified callback's body in our terms; CallbackNotUnderstood if it is not."""
-        return cls.spec.callback.read(body)
+        return cls.spec.callback_of(body)
 
     async def create_payment(
         self,
@@ -155,7 +240,7 @@ class PaymentProviderClient(ProviderHttp):
         expires_in_seconds: int,
     ) -> PaymentOutcome:
         spec = self.spec
-        if spec.methods is not None and method not in spec.methods:
+        if spec.fields is not None and method != spec.fields.method:
             raise ProviderRejected(self.provider, "unsupported_method", method)
         payment = PaymentRequest(
             reference=reference,

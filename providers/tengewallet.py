@@ -18,31 +18,12 @@ from typing import Any
 from providers.connector import DECIMAL_STRING, ApiKey, Endpoint, ErrorMap, Vocabulary
 from providers.payments import (
     Callback,
-    PaymentCallback,
+    Fields,
     PaymentConnector,
-    PaymentOutcome,
     PaymentProviderClient,
     PaymentRequest,
 )
 from providers.signing import TENGEWALLET_SCHEME
-
-VOCABULARY = Vocabulary(
-    statuses={
-        "AWAITING": "pending",
-        "COMPLETED": "succeeded",
-        "REJECTED": "declined",
-        "EXPIRED": "expired",
-        "REVOKED": "cancelled",
-    },
-    reasons={
-        "NO_FUNDS": "insufficient_funds",
-        "USER_DECLINED": "declined_by_payer",
-        "WALLET_REJECTED": "do_not_honor",
-        "LIFETIME_EXCEEDED": "expired",
-        "MERCHANT_REVOKED": "cancelled",
-    },
-)
-MONEY = DECIMAL_STRING
 
 
 def _create_form(payment: PaymentRequest) -> dict[str, str]:
@@ -59,38 +40,15 @@ def _create_form(payment: PaymentRequest) -> dict[str, str]:
     return form
 
 
-def invoice_outcome(data: dict[str, Any], provider: str) -> PaymentOutcome:
-    """An invoice as `PaymentOutcome` (amounts exact, in minor units)."""
-    paid = data.get("paid_total")
-    valid_until = data.get("valid_until")
+def _action(invoice: dict[str, Any], provider: str) -> dict[str, Any]:
+    """The wallet's confirmation page, open until `valid_until` (unix seconds)."""
+    valid_until = invoice.get("valid_until")
     expires_at = (
         datetime.fromtimestamp(int(valid_until), UTC).isoformat()
         if valid_until is not None
         else None
     )
-    return PaymentOutcome(
-        reference=data["merchant_order"],
-        payment_id=data["invoice_id"],
-        method="ewallet",
-        status=VOCABULARY.status(data["status"]),
-        amount=MONEY.decode(data["total"], "total"),
-        currency=data["currency"],
-        amount_received=MONEY.decode(paid, "paid_total") if paid is not None else None,
-        decline_code=VOCABULARY.reason(data.get("reject_reason")),
-        action={"type": "redirect", "url": data.get("confirm_url"), "expires_at": expires_at},
-    )
-
-
-def _callback(form: dict[str, str]) -> PaymentCallback:
-    return PaymentCallback(
-        reference=form["merchant_order"],
-        status=VOCABULARY.status(form["status"]),
-        amount=MONEY.decode(form.get("paid_total") or form["total"], "total"),
-        currency=form.get("currency") or None,
-        decline_code=VOCABULARY.reason(form.get("reject_reason") or None),
-        provider_payment_id=form.get("invoice_id") or None,
-        event_id=form.get("notification_id") or None,
-    )
+    return {"type": "redirect", "url": invoice.get("confirm_url"), "expires_at": expires_at}
 
 
 SPEC = PaymentConnector(
@@ -99,16 +57,40 @@ SPEC = PaymentConnector(
         path=("error",),
         codes={"invoice_not_found": "not_found", "duplicate_order": "reference_reused"},
     ),
-    vocabulary=VOCABULARY,
-    money=MONEY,
+    vocabulary=Vocabulary(
+        statuses={
+            "AWAITING": "pending",
+            "COMPLETED": "succeeded",
+            "REJECTED": "declined",
+            "EXPIRED": "expired",
+            "REVOKED": "cancelled",
+        },
+        reasons={
+            "NO_FUNDS": "insufficient_funds",
+            "USER_DECLINED": "declined_by_payer",
+            "WALLET_REJECTED": "do_not_honor",
+            "LIFETIME_EXCEEDED": "expired",
+            "MERCHANT_REVOKED": "cancelled",
+        },
+    ),
+    money=DECIMAL_STRING,
     signature=TENGEWALLET_SCHEME,
-    methods=frozenset({"ewallet"}),
     create=Endpoint("POST", "/api/invoice/create", encoding="form"),
     status=Endpoint("POST", "/api/invoice/status", "form", reference_field="merchant_order"),
     cancel=Endpoint("POST", "/api/invoice/revoke", "form", reference_field="merchant_order"),
     create_body=_create_form,
-    outcome=invoice_outcome,
-    callback=Callback("form", _callback),
+    fields=Fields(
+        method="ewallet",
+        reference="merchant_order",
+        payment_id="invoice_id",
+        status="status",
+        amount="total",
+        received="paid_total",
+        currency="currency",
+        decline="reject_reason",
+        action=_action,
+    ),
+    callback=Callback("form", event_id="notification_id"),
 )
 
 

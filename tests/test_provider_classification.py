@@ -66,7 +66,8 @@ def _card_operations(adapter: type[CardProviderClient]) -> list[Operation]:
 
 
 def _payment_operations(adapter: type[PaymentProviderClient]) -> list[Operation]:
-    method = sorted(adapter.spec.methods or {"bank_transfer"})[0]
+    fields = adapter.spec.fields
+    method = "bank_transfer" if fields is None else fields.method
 
     async def create(client: PaymentProviderClient) -> object:
         return await client.create_payment(

@@ -873,3 +873,28 @@ async def test_altyncard_status_void_faults_and_non_integer_amounts() -> None:
     with pytest.raises(CardRejected) as rejected:
         await client.tokenize(bad_card)
     assert rejected.value.code == "invalid_card_number"
+
+
+@pytest.mark.parametrize("paid", [{}, "2500.50", {"currency": "KZT"}, [], 250050])
+async def test_a_paid_amount_that_is_there_but_unreadable_is_not_taken_for_absent(
+    paid: object,
+) -> None:
+    """`paid: null` is nothing paid yet; a `paid` we cannot read is an unreadable answer, never
+    a success for the ordered amount (the activities read a missing amount paid as all of it)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"result": "OK", "data": _qr(state="PAID", paid=paid)})
+
+    client = await _with(answer, KzqrClient)
+    with pytest.raises(ProviderOutcomeUnknown) as unreadable:
+        await client.get_payment("dep_5")
+    assert unreadable.value.code == "invalid_response"
+    body = json.dumps({"data": {**_qr(state="PAID"), "paid": paid}}).encode()
+    with pytest.raises(CallbackNotUnderstood):
+        KzqrClient.parse_callback(body)
+
+
+def test_a_blank_form_field_is_absent() -> None:
+    wallet = b"merchant_order=dep_3&status=COMPLETED&total=5000.10&paid_total=&currency="
+    parsed = TengeWalletClient.parse_callback(wallet)
+    assert (parsed.amount, parsed.currency) == (500010, None)
