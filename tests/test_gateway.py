@@ -504,6 +504,32 @@ async def test_ambiguous_timeout_charged_at_first_provider_is_found_not_charged_
     assert await _credits(sessions, deposit["id"]) == 1
 
 
+async def test_cancel_answered_404_with_a_request_in_flight_never_charges_twice(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """kazcard cannot cancel an order it never saw (404, nothing recorded), as real acquirers
+    do, while the first charge request is still in the network (held 5 s). The workflow waits
+    out kazcard's processing window (3 s in tests) and asks again: the request has landed, so
+    the deposit succeeds there, and altyncard is never asked."""
+    player_id = await new_player(api)
+    deposit = await _create(api, card_deposit(player_id))
+    await sim.put(
+        "/admin/providers/kazcard/behaviour",
+        json={"late_next": 3, "timeout_seconds": 5, "unknown_cancel": "not_found"},
+    )
+    done = await _finish(api, temporal_client, deposit)
+    assert (done["status"], done["provider"]) == ("succeeded", "kazcard"), done
+    charges = (await sim.get("/admin/charges", params={"reference": deposit["id"]})).json()
+    moved = [c for c in charges if c["money_moved"]]
+    assert [c["provider"] for c in moved] == ["kazcard"], charges
+    altyncard = (await sim.get(f"/admin/providers/altyncard/charges/{deposit['id']}")).json()
+    assert altyncard["calls"] == 0
+    assert await _credits(sessions, deposit["id"]) == 1
+
+
 async def test_timeout_never_seen_closes_the_reference_before_failing_over(
     api: httpx.AsyncClient,
     temporal_client: Client,
@@ -514,10 +540,11 @@ async def test_timeout_never_seen_closes_the_reference_before_failing_over(
     player_id = await new_player(api)
     deposit = await _create(api, card_deposit(player_id))
     # Every kazcard request is stuck in the network for 8 s: each of the 3 tries times out, the
-    # inquiry finds nothing. The reference is closed at kazcard before altyncard charges.
+    # inquiry finds nothing. kazcard confirms the cancel of the reference it never saw (it keeps
+    # a tombstone), so the reference is closed there before altyncard charges.
     await sim.put(
         "/admin/providers/kazcard/behaviour",
-        json={"late_next": 3, "timeout_seconds": 8},
+        json={"late_next": 3, "timeout_seconds": 8, "unknown_cancel": "tombstone"},
     )
     done = await _finish(api, temporal_client, deposit)
     assert done["status"] == "succeeded"
