@@ -6,8 +6,10 @@ those codes mean (`ErrorMap`, with `Envelope` for errors inside a 2xx answer), i
 decline reasons in our words (`Vocabulary`), how it writes money (`Money`) and how it signs its
 callbacks (`providers.signing.SignatureScheme`). The generic clients read it
 (`providers.http.ProviderHttp` for authentication and errors; `providers.card`,
-`providers.payments` and `providers.payout` for the flows), so a dialect module is its spec plus
-the few functions truly its own: request body builders and answer parsers.
+`providers.payments` and `providers.payout` for the flows and their own parts of the spec, such as
+where a payment keeps our fields, `providers.payments.Fields`), so a dialect module is its spec
+plus the few functions truly its own: request body builders, the player's next action, and for
+a card acquirer its answer parsers.
 """
 
 from collections.abc import Callable, Mapping
