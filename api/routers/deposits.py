@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import segno
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import (
@@ -23,6 +23,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.gateway_models import CardRoute
+from api import listing
 from api.deposit_methods import parse_card, parse_details, require_route, tokenize_everywhere
 from api.deps import SessionDep, SettingsDep, StateDep
 from api.errors import Problem
@@ -35,7 +36,7 @@ from api.schemas import (
     DepositSummaryOut,
     RiskOut,
 )
-from api.views import attempts_out, decode_cursor, events_out, ledger_out, page_of
+from api.views import attempts_out, events_out, ledger_out
 from config import Settings
 from db import deposits as deposit_store
 from db import idempotency, responsible_gaming
@@ -256,34 +257,23 @@ async def list_deposits(
     method: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: listing.Limit = 50,
     cursor: str | None = None,
 ) -> DepositList:
-    rows = await deposit_store.list_deposits(
-        session,
-        player_id=player_id,
-        status=status.value if status else None,
-        method=method,
-        created_from=created_from,
-        created_to=created_to,
-        limit=limit + 1,
-        before=decode_cursor(cursor) if cursor else None,
-    )
-    page, next_cursor = page_of(rows, limit)
+    async def fetch(rows: int, before: listing.Before | None) -> list[Deposit]:
+        return await deposit_store.list_deposits(
+            session,
+            player_id=player_id,
+            status=status.value if status else None,
+            method=method,
+            created_from=created_from,
+            created_to=created_to,
+            limit=rows,
+            before=before,
+        )
+
+    page, next_cursor = await listing.page(fetch, limit=limit, cursor=cursor)
     return DepositList(
-        data=[
-            DepositSummaryOut(
-                id=d.id,
-                player_id=d.player_id,
-                amount=d.amount_minor,
-                currency=d.currency,
-                method=d.method,
-                status=d.status,
-                status_reason=d.status_reason,
-                provider=d.provider,
-                created_at=d.created_at,
-            )
-            for d in page
-        ],
+        data=[DepositSummaryOut(**listing.summary(d), provider=d.provider) for d in page],
         next_cursor=next_cursor,
     )

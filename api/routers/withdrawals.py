@@ -8,7 +8,7 @@ import contextlib
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import (
@@ -20,11 +20,12 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api import listing
 from api.deps import MerchantDep, OperatorDep, ReaderDep, SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from api.idempotency import fingerprint, require_key
 from api.schemas import RiskOut
-from api.views import attempts_out, decode_cursor, events_out, ledger_out, page_of
+from api.views import attempts_out, events_out, ledger_out
 from api.withdrawal_schemas import (
     RejectBody,
     ReviewBody,
@@ -335,33 +336,25 @@ async def list_withdrawals(
     player_id: str | None = None,
     status: WithdrawalStatus | None = None,
     escalated: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: listing.Limit = 50,
     cursor: str | None = None,
 ) -> WithdrawalList:
     """The approval queue is `?status=in_review`; `&escalated=true` shows the overdue ones."""
-    rows = await withdrawal_store.list_withdrawals(
-        session,
-        player_id=player_id,
-        status=status.value if status else None,
-        escalated=escalated,
-        limit=limit + 1,
-        before=decode_cursor(cursor) if cursor else None,
-    )
-    page, next_cursor = page_of(rows, limit)
+
+    async def fetch(rows: int, before: listing.Before | None) -> list[Withdrawal]:
+        return await withdrawal_store.list_withdrawals(
+            session,
+            player_id=player_id,
+            status=status.value if status else None,
+            escalated=escalated,
+            limit=rows,
+            before=before,
+        )
+
+    page, next_cursor = await listing.page(fetch, limit=limit, cursor=cursor)
     return WithdrawalList(
         data=[
-            WithdrawalSummaryOut(
-                id=w.id,
-                player_id=w.player_id,
-                amount=w.amount_minor,
-                currency=w.currency,
-                method=w.method,
-                status=w.status,
-                status_reason=w.status_reason,
-                escalated_at=w.escalated_at,
-                created_at=w.created_at,
-            )
-            for w in page
+            WithdrawalSummaryOut(**listing.summary(w), escalated_at=w.escalated_at) for w in page
         ],
         next_cursor=next_cursor,
     )
