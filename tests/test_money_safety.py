@@ -1,0 +1,135 @@
+"""Real providers are not polite: they process a request and then answer 5xx, drop the
+connection after processing, throttle, resend the same callback, and take hours to pay out.
+Each case here ends with one charge (or payout) at one provider and one ledger posting."""
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from tests import test_gateway as gateway
+from tests.conftest import card_deposit, new_player
+from tests.test_gateway import _at_provider, _create, _credits, _deposit, _finish
+from tests.test_withdrawals import balance, create, finished, fund, iban_withdrawal, kinds
+
+api_server = gateway.api_server  # the API on the port the simulator calls back
+sim = gateway.sim  # the simulator's admin API, reset after each test
+
+
+async def _money_moved(sim: httpx.AsyncClient, reference: str) -> list[str]:
+    held: list[dict[str, Any]] = (
+        await sim.get("/admin/charges", params={"reference": reference})
+    ).json()
+    return [h["provider"] for h in held if h["money_moved"]]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"error_after_processing_next": 1, "error_after_processing_status": 502},
+        {"error_after_processing_next": 1, "error_after_processing_status": 500},
+        {"reset_after_processing_next": 1},
+    ],
+    ids=["processed-then-502", "processed-then-500", "processed-then-reset"],
+)
+async def test_a_charge_processed_then_failed_is_found_not_charged_elsewhere(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    fault: dict[str, Any],
+) -> None:
+    await sim.put("/admin/providers/kazcard/behaviour", json=fault)
+    player = await new_player(api)
+    deposit = await _create(api, card_deposit(player))
+    done = await _finish(api, temporal_client, deposit)
+    assert (done["status"], done["provider"]) == ("succeeded", "kazcard"), done
+    assert await _money_moved(sim, deposit["id"]) == ["kazcard"]
+    altyncard = (await sim.get(f"/admin/providers/altyncard/charges/{deposit['id']}")).json()
+    assert altyncard["calls"] == 0  # no failover from an unknown outcome
+    assert await _credits(sessions, deposit["id"]) == 1
+
+
+async def test_a_throttled_payout_waits_retry_after_and_pays_at_the_same_provider(
+    api: httpx.AsyncClient,
+    operator_api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """429 with Retry-After: refused before processing, so waited out and asked again there."""
+    await sim.put(
+        "/admin/payouts/kazcard/behaviour",
+        json={"throttle_next": 1, "throttle_retry_after_seconds": 1},
+    )
+    player = await new_player(api)
+    await fund(sessions, player, 50_000_00, wagered=True)
+    created = await create(api, iban_withdrawal(player, 30_000_00))
+    await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
+    done = await finished(api, temporal_client, created)
+    assert done["status"] == "paid", done
+    outcomes = [(a["step"], a["outcome"], a["error_code"]) for a in done["attempts"]]
+    assert outcomes[0] == ("payout", "error", "throttled"), outcomes
+    assert await _money_moved(sim, created["id"]) == ["kazcard"]
+    assert kinds(done) == ["withdrawal_hold", "withdrawal_paid"]
+
+
+async def test_the_same_callback_event_three_times_credits_once(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await sim.put("/admin/providers/kzqr/behaviour", json={"callback_same_event_repeat": 2})
+    player = await new_player(api)
+    deposit = await _create(api, _deposit(player, "qr"))
+    await _at_provider(sim, "kzqr", deposit["id"])
+    await sim.post(f"/pay/kzqr/{deposit['id']}/confirm")
+    done = await _finish(api, temporal_client, deposit)
+    assert done["status"] == "succeeded"
+    sent = (await sim.get("/admin/callbacks")).json()
+    mine = [c for c in sent if deposit["id"] in str(c)]
+    assert len(mine) >= 3, mine  # the first delivery and two identical repeats
+    assert await _credits(sessions, deposit["id"]) == 1
+
+
+async def test_a_payout_processed_then_504_is_paid_once_and_posted_once(
+    api: httpx.AsyncClient,
+    operator_api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await sim.put(
+        "/admin/payouts/kazcard/behaviour",
+        json={"error_after_processing_next": 1, "error_after_processing_status": 504},
+    )
+    player = await new_player(api)
+    await fund(sessions, player, 50_000_00, wagered=True)
+    created = await create(api, iban_withdrawal(player, 30_000_00))
+    await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
+    done = await finished(api, temporal_client, created)
+    assert done["status"] == "paid", done
+    assert kinds(done) == ["withdrawal_hold", "withdrawal_paid"]
+    log = (await sim.get(f"/admin/payouts/kazcard/{created['id']}")).json()
+    assert log["calls"] == 1  # the retry asked first instead of paying again
+    assert await balance(api, player) == (20_000_00, 0)
+
+
+async def test_a_payout_processing_for_a_while_is_polled_until_paid(
+    api: httpx.AsyncClient,
+    operator_api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await sim.put("/admin/payouts/kazcard/behaviour", json={"payout_processing_seconds": 2})
+    player = await new_player(api)
+    await fund(sessions, player, 50_000_00, wagered=True)
+    created = await create(api, iban_withdrawal(player, 30_000_00))
+    await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
+    done = await finished(api, temporal_client, created)
+    assert done["status"] == "paid", done
+    assert kinds(done) == ["withdrawal_hold", "withdrawal_paid"]
