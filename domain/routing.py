@@ -181,7 +181,13 @@ def unified_error_code(code: str | None) -> str | None:
         return None
     if code in _UNIFIED:
         return _UNIFIED[code]
-    if code.startswith("http_5") or code in {"temporarily_unavailable", "outage"}:
+    if code.startswith("http_5") or code in {
+        "temporarily_unavailable",
+        "outage",
+        "unavailable",
+        "service_unavailable",
+        "maintenance",
+    }:
         return "provider_unavailable"
     if code.startswith("http_4") or code in {"unknown_token", "reference_reused"}:
         return "invalid_request"

@@ -24,6 +24,12 @@ T = TypeVar("T")
 # forbidden, addressed to nothing, or throttled (429, ProviderThrottled). Any other 4xx (408,
 # 409 conflict on our reference, 410, ...) says something exists or happened there: unknown.
 REFUSED_BEFORE_PROCESSING = frozenset({400, 401, 403, 404, 405, 406, 411, 413, 414, 415, 422})
+# Error codes (in ours, lower-cased) a 503 carries when the provider documents it as refused
+# before processing: its gateway is down or in maintenance and took nothing. An assumption per
+# provider; a 503 without one of them, and every other 5xx, leaves the outcome unknown.
+UNAVAILABLE_BEFORE_PROCESSING = frozenset(
+    {"outage", "maintenance", "service_unavailable", "temporarily_unavailable", "unavailable"}
+)
 
 
 def classify_transport_error(provider: str, exc: httpx.TransportError) -> Exception:
@@ -92,6 +98,10 @@ class ProviderHttp:
         code = self.spec.errors.code_of(response)
         if status in REFUSED_BEFORE_PROCESSING:
             raise ProviderRejected(self.provider, code)
+        if status == 503 and code.lower() in UNAVAILABLE_BEFORE_PROCESSING:
+            # The provider's documented "down, nothing processed" answer (maintenance, outage):
+            # as safe to go elsewhere as a refused connection. A bare 503 stays unknown.
+            raise ProviderUnreachable(self.provider, code.lower())
         # 5xx: processed then failed is as likely as not; other 4xx: something is there.
         raise ProviderOutcomeUnknown(self.provider, f"http_{status}", code if status < 500 else "")
 

@@ -46,7 +46,7 @@ SPEC = PaymentConnector(
     auth=ApiKey("X-KZQR-Token"),
     errors=ErrorMap(
         path=("error", "code"),
-        codes={"1404": "not_found", "1409": "reference_reused"},
+        codes={"1404": "not_found", "1409": "reference_reused", "1503": "service_unavailable"},
         prefix="kzqr_",
         envelope=Envelope(
             result="result", ok="OK", error=("error", "code"), refusals=frozenset({"1404", "1422"})

@@ -704,7 +704,7 @@ async def test_full_outage_of_the_only_qr_provider_fails_cleanly(
     deposit = await _create(api, _deposit(player_id, "qr"))
     done = await _finish(api, temporal_client, deposit)
     assert done["status"] == "failed"
-    assert done["status_reason"] == "provider_error:kzqr:http_503"
+    assert done["status_reason"] == "provider_error:kzqr:service_unavailable"
     assert [a["outcome"] for a in done["attempts"]] == ["error", "error", "error"]
     assert await _credits(sessions, deposit["id"]) == 0
 

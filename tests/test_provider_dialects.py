@@ -17,7 +17,12 @@ from providers.altyncard import AltynCardClient
 from providers.amounts import InvalidAmount, from_decimal_string, to_decimal_string
 from providers.bankapp import BankAppClient
 from providers.card import CardData, CardProviderClient, ChargeOutcome
-from providers.errors import CardRejected, ProviderOutcomeUnknown, ProviderRejected
+from providers.errors import (
+    CardRejected,
+    ProviderOutcomeUnknown,
+    ProviderRejected,
+    ProviderUnreachable,
+)
 from providers.kazbank import KazbankClient
 from providers.kzqr import KzqrClient
 from providers.payhub import PayHubClient
@@ -190,9 +195,9 @@ async def test_kazbank_refuses_sub_tiyn_amounts_and_maps_errors() -> None:
     with pytest.raises(ProviderOutcomeUnknown) as unreadable:
         await client.get_payment("dep_1")
     assert unreadable.value.code == "invalid_response"
-    with pytest.raises(ProviderOutcomeUnknown) as down:
+    with pytest.raises(ProviderUnreachable) as down:  # a documented "down" 503: not processed
         await client.get_payment("dep_down")
-    assert down.value.code == "http_503"
+    assert down.value.code == "service_unavailable"
     with pytest.raises(ProviderOutcomeUnknown) as conflict:
         await client.create_payment(
             reference="dep_1",
@@ -452,7 +457,7 @@ async def test_bankapp_status_withdraw_errors_and_non_integer_amounts() -> None:
     assert withdrawn is not None
     assert (withdrawn.status, withdrawn.decline_code) == ("cancelled", "cancelled")
     assert await client.get_payment("dep_missing") is None
-    with pytest.raises(ProviderOutcomeUnknown):
+    with pytest.raises(ProviderUnreachable):  # its documented "down" 503
         await client.get_payment("dep_down")
     with pytest.raises(ProviderOutcomeUnknown) as odd:
         await client.get_payment("dep_odd")
@@ -720,7 +725,7 @@ async def test_payhub_status_cancel_errors_and_non_integer_amounts() -> None:
     with pytest.raises(ProviderOutcomeUnknown) as unreadable:
         await client.get_payment("dep_odd")
     assert unreadable.value.code == "invalid_response"
-    with pytest.raises(ProviderOutcomeUnknown):
+    with pytest.raises(ProviderUnreachable):  # its documented "down" 503
         await client.get_payment("dep_down")
     with pytest.raises(ProviderOutcomeUnknown) as conflict:
         await client.create_payment(
@@ -864,7 +869,7 @@ async def test_altyncard_status_void_faults_and_non_integer_amounts() -> None:
     with pytest.raises(ProviderOutcomeUnknown) as odd:
         await client.get_charge("dep_odd")
     assert odd.value.code == "invalid_response"
-    with pytest.raises(ProviderOutcomeUnknown):
+    with pytest.raises(ProviderUnreachable):  # its documented "down" 503
         await client.get_charge("dep_down")
     with pytest.raises(ProviderOutcomeUnknown) as conflict:
         await client.charge(reference="dep_7", token="atk_1", amount=1, currency="KZT")
