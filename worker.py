@@ -17,6 +17,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import workflows
 from activities.deposits import DepositActivities, RoutingConfig
+from activities.late_payments import LatePaymentActivities
 from activities.monitoring import MonitoringActivities
 from activities.stuck import StuckActivities
 from activities.withdrawals import WithdrawalActivities
@@ -28,10 +29,11 @@ from domain.fraud import RuleSource
 from providers.payout import payout_providers
 from providers.registry import card_providers, payment_providers, provider_http_client
 from workflows.deposit import DepositWorkflow
+from workflows.late_payment import LatePaymentWorkflow
 from workflows.monitoring import MonitoringWorkflow, start_monitoring
 from workflows.withdrawal import WithdrawalWorkflow
 
-WORKFLOWS = [DepositWorkflow, WithdrawalWorkflow, MonitoringWorkflow]
+WORKFLOWS = [DepositWorkflow, WithdrawalWorkflow, MonitoringWorkflow, LatePaymentWorkflow]
 
 # Modules the sandbox shares with the worker instead of importing them afresh for every workflow
 # run: the models and pure domain code workflows use (side-effect free, no mutable state read by
@@ -107,6 +109,7 @@ def build_worker(
     )
     monitoring = MonitoringActivities(sessions=sessions, fraud_rules=fraud_rules)
     stuck = StuckActivities(sessions=sessions)
+    late = LatePaymentActivities(sessions=sessions, policy=settings.late_payment_policy)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -134,6 +137,8 @@ def build_worker(
             monitoring.run_monitoring_checks,
             stuck.flag_stuck,
             stuck.clear_stuck,
+            late.open_late_payment,
+            late.resolve_late_payment,
         ],
     )
 

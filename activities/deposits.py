@@ -47,7 +47,7 @@ from domain.routing import (
     order_providers,
     unified_error_code,
 )
-from domain.statuses import DepositStatus
+from domain.statuses import LATE_PAYMENT_FROM, DepositStatus
 from providers.card import CardProviderClient, ChargeOutcome
 from providers.errors import (
     ProviderError,
@@ -332,6 +332,7 @@ class DepositActivities:
                     reason=None,
                     occurred_at=inp.succeeded_at,
                     provider=inp.provider,
+                    also_from=LATE_PAYMENT_FROM if inp.late else (),
                 )
             return posted
 

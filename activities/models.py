@@ -47,6 +47,8 @@ class CreditDepositInput(BaseModel):
     # Set (patch `credit-with-status`): in the same database transaction, the deposit becomes
     # `succeeded` at this time, served by `provider`.
     succeeded_at: datetime | None = None
+    # A late payment: the deposit may already be expired or failed, and becomes succeeded.
+    late: bool = False
 
 
 class CreditDepositResult(BaseModel):

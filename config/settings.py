@@ -121,10 +121,14 @@ class Settings(BaseSettings):
     fraud_rules_path: Path | None = None
     fraud_rules_overlay: Path | None = None
 
-    # Deposit workflow timings.
+    # Deposit workflow timings. give_up: how long inquiries and cancels at one provider try
+    # before a payment whose outcome is unknown is flagged stuck there.
     charge_retry_initial_seconds: float = 1.0
     charge_retry_max_seconds: float = 30.0
     charge_give_up_seconds: float = 600.0
+    # Money a provider confirms for a deposit that already expired or failed: credit it to the
+    # player (once, with the deposit's own posting) or ask the provider for a refund.
+    late_payment_policy: Literal["credit", "refund"] = "credit"
 
     # Monitoring (db/monitoring.py): the worker runs the checks this often; 0 switches it off.
     monitoring_interval_seconds: float = Field(default=60.0, ge=0)

@@ -153,14 +153,22 @@ async def record_status(
     reason: str | None,
     occurred_at: datetime,
     provider: str | None = None,
+    also_from: tuple[DepositStatus, ...] = (),
 ) -> DepositStatus:
     """Move the deposit to `status` once; a replay or a stale transition changes nothing.
+
+    `also_from` allows moves the status machine does not (a late payment: expired or failed
+    to succeeded, once the provider confirmed the money).
 
     With `provider`, also record the provider that served the deposit and clear its next
     action (as `gateway.set_route` does), whatever the status does.
     Returns the status the deposit has afterwards.
     """
-    movable = [s.value for s in DepositStatus if s != status and can_transition(s, status)]
+    movable = [
+        s.value
+        for s in DepositStatus
+        if s != status and (can_transition(s, status) or s in also_from)
+    ]
     row = (
         await session.execute(
             _RECORD_STATUS,

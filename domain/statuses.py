@@ -31,5 +31,10 @@ _ALLOWED: dict[DepositStatus, frozenset[DepositStatus]] = {
 }
 
 
+# A payment the provider confirms after the deposit expired or failed is credited late (policy
+# `credit`): the deposit becomes succeeded from these, once (workflows/late_payment.py).
+LATE_PAYMENT_FROM = (DepositStatus.EXPIRED, DepositStatus.FAILED)
+
+
 def can_transition(current: DepositStatus, new: DepositStatus) -> bool:
     return new in _ALLOWED.get(current, frozenset())

@@ -88,7 +88,13 @@ async def test_two_provider_5xx_still_one_charge_one_posting(
 
     assert deposit["status"] == "succeeded"
     outcomes = [(a["attempt"], a["outcome"], a["error_code"]) for a in deposit["attempts"]]
-    assert outcomes == [(1, "error", "http_503"), (2, "error", "http_503"), (3, "succeeded", None)]
+    # 503 temporarily_unavailable: the acquirer's documented "nothing processed" answer.
+    unavailable = "temporarily_unavailable"
+    assert outcomes == [
+        (1, "error", unavailable),
+        (2, "error", unavailable),
+        (3, "succeeded", None),
+    ]
     log = await _charge_log(simulator, deposit["id"])
     assert log["calls"] == 3
     assert isinstance(log["charge"], dict)

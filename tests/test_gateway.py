@@ -35,6 +35,7 @@ from simulator.dialects import (
     tengewallet_callback,
 )
 from tests.conftest import VISA_OK, card_deposit, new_player
+from tests.histories_helpers import keep
 
 THREE_DS_CARD = "4000000000003220"
 UNIONPAY_OK = "6200000000000005"
@@ -528,6 +529,7 @@ async def test_cancel_answered_404_with_a_request_in_flight_never_charges_twice(
     altyncard = (await sim.get(f"/admin/providers/altyncard/charges/{deposit['id']}")).json()
     assert altyncard["calls"] == 0
     assert await _credits(sessions, deposit["id"]) == 1
+    await keep(temporal_client, deposit["workflow_id"], "deposit_card_cancel_404_in_flight")
 
 
 async def test_timeout_never_seen_closes_the_reference_before_failing_over(

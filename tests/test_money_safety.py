@@ -11,6 +11,7 @@ from temporalio.client import Client
 
 from tests import test_gateway as gateway
 from tests.conftest import card_deposit, new_player
+from tests.histories_helpers import keep
 from tests.test_gateway import _at_provider, _create, _credits, _deposit, _finish
 from tests.test_withdrawals import balance, create, finished, fund, iban_withdrawal, kinds
 
@@ -50,6 +51,8 @@ async def test_a_charge_processed_then_failed_is_found_not_charged_elsewhere(
     altyncard = (await sim.get(f"/admin/providers/altyncard/charges/{deposit['id']}")).json()
     assert altyncard["calls"] == 0  # no failover from an unknown outcome
     assert await _credits(sessions, deposit["id"]) == 1
+    name = "reset" if "reset_after_processing_next" in fault else "5xx"
+    await keep(temporal_client, deposit["workflow_id"], f"deposit_card_processed_then_{name}")
 
 
 async def test_a_throttled_payout_waits_retry_after_and_pays_at_the_same_provider(
@@ -113,9 +116,11 @@ async def test_a_payout_processed_then_504_is_paid_once_and_posted_once(
     done = await finished(api, temporal_client, created)
     assert done["status"] == "paid", done
     assert kinds(done) == ["withdrawal_hold", "withdrawal_paid"]
+    await keep(temporal_client, created["workflow_id"], "withdrawal_payout_processing_polled")
     log = (await sim.get(f"/admin/payouts/kazcard/{created['id']}")).json()
     assert log["calls"] == 1  # the retry asked first instead of paying again
     assert await balance(api, player) == (20_000_00, 0)
+    await keep(temporal_client, created["workflow_id"], "withdrawal_payout_processed_then_504")
 
 
 async def test_a_payout_processing_for_a_while_is_polled_until_paid(

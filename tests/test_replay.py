@@ -39,6 +39,14 @@ EXPECTED = {
     "withdrawal_payout_failed",
     "withdrawal_escalated",
     "monitoring",
+    # The money-safety paths: processed then 5xx or reset, cancel 404 with a request in flight,
+    # a late payment credited, payouts processed then 504 or processing for a while.
+    "deposit_card_processed_then_5xx",
+    "deposit_card_processed_then_reset",
+    "deposit_card_cancel_404_in_flight",
+    "late_payment_credited",
+    "withdrawal_payout_processed_then_504",
+    "withdrawal_payout_processing_polled",
 }
 
 

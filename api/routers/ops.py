@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.deps import OperatorDep, SessionDep, StateDep
 from api.errors import Problem
 from api.state import AppState
+from db import late_payments as late_store
 from domain.statuses import TERMINAL_DEPOSIT_STATUSES, DepositStatus
 from domain.withdrawals import WithdrawalStatus
 from workflows.search_attributes import PAYMENT_STATUS
@@ -294,3 +295,36 @@ async def stuck(
         data=data,
         temporal_only=orphans,
     )
+
+
+class LatePayment(BaseModel):
+    """Money a provider confirmed for a deposit that had already expired, failed or succeeded
+    elsewhere, and what the late-payment policy did with it."""
+
+    id: int
+    deposit_id: str
+    provider: str
+    amount_minor: int
+    currency: str
+    deposit_status: str
+    policy: Literal["credit", "refund"]
+    resolution: Literal["open", "credited", "refund_requested"]
+    ledger_transaction_id: int | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+class LatePaymentList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[LatePayment]
+
+
+@router.get("/late-payments")
+async def late_payments(
+    session: SessionDep,
+    _: OperatorDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> LatePaymentList:
+    """Late-payment cases, newest first: each is also a critical `late_payment` alert."""
+    rows = await late_store.list_cases(session, limit=limit)
+    return LatePaymentList(data=[LatePayment.model_validate(row) for row in rows])

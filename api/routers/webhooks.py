@@ -4,31 +4,43 @@ Verified before anything else, the way that provider signs (`providers.registry.
 by default HMAC-SHA256 over `{timestamp}.{raw body}`; KazBank, TengeWallet, BankApp, KZQR and
 PayHub sign their own way) with that provider's secret, and a timestamp within the tolerance
 (5 minutes). An unsigned, forged or replayed callback is 401 and changes nothing. A verified one
-becomes a signal to the payment's workflow (id derived from our reference, the deposit id); the
-workflow ignores duplicates, stale statuses and other amounts, so callbacks may come twice, late or
-out of order. A payment reported for another amount or currency than the deposit's (a bank
-transfer of the wrong sum) is not credited; it raises a critical `amount_mismatch` alert for the
-operators, since the money arrived at the provider all the same.
+becomes a signal to the payment's workflow (id derived from our reference, the deposit id). The
+signal is a hint: the workflow asks the provider, and only the provider's answer with the
+deposit's exact amount and currency credits it (every provider, whatever its signature scheme).
+Each delivery is taken once, by provider and event id (or the body's hash): the same delivery
+again is answered 200 `duplicate` and changes nothing. A success for a deposit that already
+expired or failed, or succeeded at another provider, is never dropped: it starts the deposit's
+`LatePaymentWorkflow`, which confirms it at the provider and applies the late-payment policy.
+A payment reported for another amount or currency than the deposit's (a bank transfer of the
+wrong sum) is not credited; it raises a critical `amount_mismatch` alert for the operators,
+since the money arrived at the provider all the same.
 """
 
+import hashlib
 import logging
 import time
 from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.gateway_models import ProviderEvent
 from api.deps import SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from db import deposits as deposit_store
+from db import late_payments as late_store
 from db import monitoring
+from db.models import Deposit
 from domain.ids import deposit_workflow_id
 from providers.payments import CallbackNotUnderstood
 from providers.registry import payment_dialect
 from providers.signing import SignatureError
 from workflows.deposit import DepositWorkflow
+from workflows.late_payment import LatePaymentInput, LatePaymentWorkflow, late_payment_workflow_id
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 logger = logging.getLogger("api.webhooks")
@@ -36,7 +48,7 @@ logger = logging.getLogger("api.webhooks")
 
 class WebhookAck(BaseModel):
     received: bool
-    outcome: Literal["signalled", "already_final"]
+    outcome: Literal["signalled", "already_final", "duplicate", "late_payment"]
 
 
 @router.post(
@@ -85,6 +97,12 @@ async def provider_callback(
     if view is None:
         raise Problem(404, "payment_not_found", f"No payment {callback.reference!r}")
     deposit = view.deposit
+    event_key = callback.event_id or hashlib.sha256(body).hexdigest()
+    fresh = await late_store.first_receipt(
+        session, provider=provider, event_key=event_key[:128], reference=deposit.id
+    )
+    if not fresh:  # committed by an earlier delivery of the same event
+        return WebhookAck(received=True, outcome="duplicate")
     if callback.status == "succeeded" and (
         (callback.amount is not None and callback.amount != deposit.amount_minor)
         or (callback.currency is not None and callback.currency != deposit.currency)
@@ -108,12 +126,50 @@ async def provider_callback(
                 "expected_currency": deposit.currency,
             },
         )
-        await session.commit()
-    handle = (await state.temporal()).get_workflow_handle(deposit_workflow_id(callback.reference))
+    client = await state.temporal()
+    late = callback.status == "succeeded" and (
+        deposit.status in ("expired", "failed")
+        or (deposit.status == "succeeded" and deposit.provider not in (None, provider))
+    )
+    if not late:
+        handle = client.get_workflow_handle(deposit_workflow_id(callback.reference))
+        try:
+            await handle.signal(DepositWorkflow.provider_event, event)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise Problem(503, "orchestrator_unavailable", "Retry the callback later") from exc
+            late = callback.status == "succeeded" and deposit.status != "succeeded"
+            if not late:
+                await session.commit()
+                return WebhookAck(received=True, outcome="already_final")
+        else:
+            await session.commit()
+            return WebhookAck(received=True, outcome="signalled")
+    await _start_late_payment(client, deposit, provider, settings.temporal_task_queue)
+    await session.commit()
+    return WebhookAck(received=True, outcome="late_payment")
+
+
+async def _start_late_payment(
+    client: Client, deposit: Deposit, provider: str, task_queue: str
+) -> None:
+    """Once per deposit and provider, however often the provider repeats itself."""
     try:
-        await handle.signal(DepositWorkflow.provider_event, event)
+        await client.start_workflow(
+            LatePaymentWorkflow.run,
+            LatePaymentInput(
+                deposit_id=deposit.id,
+                provider=provider,
+                method=deposit.method,
+                amount_minor=deposit.amount_minor,
+                currency=deposit.currency,
+            ),
+            id=late_payment_workflow_id(deposit.id, provider),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+    except WorkflowAlreadyStartedError:
+        return
     except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise Problem(503, "orchestrator_unavailable", "Retry the callback later") from exc
-        return WebhookAck(received=True, outcome="already_final")  # the workflow has finished
-    return WebhookAck(received=True, outcome="signalled")
+        raise Problem(503, "orchestrator_unavailable", "Retry the callback later") from exc
