@@ -138,3 +138,29 @@ async def test_a_payout_processing_for_a_while_is_polled_until_paid(
     done = await finished(api, temporal_client, created)
     assert done["status"] == "paid", done
     assert kinds(done) == ["withdrawal_hold", "withdrawal_paid"]
+
+
+async def test_an_inquiry_answered_401_never_fails_a_charge_that_happened(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The charge is processed but answered after our timeout; the inquiries that follow meet
+    401 (expired credentials) twice. They are retried, not read as a refusal: the charge is
+    found at kazcard, credited once, and altyncard is never asked."""
+    await sim.put(
+        "/admin/providers/kazcard/behaviour", json={"timeout_next": 1, "timeout_seconds": 3}
+    )
+    player = await new_player(api)
+    deposit = await _create(api, card_deposit(player))
+    await _at_provider(sim, "kazcard", deposit["id"])  # the charge is stored: answer pending
+    await sim.put("/admin/providers/kazcard/behaviour", json={"expire_credentials_next": 2})
+    done = await _finish(api, temporal_client, deposit)
+    assert (done["status"], done["provider"]) == ("succeeded", "kazcard"), done
+    codes = [a["error_code"] for a in done["attempts"]]
+    assert "token_expired" in codes, done["attempts"]  # the 401 did happen
+    assert await _money_moved(sim, deposit["id"]) == ["kazcard"]
+    altyncard = (await sim.get(f"/admin/providers/altyncard/charges/{deposit['id']}")).json()
+    assert altyncard["calls"] == 0
+    assert await _credits(sessions, deposit["id"]) == 1
