@@ -19,6 +19,22 @@ api_server = gateway.api_server  # the API on the port the simulator calls back
 sim = gateway.sim  # the simulator's admin API, reset after each test
 
 
+async def _approved_payout(
+    api: httpx.AsyncClient,
+    operator_api: httpx.AsyncClient,
+    temporal_client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+) -> tuple[str, dict[str, Any]]:
+    """A funded player's 30,000 KZT payout to a new IBAN, approved, and its final view."""
+    player = await new_player(api)
+    await fund(sessions, player, 50_000_00, wagered=True)
+    created = await create(api, iban_withdrawal(player, 30_000_00))
+    await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
+    done: dict[str, Any] = await finished(api, temporal_client, created)
+    assert done["status"] == "paid", done
+    return player, done
+
+
 async def _money_moved(sim: httpx.AsyncClient, reference: str) -> list[str]:
     held: list[dict[str, Any]] = (
         await sim.get("/admin/charges", params={"reference": reference})
@@ -67,12 +83,8 @@ async def test_a_throttled_payout_waits_retry_after_and_pays_at_the_same_provide
         "/admin/payouts/kazcard/behaviour",
         json={"throttle_next": 1, "throttle_retry_after_seconds": 1},
     )
-    player = await new_player(api)
-    await fund(sessions, player, 50_000_00, wagered=True)
-    created = await create(api, iban_withdrawal(player, 30_000_00))
-    await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
-    done = await finished(api, temporal_client, created)
-    assert done["status"] == "paid", done
+    _, done = await _approved_payout(api, operator_api, temporal_client, sessions)
+    created = done
     outcomes = [(a["step"], a["outcome"], a["error_code"]) for a in done["attempts"]]
     assert outcomes[0] == ("payout", "error", "throttled"), outcomes
     assert await _money_moved(sim, created["id"]) == ["kazcard"]
@@ -109,12 +121,8 @@ async def test_a_payout_processed_then_504_is_paid_once_and_posted_once(
         "/admin/payouts/kazcard/behaviour",
         json={"error_after_processing_next": 1, "error_after_processing_status": 504},
     )
-    player = await new_player(api)
-    await fund(sessions, player, 50_000_00, wagered=True)
-    created = await create(api, iban_withdrawal(player, 30_000_00))
-    await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
-    done = await finished(api, temporal_client, created)
-    assert done["status"] == "paid", done
+    player, done = await _approved_payout(api, operator_api, temporal_client, sessions)
+    created = done
     assert kinds(done) == ["withdrawal_hold", "withdrawal_paid"]
     await keep(temporal_client, created["workflow_id"], "withdrawal_payout_processing_polled")
     log = (await sim.get(f"/admin/payouts/kazcard/{created['id']}")).json()
@@ -131,12 +139,7 @@ async def test_a_payout_processing_for_a_while_is_polled_until_paid(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     await sim.put("/admin/payouts/kazcard/behaviour", json={"payout_processing_seconds": 2})
-    player = await new_player(api)
-    await fund(sessions, player, 50_000_00, wagered=True)
-    created = await create(api, iban_withdrawal(player, 30_000_00))
-    await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
-    done = await finished(api, temporal_client, created)
-    assert done["status"] == "paid", done
+    _, done = await _approved_payout(api, operator_api, temporal_client, sessions)
     assert kinds(done) == ["withdrawal_hold", "withdrawal_paid"]
 
 
