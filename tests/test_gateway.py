@@ -757,7 +757,12 @@ async def test_forged_and_replayed_webhooks_are_refused_and_change_nothing(
     await _at_provider(sim, "payhub", deposit["id"])
     await _until_status(api, deposit["id"], "requires_action")
     paid = {"reference": deposit["id"], "status": "succeeded", "amount": 250_000, "currency": "KZT"}
-    event = {**paid, "provider_payment_id": "pay_x", "event_id": "evt_x", "sent_at": "now"}
+    event = {
+        **paid,
+        "provider_payment_id": "pay_x",
+        "event_id": f"evt_{deposit['id']}",
+        "sent_at": "now",
+    }
     url = "/v1/webhooks/payhub"
     secret = settings.provider_secret("payhub")
 
@@ -840,7 +845,12 @@ async def test_dialect_providers_callbacks_are_verified_their_own_way(
         "kzqr": kzqr_callback,
         "payhub": payhub_callback,
     }[provider]
-    event = {**paid, "provider_payment_id": "pay_x", "event_id": "evt_x", "sent_at": "now"}
+    event = {
+        **paid,
+        "provider_payment_id": "pay_x",
+        "event_id": f"evt_{deposit['id']}",
+        "sent_at": "now",
+    }
     body, headers = encode("not-the-secret", event)
     forged = await api.post(url, content=body, headers=headers)
     assert (forged.status_code, forged.json()["code"]) == (401, "invalid_signature")
