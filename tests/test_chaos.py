@@ -1,7 +1,12 @@
-"""The chaos command's CI subset: a small run of `python -m bench.chaos` with a shortened fault
-schedule (duplicated callbacks, kazcard down and back, late answers from altyncard, one worker
-SIGKILL, dropped callbacks, one PostgreSQL restart) must lose nothing, charge and pay out nothing
-twice and keep the ledger and every wallet balanced. The full run (1,000 payments): `make chaos`."""
+"""The chaos command's CI subset: a small run of `python -m bench.chaos` with the short fault
+schedule (duplicated and same-event repeated callbacks, charges and payouts processed then
+answered 5xx or cut off, charges held in the network past the timeout with cancels answered 404,
+throttling, expired credentials, kazcard down and back, late answers from altyncard, slow
+payouts, one worker SIGKILL, dropped callbacks, one PostgreSQL restart; bank statement lines
+short then topped up and after the deposit failed; an e-wallet order paid after it expired)
+must lose nothing, charge and pay out nothing twice, drop no late payment, apply every fault,
+and keep the ledger and every wallet balanced. `--self-test` plants breaches and must see each
+reported. The full run (1,000 payments): `make chaos`."""
 
 import asyncio
 import json
@@ -13,32 +18,40 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from bench.chaos import Chaos, Faults, Payment, Player, Tally, breaches
+from bench.chaos import (
+    CHECKS,
+    Chaos,
+    FaultNotApplied,
+    Faults,
+    Payment,
+    Player,
+    Tally,
+    breaches,
+)
+from bench.chaos_checks import (
+    Held,
+    LateCase,
+    Money,
+    OpenPayment,
+    judge_money,
+    judge_open,
+    names_something,
+)
 from stack.launcher import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.fullstack
-def test_small_chaos_run_loses_nothing_and_keeps_the_books(tmp_path: Path) -> None:
+def _chaos(
+    tmp_path: Path, *args: str, timeout: float
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any], str]:
     report_file = tmp_path / "chaos.json"
     run = subprocess.run(
         [
             sys.executable,
             "-m",
             "bench.chaos",
-            "--payments",
-            "40",
-            "--players",
-            "10",
-            "--rate",
-            "2",
-            "--concurrency",
-            "8",
-            "--faults",
-            "short",
-            "--settle-timeout",
-            "90",
+            *args,
             "--data-dir",
             str(tmp_path / "data"),
             "--json",
@@ -47,20 +60,38 @@ def test_small_chaos_run_loses_nothing_and_keeps_the_books(tmp_path: Path) -> No
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
-    output = run.stdout[-6000:] + run.stderr[-3000:]
+    output = run.stdout[-8000:] + run.stderr[-3000:]
     assert report_file.exists(), output
-    report = json.loads(report_file.read_text())
+    return run, json.loads(report_file.read_text()), output
+
+
+@pytest.mark.fullstack
+def test_small_chaos_run_loses_nothing_and_keeps_the_books(tmp_path: Path) -> None:
+    run, report, output = _chaos(
+        tmp_path,
+        "--payments",
+        "40",
+        "--players",
+        "10",
+        "--rate",
+        "2",
+        "--concurrency",
+        "8",
+        "--faults",
+        "short",
+        "--settle-timeout",
+        "90",
+        timeout=300,
+    )
     assert breaches(report) == [], output
     assert run.returncode == 0, output
 
     assert report["accepted"] == report["submitted"] == 50  # 40 + one funding deposit per player
-    assert report["lost"] == []
-    assert report["double_charges"] == []
-    assert report["double_payouts"] == []
-    assert report["wallets_wrong"] == []
+    for check in CHECKS:
+        assert report[check] == [], (check, output)
     assert all(verdict == "ok" for verdict in report["ledger_invariants"].values())
     faults = " | ".join(report["faults"])
     for fault in (
@@ -69,19 +100,66 @@ def test_small_chaos_run_loses_nothing_and_keeps_the_books(tmp_path: Path) -> No
         "kazcard back up",
         "after the timeout",
         "duplicated",
+        "same event id",
+        "then answers 502",
+        "then answers 504",
+        "then drops the connection",
+        "land 8 s late; a cancel of an unknown reference answers 404",
+        "429, Retry-After",
+        "401 token_expired",
+        "payouts stay processing",
+        "reports expired/cancelled orders paid",
         "DROPPED",
+        "PostgreSQL back",
     ):
-        assert fault in faults, faults
-    assert "PostgreSQL back" in faults, faults
+        assert fault in faults, (fault, faults)
+    # Bank statement lines and late money really happened, and the platform took each late
+    # payment up (a case, the deposit credited once: the checks above).
+    lines = report["statement_lines"]
+    assert lines.get("short, then topped up") == 1, lines
+    assert any(k.startswith("late after the deposit was") for k in lines), lines
+    assert report["late_money"], report["late_money"]
+    assert report["late_payments_made"] >= 2
+    assert report["late_payments_endpoint"] == "ok"
+    assert report["by_method"]["deposit bank_short"] == {"succeeded": 1}, report["by_method"]
     # Whatever is still open (at least the bank transfer the player never makes) is listed by
-    # /v1/ops/stuck with what it waits on.
+    # /v1/ops/stuck with a real reason.
     assert report["open_on_purpose"] >= 1
-    assert report["open"] == report["open_on_purpose"]
-    assert report["open_not_listed_as_stuck"] == []
+    assert report["open"] == report["open_on_purpose"] == len(report["stuck_listed"])
     # Both kinds of payments and the player's and operator's parts really ran.
     assert any(k.startswith("deposit:succeeded") for k in report["final_status"])
     assert any(k.startswith("withdrawal:") for k in report["final_status"])
     assert report["player_actions"], report
+
+
+@pytest.mark.fullstack
+def test_self_test_sees_every_planted_breach(tmp_path: Path) -> None:
+    run, report, output = _chaos(tmp_path, "--self-test", timeout=300)
+    assert run.returncode == 0, output
+    assert "SELF-TEST: PASS (8/8 planted breaches reported)" in run.stdout, output
+    caught = {p["name"][:3]: set(p["caught_by"]) for p in report["self_test"]}
+    assert caught == {
+        "(a)": {"double_charges"},
+        "(b)": {"ledger_postings_wrong", "wallets_wrong"},
+        "(c)": {"open_without_reason"},
+        "(d)": {"double_payouts"},
+        "(e)": {"faults_failed"},
+        "(f)": {"dropped_late_payments"},
+        "(g)": {"lost"},
+        "(h)": {"payout_mismatch"},
+    }, output
+    # The run itself fails, as it should with those breaches in it.
+    assert {found.split(":")[0] for found in breaches(report)} >= {
+        "lost",
+        "double_charges",
+        "double_payouts",
+        "payout_mismatch",
+        "dropped_late_payments",
+        "ledger_postings_wrong",
+        "wallets_wrong",
+        "open_without_reason",
+        "faults_failed",
+    }, output
 
 
 # -- the detectors detect: fabricated provider logs and postings, no stack -----------------------
@@ -95,41 +173,195 @@ def _payment(kind: str, method: str, status: str, ident: str, **extra: Any) -> P
     return payment
 
 
-async def test_provider_log_checks_flag_double_charges_and_payouts() -> None:
-    succeeded = {"charge": {"status": "succeeded"}}
-    logs: dict[str, dict[str, Any]] = {
-        "/admin/providers/kazcard/charges/dep_twice": succeeded,
-        "/admin/providers/altyncard/charges/dep_twice": succeeded,
-        "/admin/providers/kazcard/charges/dep_failed_but_charged": succeeded,
-        "/admin/providers/kazcard/charges/dep_ok": succeeded,
-        "/admin/payouts/kazcard/wd_rejected_but_paid": {"payout": {"status": "paid"}},
-        "/admin/payouts/kazcard/wd_paid": {"payout": {"status": "paid"}},
+def _held(provider: str, kind: str, status: str, amount: int = 100_000, **extra: Any) -> Any:
+    moved = status in ("succeeded", "paid")
+    return {
+        "provider": provider,
+        "kind": kind,
+        "status": status,
+        "money_moved": moved,
+        "amount": amount,
+        "currency": "KZT",
+        **extra,
+    }
+
+
+async def test_money_checks_read_every_provider_under_the_reference() -> None:
+    """Through `GET /admin/charges?reference=`: money moved at any provider counts."""
+    held: dict[str, list[Any]] = {
+        "dep_twice": [
+            _held("kazcard", "charge", "succeeded"),
+            _held("altyncard", "charge", "succeeded"),
+        ],
+        "dep_failed_but_charged": [_held("kazcard", "charge", "succeeded")],
+        "dep_ok": [_held("kazcard", "charge", "succeeded")],
+        "dep_declined": [_held("kazcard", "charge", "declined")],
+        "dep_credited_unpaid": [_held("kazcard", "charge", "declined")],
+        "wd_rejected_but_paid": [_held("kazcard", "payout", "paid")],
+        "wd_paid": [_held("kazcard", "payout", "paid")],
+        "wd_paid_twice": [_held("kazcard", "payout", "paid"), _held("altyncard", "payout", "paid")],
     }
 
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=logs.get(request.url.path, {}))
+        assert request.url.path == "/admin/charges"
+        return httpx.Response(200, json=held.get(request.url.params["reference"], []))
 
     chaos = Chaos.__new__(Chaos)
+    payments = [
+        _payment("deposit", "card", "succeeded", "dep_twice", provider="kazcard"),
+        _payment("deposit", "card", "failed", "dep_failed_but_charged", provider="kazcard"),
+        _payment("deposit", "card", "succeeded", "dep_ok", provider="kazcard"),
+        _payment("deposit", "card", "failed", "dep_declined", provider="kazcard"),
+        _payment("deposit", "card", "succeeded", "dep_credited_unpaid", provider="kazcard"),
+        _payment("withdrawal", "bank_transfer", "rejected", "wd_rejected_but_paid"),
+        _payment("withdrawal", "bank_transfer", "paid", "wd_paid", provider="kazcard"),
+        _payment("withdrawal", "bank_transfer", "paid", "wd_paid_twice", provider="kazcard"),
+    ]
     async with httpx.AsyncClient(
         transport=httpx.MockTransport(answer), base_url="http://sim"
     ) as sim:
         chaos.sim = sim
-        chaos.faults = Faults(cast(Stack, None), sim, Tally())
-        chaos.faults.providers = {"kazcard": "card", "altyncard": "card"}
-        found = await chaos.check_provider_logs(
-            [
-                _payment("deposit", "card", "succeeded", "dep_twice"),
-                _payment("deposit", "card", "failed", "dep_failed_but_charged"),
-                _payment("deposit", "card", "succeeded", "dep_ok"),
-                _payment("withdrawal", "bank_transfer", "rejected", "wd_rejected_but_paid"),
-                _payment("withdrawal", "bank_transfer", "paid", "wd_paid", provider="kazcard"),
-            ],
-            asyncio.Semaphore(4),
+        found = Chaos.check_provider_money(
+            payments, await chaos.load_held(payments, asyncio.Semaphore(4)), {}
         )
-    assert [line.split(":")[0] for line in found["double_charges"]] == ["dep_twice"]
-    assert [line.split(":")[0] for line in found["charge_mismatch"]] == ["dep_failed_but_charged"]
-    assert [line.split(":")[0] for line in found["payout_mismatch"]] == ["wd_rejected_but_paid"]
-    assert found["double_payouts"] == []
+
+    def ids(check: str) -> list[str]:
+        return [line.split(":")[0] for line in found[check]]
+
+    assert ids("double_charges") == ["dep_twice"]
+    assert ids("dropped_late_payments") == ["dep_failed_but_charged"]
+    assert ids("charge_mismatch") == ["dep_credited_unpaid"]
+    assert ids("payout_mismatch") == ["wd_rejected_but_paid"]
+    assert ids("double_payouts") == ["wd_paid_twice"]
+    assert found["late_payments_unresolved"] == []
+
+
+def _money(ident: str, status: str, provider: str | None = "kazbank") -> Money:
+    terminal = status not in ("pending", "requires_action", "processing")
+    return Money(ident, "deposit", status, terminal, provider, 100_000)
+
+
+def _case(deposit: str, resolution: str, provider: str = "kazbank") -> LateCase:
+    return LateCase(deposit, provider, 100_000, "KZT", "credit", resolution)
+
+
+def test_late_money_needs_a_case_resolved_once() -> None:
+    paid = [Held("kazbank", "payment", "succeeded", True, 100_000, "KZT")]
+    found = judge_money(
+        [
+            _money("late_credited", "succeeded"),  # expired, paid late, credited by its case
+            _money("late_dropped", "expired"),  # paid late, nobody took it up
+            _money("late_open_case", "expired"),  # a case, never resolved
+            _money("late_refunded", "failed"),  # a case, money asked back
+            _money("credited_but_failed", "failed"),  # the case says credited, the deposit not
+            _money("open", "requires_action"),  # judged by the stuck check instead
+            _money("elsewhere", "succeeded", provider="kzqr"),  # credited at one, paid at two
+        ],
+        {
+            "late_credited": paid,
+            "late_dropped": paid,
+            "late_open_case": paid,
+            "late_refunded": paid,
+            "credited_but_failed": paid,
+            "open": paid,
+            "elsewhere": [*paid, Held("kzqr", "payment", "succeeded", True, 100_000, "KZT")],
+        },
+        {
+            "late_credited": [_case("late_credited", "credited")],
+            "late_open_case": [_case("late_open_case", "open")],
+            "late_refunded": [_case("late_refunded", "refund_requested")],
+            "credited_but_failed": [_case("credited_but_failed", "credited")],
+            "elsewhere": [_case("elsewhere", "refund_requested")],
+        },
+    )
+    assert [line.split(":")[0] for line in found.dropped_late_payments] == ["late_dropped"]
+    assert [line.split(":")[0] for line in found.late_payments_unresolved] == [
+        "late_open_case",
+        "credited_but_failed",
+    ]
+    assert found.double_charges == found.charge_mismatch == []
+
+
+def test_a_short_payment_credited_in_full_is_a_mismatch() -> None:
+    short = Held("kazbank", "payment", "succeeded", True, 100_000, "KZT", amount_received=60_000)
+    found = judge_money([_money("short", "succeeded")], {"short": [short]}, {})
+    assert [line.split(":")[0] for line in found.charge_mismatch] == ["short"]
+
+
+def test_open_payments_pass_only_with_a_real_reason() -> None:
+    def open_payment(ident: str, status: str, *, on_purpose: bool = False) -> OpenPayment:
+        return OpenPayment(ident, "deposit", status, on_purpose, "RUNNING")
+
+    listed, unexplained = judge_open(
+        [
+            open_payment("flagged", "processing"),
+            open_payment("echo", "processing"),
+            open_payment("echo_words", "processing"),
+            open_payment("waiting_unflagged", "requires_action"),
+            open_payment("abandoned", "requires_action", on_purpose=True),
+            open_payment("abandoned_echo", "requires_action", on_purpose=True),
+            open_payment("unlisted", "pending"),
+        ],
+        {
+            "flagged": {
+                "stuck_reason": "outcome_unknown_at:kazcard: inquiry_gave_up",
+                "waiting_on": "processing",
+            },
+            "echo": {"stuck_reason": "processing", "waiting_on": "processing"},
+            "echo_words": {"stuck_reason": "stuck at processing", "waiting_on": "processing"},
+            "waiting_unflagged": {"stuck_reason": None, "waiting_on": "the player to finish"},
+            "abandoned": {"stuck_reason": None, "waiting_on": "the player to finish"},
+            "abandoned_echo": {"stuck_reason": None, "waiting_on": "requires_action"},
+        },
+    )
+    assert [line.split()[0] for line in listed] == ["flagged", "abandoned"]
+    assert [line.split()[0] for line in unexplained] == [
+        "echo",
+        "echo_words",
+        "waiting_unflagged",
+        "abandoned_echo",
+        "unlisted",
+    ]
+    assert not names_something("", "pending")
+    assert names_something("risk check", "pending")
+
+
+async def test_a_fault_that_does_not_apply_raises_and_is_recorded() -> None:
+    """GET the behaviour, change the knobs, PUT the whole: spent counters are not re-armed,
+    earlier knobs kept; a refused PUT or one that does not echo the knob is not applied."""
+    stored: dict[str, Any] = {"outage": False, "throttle_next": 1, "callback_lost": True}
+    puts: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json=stored)
+        body = json.loads(request.content)
+        puts.append(body)
+        if "no_such_knob" in body:
+            return httpx.Response(422, json={"detail": "extra_forbidden: no_such_knob"})
+        if "late_next" in body:
+            return httpx.Response(200, json={**body, "late_next": 0})  # not taken
+        return httpx.Response(200, json=body)
+
+    tally = Tally()
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(answer), base_url="http://sim"
+    ) as sim:
+        faults = Faults(cast(Stack, None), sim, tally)
+        await faults.set_behaviour("kazcard", outage=True)
+        assert puts[-1] == {"outage": True, "throttle_next": 1, "callback_lost": True}
+        with pytest.raises(FaultNotApplied, match="422"):
+            await faults.set_behaviour("kazcard", no_such_knob=1)
+        with pytest.raises(FaultNotApplied, match="late_next"):
+            await faults.set_behaviour("kazcard", late_next=2)
+        applied = await faults.apply("bad", lambda f: f.set_behaviour("kazcard", no_such_knob=1))
+        assert applied is False
+    assert len(tally.fault_failures) == 1
+    assert "no_such_knob" in tally.fault_failures[0]
+    report: dict[str, Any] = {check: [] for check in CHECKS}
+    report["ledger_invariants"] = {}
+    report["faults_failed"] = tally.fault_failures
+    assert breaches(report) == ["faults_failed: 1"]
 
 
 def test_posting_check_wants_one_credit_and_exactly_one_of_post_or_void() -> None:
