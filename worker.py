@@ -116,6 +116,7 @@ def build_worker(
         interceptors=[LogContextInterceptor()],  # activities log with their payment's ids
         workflows=WORKFLOWS,
         workflow_runner=workflow_runner(),
+        max_cached_workflows=settings.worker_max_cached_workflows,
         activities=[
             deposits.assess_deposit_risk,
             deposits.route_deposit,

@@ -130,6 +130,10 @@ class Settings(BaseSettings):
     # player (once, with the deposit's own posting) or ask the provider for a refund.
     late_payment_policy: Literal["credit", "refund"] = "credit"
 
+    # Workflows a worker keeps in memory between tasks (sticky execution); 0 replays each task
+    # from history, so any worker can take the next task at once when one dies.
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
+
     # Monitoring (db/monitoring.py): the worker runs the checks this often; 0 switches it off.
     monitoring_interval_seconds: float = Field(default=60.0, ge=0)
 
@@ -149,6 +153,9 @@ class Settings(BaseSettings):
     payout_retry_initial_seconds: float = 1.0
     payout_retry_max_seconds: float = 60.0
     payout_give_up_seconds: float = 1800.0
+    # A payout the desk cannot cancel because it never saw it (404) may still be in flight:
+    # asked again after this before the hold is released.
+    payout_processing_window_seconds: float = Field(default=120.0, ge=0)
 
     @field_validator("codec_keys")
     @classmethod

@@ -45,6 +45,7 @@ EXPECTED = {
     "deposit_card_processed_then_reset",
     "deposit_card_cancel_404_in_flight",
     "late_payment_credited",
+    "deposit_card_worker_killed",
     "withdrawal_payout_processed_then_504",
     "withdrawal_payout_processing_polled",
 }
