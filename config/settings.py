@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from codec.aesgcm import decode_key
+from config.connectors import ConnectorConfig, default_connector
 from domain.ledger import LedgerPolicy
 from domain.routing import CircuitPolicy, ProviderRule
 
@@ -32,6 +33,11 @@ DEFAULT_PROVIDERS: tuple[ProviderRule, ...] = (
     ProviderRule("kzqr", "qr", action_ttl_seconds=900),
     ProviderRule("payhub", "aggregator", action_ttl_seconds=1800),
 )
+
+
+def _dev_webhook_secrets() -> dict[str, SecretStr]:
+    """Development callback secrets, apart from the API secrets."""
+    return {rule.name: SecretStr(f"{DEV_SECRET}-{rule.name}-webhook") for rule in DEFAULT_PROVIDERS}
 
 
 def _dev_provider_secrets() -> dict[str, SecretStr]:
@@ -73,6 +79,12 @@ class Settings(BaseSettings):
     simulator_persist: bool = True  # keep simulated tokens and charges in data_dir between runs
     provider_http_timeout_seconds: float = Field(default=10.0, gt=0)
     provider_secrets: dict[str, SecretStr] = Field(default_factory=_dev_provider_secrets)
+    # How each provider is reached (config/connectors.py): connector type, base URL, credentials,
+    # capabilities. A provider without an entry is reached at the simulator.
+    connectors: dict[str, ConnectorConfig] = Field(default_factory=dict)
+    # What each provider signs its callbacks with: never its API secret (a leaked API key must
+    # not forge callbacks). A connector's own `webhook_secret` wins.
+    webhook_secrets: dict[str, SecretStr] = Field(default_factory=_dev_webhook_secrets)
     # Routing (domain/routing.py): rules, exploration, circuit breakers shared in PostgreSQL.
     providers: tuple[ProviderRule, ...] = DEFAULT_PROVIDERS
     routing_exploration_rate: float = Field(default=0.05, ge=0, le=1)
@@ -202,6 +214,19 @@ class Settings(BaseSettings):
                 f"set PAY_PROVIDER_SECRETS: the secret of {', '.join(weak)} is missing or the "
                 "development default"
             )
+        webhook_weak = sorted(
+            name
+            for name in self.provider_secrets
+            if name not in self.webhook_secrets
+            or unset(self.webhook_secrets[name])
+            or self.webhook_secrets[name].get_secret_value()
+            == self.provider_secrets[name].get_secret_value()
+        )
+        if webhook_weak:
+            problems.append(
+                f"set PAY_WEBHOOK_SECRETS: the callback secret of {', '.join(webhook_weak)} is "
+                "missing, the development default, or the same as its API secret"
+            )
         if unset(self.operator_session_secret):
             problems.append(
                 "set PAY_OPERATOR_SESSION_SECRET (it is missing or the development default)"
@@ -257,8 +282,36 @@ class Settings(BaseSettings):
             cooldown=timedelta(seconds=self.circuit_cooldown_seconds),
         )
 
+    def connector(self, provider: str) -> ConnectorConfig:
+        """The provider's connection, configured or the embedded default."""
+        configured = self.connectors.get(provider)
+        if configured is not None:
+            return configured
+        rule = self.provider_rule(provider)
+        return default_connector(provider, card=rule is None or rule.method == "card")
+
+    def provider_base_url(self, provider: str) -> str:
+        """Where the provider's API is: its configured base URL, or its place at the simulator."""
+        configured = self.connector(provider).base_url
+        if configured:
+            return configured.rstrip("/")
+        return f"{self.simulator_url.rstrip('/')}/providers/{provider}"
+
+    def webhook_secret(self, provider: str) -> str:
+        configured = self.connectors.get(provider)
+        if configured is not None and configured.webhook_secret is not None:
+            return configured.webhook_secret.get_secret_value()
+        secret = self.webhook_secrets.get(provider)
+        if secret is None:
+            raise KeyError(
+                f"no webhook secret configured for provider {provider!r}: set PAY_WEBHOOK_SECRETS"
+            )
+        return secret.get_secret_value()
+
     def provider_secret(self, provider: str) -> str:
-        secret = self.provider_secrets.get(provider)
+        configured = self.connectors.get(provider)
+        secret = configured.api_key if configured and configured.api_key else None
+        secret = secret or self.provider_secrets.get(provider)
         if secret is None:
             raise KeyError(
                 f"no secret configured for provider {provider!r}: set PAY_PROVIDER_SECRETS"

@@ -9,6 +9,7 @@ from typing import Any, ClassVar, TypeVar
 
 import httpx
 
+from config.connectors import ConnectorConfig
 from providers.connector import Connector, Endpoint
 from providers.errors import (
     ProviderOutcomeUnknown,
@@ -61,12 +62,23 @@ class ProviderHttp:
     spec: ClassVar[Connector] = Connector()
 
     def __init__(
-        self, *, http: httpx.AsyncClient, base_url: str, provider: str, secret: str
+        self,
+        *,
+        http: httpx.AsyncClient,
+        base_url: str,
+        provider: str,
+        secret: str,
+        root_url: str | None = None,
+        config: ConnectorConfig | None = None,
     ) -> None:
+        """`root_url` is the provider's API root (`Settings.provider_base_url`); without it the
+        provider is at the simulator under `base_url`. `config` carries what a connector needs
+        beyond one secret (OAuth client, webhook and payout secrets, certificates)."""
         self._http = http
-        self._base = f"{base_url.rstrip('/')}/providers/{provider}"
+        self._base = (root_url or f"{base_url.rstrip('/')}/providers/{provider}").rstrip("/")
         self._headers = self.spec.auth.headers(secret)
         self.provider = provider
+        self.config = config
 
     async def _request(
         self,

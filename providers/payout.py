@@ -122,6 +122,8 @@ def payout_providers(
             base_url=settings.simulator_url,
             provider=name,
             secret=settings.provider_secret(name),
+            root_url=settings.connectors[name].base_url if name in settings.connectors else None,
+            config=settings.connectors.get(name),
         )
         for name in names
     }

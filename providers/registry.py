@@ -1,11 +1,20 @@
-"""Builds the provider adapters from settings; the API and the worker share one definition."""
+"""Builds the provider adapters from settings; the API and the worker share one definition.
 
+Each provider is reached through its connector type (`Settings.connector(name).type`): the
+client class registered for that type here, or by a module of `providers/connectors/` that
+declares `CONNECTOR_TYPE` and `CLIENT`. Several providers may share one type.
+"""
+
+import importlib
+import pkgutil
 from collections.abc import Callable
+from functools import cache
 from typing import TypeVar
 
 import httpx
 
-from config import Settings
+from config import Settings, get_settings
+from providers import connectors as connector_modules
 from providers.altyncard import AltynCardClient
 from providers.bankapp import BankAppClient
 from providers.card import CardProviderClient
@@ -16,8 +25,10 @@ from providers.payhub import PayHubClient
 from providers.payments import PaymentProviderClient
 from providers.tengewallet import TengeWalletClient
 
-# Providers that speak an API of their own; every other one speaks the common `/payments` API.
-PAYMENT_DIALECTS: dict[str, type[PaymentProviderClient]] = {
+BUILT_IN_TYPES: dict[str, type[ProviderHttp]] = {
+    "common_card": CardProviderClient,
+    "altyncard": AltynCardClient,
+    "common_payments": PaymentProviderClient,
     "kazbank": KazbankClient,
     "tengewallet": TengeWalletClient,
     "bankapp": BankAppClient,
@@ -26,18 +37,38 @@ PAYMENT_DIALECTS: dict[str, type[PaymentProviderClient]] = {
 }
 
 
-# Card acquirers with an API of their own; every other one speaks the common `/tokens|charges` API.
-CARD_DIALECTS: dict[str, type[CardProviderClient]] = {"altyncard": AltynCardClient}
+@cache
+def connector_types() -> dict[str, type[ProviderHttp]]:
+    """Every connector type: the built-in ones and those of `providers/connectors/`."""
+    types = dict(BUILT_IN_TYPES)
+    for module_info in pkgutil.iter_modules(connector_modules.__path__):
+        module = importlib.import_module(f"{connector_modules.__name__}.{module_info.name}")
+        name = getattr(module, "CONNECTOR_TYPE", None)
+        client = getattr(module, "CLIENT", None)
+        if isinstance(name, str) and isinstance(client, type) and issubclass(client, ProviderHttp):
+            types[name] = client
+    return types
 
 
-def card_dialect(provider: str) -> type[CardProviderClient]:
+def connector_class(settings: Settings, provider: str) -> type[ProviderHttp]:
+    kind = settings.connector(provider).type
+    client = connector_types().get(kind)
+    if client is None:
+        known = ", ".join(sorted(connector_types()))
+        raise ValueError(f"provider {provider!r}: unknown connector type {kind!r} ({known})")
+    return client
+
+
+def card_dialect(provider: str, settings: Settings | None = None) -> type[CardProviderClient]:
     """The adapter class of a card acquirer."""
-    return CARD_DIALECTS.get(provider, CardProviderClient)
+    client = connector_class(settings or get_settings(), provider)
+    return client if issubclass(client, CardProviderClient) else CardProviderClient
 
 
-def payment_dialect(provider: str) -> type[PaymentProviderClient]:
+def payment_dialect(provider: str, settings: Settings | None = None) -> type[PaymentProviderClient]:
     """The adapter class (API, callback signature and format) of a provider."""
-    return PAYMENT_DIALECTS.get(provider, PaymentProviderClient)
+    client = connector_class(settings or get_settings(), provider)
+    return client if issubclass(client, PaymentProviderClient) else PaymentProviderClient
 
 
 def provider_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -51,17 +82,30 @@ def provider_http_client(settings: Settings) -> httpx.AsyncClient:
 
 def card_providers(settings: Settings, http: httpx.AsyncClient) -> dict[str, CardProviderClient]:
     """Every card acquirer in the provider registry (`Settings.providers`)."""
-    return _clients(settings, http, card_dialect, cards=True)
+    return _clients(settings, http, lambda name: card_dialect(name, settings), cards=True)
 
 
 def payment_providers(
     settings: Settings, http: httpx.AsyncClient
 ) -> dict[str, PaymentProviderClient]:
     """Every asynchronous provider (bank transfer, e-wallet, mobile banking, QR, aggregator)."""
-    return _clients(settings, http, payment_dialect, cards=False)
+    return _clients(settings, http, lambda name: payment_dialect(name, settings), cards=False)
 
 
 C = TypeVar("C", bound=ProviderHttp)
+
+
+def build_client(settings: Settings, http: httpx.AsyncClient, provider: str, client: type[C]) -> C:
+    """One provider's adapter, configured from `Settings.connector(provider)`."""
+    config = settings.connector(provider)
+    return client(
+        http=http,
+        base_url=settings.simulator_url,
+        provider=provider,
+        secret=settings.provider_secret(provider),
+        root_url=settings.provider_base_url(provider),
+        config=config,
+    )
 
 
 def _clients(
@@ -69,12 +113,7 @@ def _clients(
 ) -> dict[str, C]:
     """One adapter per provider in the registry of card acquirers (`cards`) or of the others."""
     return {
-        rule.name: dialect(rule.name)(
-            http=http,
-            base_url=settings.simulator_url,
-            provider=rule.name,
-            secret=settings.provider_secret(rule.name),
-        )
+        rule.name: build_client(settings, http, rule.name, dialect(rule.name))
         for rule in settings.providers
         if (rule.method == "card") == cards
     }

@@ -114,7 +114,7 @@ class Registry:
     def __init__(self, settings: Settings, store: SimulatorStore) -> None:
         self.settings = settings
         self.store = store
-        self.sender = CallbackSender(settings.provider_secret)
+        self.sender = CallbackSender(settings.webhook_secret)
         self.created: defaultdict[tuple[str, str], asyncio.Event] = defaultdict(asyncio.Event)
         self.cards: dict[str, CardProvider] = {}
         self.payments: dict[str, AsyncProvider] = {}

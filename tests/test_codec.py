@@ -137,6 +137,7 @@ def production(**overrides: Any) -> Settings:
         "environment": "production",
         "idempotency_secret": "i" * 40,
         "provider_secrets": {"kazcard": "k" * 40},
+        "webhook_secrets": {"kazcard": "w" * 40},
         "codec_keys": {"2025": _key(KEY_A)},
         "codec_active_key": "2025",
         "operator_session_secret": "s" * 40,

@@ -28,6 +28,7 @@ REQUIRED = {
     "PAY_DATABASE_URL",
     "PAY_TEMPORAL_ADDRESS",
     "PAY_PROVIDER_SECRETS",
+    "PAY_WEBHOOK_SECRETS",
     "PAY_IDEMPOTENCY_SECRET",
     "PAY_CODEC_KEYS",
     "PAY_CODEC_ACTIVE_KEY",
@@ -35,6 +36,7 @@ REQUIRED = {
 }
 SECRETS = {
     "PAY_PROVIDER_SECRETS",
+    "PAY_WEBHOOK_SECRETS",
     "PAY_IDEMPOTENCY_SECRET",
     "PAY_CODEC_KEYS",
     "PAY_OPERATOR_SESSION_SECRET",
@@ -262,6 +264,7 @@ def test_the_environment_of_each_service_makes_valid_production_settings(
     dotenv = {
         "POSTGRES_PASSWORD": "0123456789abcdef",
         "PAY_PROVIDER_SECRETS": '{"kazcard": "' + "k" * 40 + '"}',
+        "PAY_WEBHOOK_SECRETS": '{"kazcard": "' + "w" * 40 + '"}',
         "PAY_IDEMPOTENCY_SECRET": "i" * 40,
         "PAY_CODEC_KEYS": '{"2025-01": "' + key + '"}',
         "PAY_CODEC_ACTIVE_KEY": "2025-01",

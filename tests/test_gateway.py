@@ -778,12 +778,12 @@ async def test_forged_and_replayed_webhooks_are_refused_and_change_nothing(
         "sent_at": "now",
     }
     url = "/v1/webhooks/payhub"
-    secret = settings.provider_secret("payhub")
+    secret = settings.webhook_secret("payhub")
 
     unsigned = await api.post(url, content=payhub_callback(secret, event)[0])
     body, headers = payhub_callback("not-the-secret", event)
     forged = await api.post(url, content=body, headers=headers)
-    body, headers = payhub_callback(settings.provider_secret("bankapp"), event)  # another key
+    body, headers = payhub_callback(settings.webhook_secret("bankapp"), event)  # another key
     other_key = await api.post(url, content=body, headers=headers)
     body, headers = payhub_callback(secret, event)
     stale = {**headers, PAYHUB_SIGNATURE_HEADER: sign_payhub(secret, int(time.time()) - 400, body)}
@@ -845,7 +845,7 @@ async def test_dialect_providers_callbacks_are_verified_their_own_way(
     deposit = await _create(api, _deposit(player_id, method, amount=500_010, **details))
     await _at_provider(sim, provider, deposit["id"])
     await _until_status(api, deposit["id"], "requires_action")
-    secret = settings.provider_secret(provider)
+    secret = settings.webhook_secret(provider)
     url = f"/v1/webhooks/{provider}"
     paid = {"reference": deposit["id"], "status": "succeeded", "amount": 500_010, "currency": "KZT"}
 

@@ -124,7 +124,7 @@ async def test_the_same_signed_callback_twice_is_taken_once(
         "event_id": "evt_once",
         "sent_at": "now",
     }
-    body, headers = kzqr_callback(settings.provider_secret("kzqr"), event)
+    body, headers = kzqr_callback(settings.webhook_secret("kzqr"), event)
     first = await api.post("/v1/webhooks/kzqr", content=body, headers=headers)
     again = await api.post("/v1/webhooks/kzqr", content=body, headers=headers)
     assert first.json()["outcome"] == "signalled", first.text

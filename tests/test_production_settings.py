@@ -18,6 +18,7 @@ def production(**overrides: Any) -> Settings:
         "environment": "production",
         "idempotency_secret": "idem-" + "x" * 40,
         "provider_secrets": {"kazcard": "kazcard-" + "y" * 40},
+        "webhook_secrets": {"kazcard": "kazcard-hook-" + "w" * 40},
         "codec_keys": {"2025-01": STRONG_KEY},
         "codec_active_key": "2025-01",
         "operator_session_secret": "session-" + "s" * 40,
@@ -63,6 +64,9 @@ def test_production_with_real_secrets_starts_with_the_codec_on() -> None:
         ({"operator_session_secret": DEV_SECRET}, "PAY_OPERATOR_SESSION_SECRET"),
         ({"operator_session_secret": f"{DEV_SECRET}-operator-session"}, "PAY_OPERATOR_SESSION"),
         ({"operator_session_secret": "short"}, "PAY_OPERATOR_SESSION_SECRET to at least 32"),
+        ({"webhook_secrets": {}}, "PAY_WEBHOOK_SECRETS"),
+        ({"webhook_secrets": {"kazcard": f"{DEV_SECRET}-kazcard-webhook"}}, "PAY_WEBHOOK"),
+        ({"webhook_secrets": {"kazcard": "k" * 40}}, "the same as its API secret"),
     ],
 )
 def test_each_development_or_missing_secret_is_named(override: dict[str, Any], named: str) -> None:
@@ -70,6 +74,7 @@ def test_each_development_or_missing_secret_is_named(override: dict[str, Any], n
         "environment": "production",
         "idempotency_secret": "i" * 40,
         "provider_secrets": {"kazcard": "k" * 40},
+        "webhook_secrets": {"kazcard": "w" * 40, "halyk": "h" * 40, "kzqr": "q" * 40},
         "codec_keys": {"2025-01": STRONG_KEY},
         "codec_active_key": "2025-01",
         "operator_session_secret": "s" * 40,
@@ -130,6 +135,7 @@ def test_production_settings_come_from_the_environment(monkeypatch: pytest.Monke
     monkeypatch.setenv("PAY_ENVIRONMENT", "production")
     monkeypatch.setenv("PAY_IDEMPOTENCY_SECRET", "i" * 40)
     monkeypatch.setenv("PAY_PROVIDER_SECRETS", '{"kazcard": "' + "k" * 40 + '"}')
+    monkeypatch.setenv("PAY_WEBHOOK_SECRETS", '{"kazcard": "' + "w" * 40 + '"}')
     monkeypatch.setenv("PAY_CODEC_KEYS", '{"2025-01": "' + STRONG_KEY + '"}')
     monkeypatch.setenv("PAY_CODEC_ACTIVE_KEY", "2025-01")
     monkeypatch.setenv("PAY_OPERATOR_SESSION_SECRET", "s" * 40)

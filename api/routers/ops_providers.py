@@ -23,6 +23,10 @@ class CircuitOut(BaseModel):
 
 class ProviderHealthOut(BaseModel):
     provider: str
+    connector: str
+    """The connector type the provider is reached through (`PAY_CONNECTORS`)."""
+    simulated: bool
+    """True while the provider is reached at the embedded simulator (no base URL configured)."""
     method: str
     priority: int
     weight: int
@@ -60,6 +64,8 @@ async def providers_health(
         data.append(
             ProviderHealthOut(
                 provider=rule.name,
+                connector=settings.connector(rule.name).type,
+                simulated=settings.connector(rule.name).base_url is None,
                 method=rule.method,
                 priority=rule.priority,
                 weight=rule.weight,

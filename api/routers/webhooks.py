@@ -68,10 +68,10 @@ async def provider_callback(
     if settings.provider_rule(provider) is None or provider not in settings.provider_secrets:
         raise Problem(404, "unknown_provider", f"No provider {provider!r}")
     body = await request.body()
-    dialect = payment_dialect(provider)
+    dialect = payment_dialect(provider, settings)
     try:
         dialect.verify_callback(
-            settings.provider_secret(provider),
+            settings.webhook_secret(provider),
             request.headers,
             body,
             now=time.time(),
