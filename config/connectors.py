@@ -19,6 +19,12 @@ DEFAULT_CONNECTOR_TYPES: dict[str, str] = {
     "bankapp": "bankapp",
     "kzqr": "kzqr",
     "payhub": "payhub",
+    "halyk": "halyk_epay",
+    "freedom": "freedom_pay",
+    "cloudpayments": "cloudpayments",
+    "kaspi_qr": "kaspi",
+    "kaspi_pay": "kaspi",
+    "ioka": "ioka",
 }
 
 

@@ -32,6 +32,14 @@ DEFAULT_PROVIDERS: tuple[ProviderRule, ...] = (
     ProviderRule("bankapp", "mobile_banking", action_ttl_seconds=900),
     ProviderRule("kzqr", "qr", action_ttl_seconds=900),
     ProviderRule("payhub", "aggregator", action_ttl_seconds=1800),
+    # Real providers' connectors (config/connectors.py), simulated until configured with a base
+    # URL; off in routing until an operator turns them on.
+    ProviderRule("halyk", "card", priority=3, schemes=("visa", "mastercard"), enabled=False),
+    ProviderRule("freedom", "card", priority=4, schemes=("visa", "mastercard"), enabled=False),
+    ProviderRule("cloudpayments", "card", priority=5, enabled=False),
+    ProviderRule("kaspi_qr", "qr", action_ttl_seconds=900, enabled=False),
+    ProviderRule("kaspi_pay", "mobile_banking", action_ttl_seconds=900, enabled=False),
+    ProviderRule("ioka", "aggregator", action_ttl_seconds=1800, enabled=False),
 )
 
 

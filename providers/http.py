@@ -79,6 +79,12 @@ class ProviderHttp:
         self._headers = self.spec.auth.headers(secret)
         self.provider = provider
         self.config = config
+        # The provider's own timeout when configured, else the shared client's.
+        self._timeout: float | httpx.Timeout | None | Any = (
+            config.timeout_seconds
+            if config is not None and config.timeout_seconds
+            else httpx.USE_CLIENT_DEFAULT
+        )
 
     async def _request(
         self,
@@ -91,7 +97,12 @@ class ProviderHttp:
         """`json` or form `data`; every failure classified (see providers.errors)."""
         try:
             response = await self._http.request(
-                method, self._base + path, json=json, data=data, headers=self._headers
+                method,
+                self._base + path,
+                json=json,
+                data=data,
+                headers=self._headers,
+                timeout=self._timeout,
             )
         except httpx.TransportError as exc:
             raise classify_transport_error(self.provider, exc) from exc

@@ -7,6 +7,7 @@ declares `CONNECTOR_TYPE` and `CLIENT`. Several providers may share one type.
 
 import importlib
 import pkgutil
+import ssl
 from collections.abc import Callable
 from functools import cache
 from typing import TypeVar
@@ -98,6 +99,12 @@ C = TypeVar("C", bound=ProviderHttp)
 def build_client(settings: Settings, http: httpx.AsyncClient, provider: str, client: type[C]) -> C:
     """One provider's adapter, configured from `Settings.connector(provider)`."""
     config = settings.connector(provider)
+    if config.client_cert_file is not None:
+        # Mutual TLS (Kaspi's strongest scheme): a client of its own, holding the certificate;
+        # it lives as long as the process, like the shared one.
+        context = ssl.create_default_context()
+        context.load_cert_chain(config.client_cert_file, config.client_key_file)
+        http = httpx.AsyncClient(verify=context, timeout=settings.provider_http_timeout_seconds)
     return client(
         http=http,
         base_url=settings.simulator_url,
@@ -112,8 +119,11 @@ def _clients(
     settings: Settings, http: httpx.AsyncClient, dialect: Callable[[str], type[C]], *, cards: bool
 ) -> dict[str, C]:
     """One adapter per provider in the registry of card acquirers (`cards`) or of the others."""
-    return {
-        rule.name: build_client(settings, http, rule.name, dialect(rule.name))
-        for rule in settings.providers
-        if (rule.method == "card") == cards
-    }
+    clients: dict[str, C] = {}
+    for rule in settings.providers:
+        if (rule.method == "card") != cards:
+            continue
+        if not rule.enabled and settings.connector(rule.name).type not in connector_types():
+            continue  # a provider switched off whose connector this build does not have
+        clients[rule.name] = build_client(settings, http, rule.name, dialect(rule.name))
+    return clients

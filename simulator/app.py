@@ -36,6 +36,7 @@ from simulator.cards import (
     TokenizeRequest,
     TokenResponse,
 )
+from simulator.connectors import plugins
 from simulator.dialects import DIALECTS, ENCODERS, dialects_router
 from simulator.faults import DropConnectionMiddleware, SimulatorError
 from simulator.pages import pages_router
@@ -147,8 +148,30 @@ class Registry:
             return self.payments[name].behaviour
         raise SimulatorError(404, "unknown_provider", f"no provider {name!r}")
 
+    def speaks_own(self, name: str) -> bool:
+        """A provider simulated by a connector module answers only on its own API."""
+        return self.connector_type(name) in plugins()
+
+    def connector_type(self, name: str) -> str:
+        return self.settings.connector(name).type
+
+    def speaks(self, name: str, connector_type: str) -> bool:
+        """Whether the provider `name` is simulated with this connector type's API."""
+        return self.connector_type(name) == connector_type
+
+    def _plugin_encoder(self, name: str) -> tuple[bool, Any]:
+        """(sends callbacks, encoder or None) of a provider simulated by a connector module."""
+        plugin = plugins().get(self.connector_type(name))
+        if plugin is None:
+            return True, None
+        return bool(getattr(plugin, "CALLBACKS", True)), getattr(plugin, "encode_callback", None)
+
     def notify_payment(self, provider: AsyncProvider, payment: Payment) -> None:
         dialect = DIALECTS.get(provider.name)
+        sends, plugin_encoder = self._plugin_encoder(provider.name)
+        if not sends:
+            return
+        encoder = plugin_encoder or (ENCODERS[dialect] if dialect else None)
         self.sender.notify(
             provider.name,
             provider.callback_url(payment.reference),
@@ -165,10 +188,13 @@ class Registry:
                 "decline_code": payment.decline_code,
             },
             provider.behaviour.behaviour,
-            encode=ENCODERS[dialect] if dialect else None,
+            encode=encoder,
         )
 
     def notify_charge(self, card: CardProvider, charge: Charge) -> None:
+        sends, plugin_encoder = self._plugin_encoder(card.name)
+        if not sends:
+            return
         self.sender.notify(
             card.name,
             card.callback_urls.get(charge.reference),
@@ -182,6 +208,7 @@ class Registry:
                 "decline_code": charge.decline_code,
             },
             card.behaviour.behaviour,
+            encode=plugin_encoder,
         )
 
 
@@ -208,13 +235,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry.behaviour(name).admit(name)
 
     def card_provider(name: str, authorization: str = Header(default="")) -> CardProvider:
-        if name not in registry.cards or name in CARD_DIALECTS:  # those speak their own API
+        if name not in registry.cards or name in CARD_DIALECTS or registry.speaks_own(name):
             raise SimulatorError(404, "unknown_provider", f"no card provider {name!r}")
         authorize(name, authorization)
         return registry.cards[name]
 
     def async_provider(name: str, authorization: str = Header(default="")) -> AsyncProvider:
-        if name not in registry.payments or name in DIALECTS:  # those speak their own API
+        if name not in registry.payments or name in DIALECTS or registry.speaks_own(name):
             raise SimulatorError(404, "unknown_provider", f"no payment provider {name!r}")
         authorize(name, authorization)
         return registry.payments[name]
@@ -385,6 +412,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return "<h1>Provider simulator</h1><p>See <a href='/docs'>/docs</a>.</p>"
 
     app.include_router(dialects_router(registry))
+    for plugin in plugins().values():
+        app.include_router(plugin.router(registry))
     app.include_router(card_dialects_router(registry))
     app.include_router(pages_router(registry))
     app.include_router(payout_router(settings, store, registry.payouts))
