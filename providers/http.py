@@ -80,7 +80,7 @@ class ProviderHttp:
         self.provider = provider
         self.config = config
         # The provider's own timeout when configured, else the shared client's.
-        self._timeout: float | httpx.Timeout | None | Any = (
+        self._timeout: Any = (
             config.timeout_seconds
             if config is not None and config.timeout_seconds
             else httpx.USE_CLIENT_DEFAULT
