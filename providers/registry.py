@@ -72,6 +72,15 @@ def payment_dialect(provider: str, settings: Settings | None = None) -> type[Pay
     return client if issubclass(client, PaymentProviderClient) else PaymentProviderClient
 
 
+def callback_dialect(provider: str, settings: Settings | None = None) -> type[ProviderHttp]:
+    """The class that verifies and reads this provider's callbacks: its connector when the
+    connector has its own (`verify_callback`, `parse_callback`), else the common signed format."""
+    client = connector_class(settings or get_settings(), provider)
+    if hasattr(client, "verify_callback") and hasattr(client, "parse_callback"):
+        return client
+    return PaymentProviderClient
+
+
 def provider_http_client(settings: Settings) -> httpx.AsyncClient:
     # httpcore walks its whole pool for every request and response, polling each idle socket
     # and counting idle ones per idle one; a small pool is cheaper than a large idle one.

@@ -17,12 +17,14 @@ since the money arrived at the provider all the same.
 """
 
 import hashlib
+import inspect
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -31,13 +33,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.gateway_models import ProviderEvent
 from api.deps import SessionDep, SettingsDep, StateDep
 from api.errors import Problem
+from api.state import AppState
+from config import Settings
 from db import deposits as deposit_store
 from db import late_payments as late_store
 from db import monitoring
 from db.models import Deposit
 from domain.ids import deposit_workflow_id
 from providers.payments import CallbackNotUnderstood
-from providers.registry import payment_dialect
+from providers.registry import callback_dialect
 from providers.signing import SignatureError
 from workflows.deposit import DepositWorkflow
 from workflows.late_payment import LatePaymentInput, LatePaymentWorkflow, late_payment_workflow_id
@@ -53,6 +57,7 @@ class WebhookAck(BaseModel):
 
 @router.post(
     "/{provider}",
+    response_model=WebhookAck,
     responses={
         401: {"description": "signature_missing / invalid_signature / stale_timestamp"},
         404: {"description": "unknown_provider / payment_not_found"},
@@ -64,11 +69,32 @@ async def provider_callback(
     settings: SettingsDep,
     state: StateDep,
     session: SessionDep,
-) -> WebhookAck:
+) -> Any:
+    """Answered as the provider expects: our JSON ack, or the provider's own answer where its
+    connector has one (`callback_ack`, e.g. CloudPayments `{"code": 0}`, Freedom Pay's signed
+    XML)."""
     if settings.provider_rule(provider) is None or provider not in settings.provider_secrets:
         raise Problem(404, "unknown_provider", f"No provider {provider!r}")
     body = await request.body()
-    dialect = payment_dialect(provider, settings)
+    dialect = callback_dialect(provider, settings)
+    ack = await _take_callback(provider, body, request, settings, state, session, dialect)
+    custom = getattr(dialect, "callback_ack", None)
+    if custom is None:
+        return ack
+    wants_secret = bool(inspect.signature(custom).parameters)
+    content, media_type = custom(settings.webhook_secret(provider)) if wants_secret else custom()
+    return Response(content=content, media_type=media_type)
+
+
+async def _take_callback(
+    provider: str,
+    body: bytes,
+    request: Request,
+    settings: Settings,
+    state: AppState,
+    session: AsyncSession,
+    dialect: Any,
+) -> WebhookAck:
     try:
         dialect.verify_callback(
             settings.webhook_secret(provider),
