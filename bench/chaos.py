@@ -57,6 +57,7 @@ The stack's timings are shortened for the run (status polls every few seconds in
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import math
@@ -69,7 +70,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -109,7 +110,8 @@ THREE_DS_CARD = "4000000000003220"
 TENGE = 100  # minor units per tenge
 
 # A request that reached a provider may still be processed for this long after the platform
-# stopped waiting (`ProviderRule.processing_window_seconds`, 120 s by default): long enough for
+# stopped waiting (`ProviderRule.processing_window_seconds` and, for payouts,
+# `payout_processing_window_seconds`, 120 s by default): long enough for
 # the requests the fault schedule holds in the network (8 s), short enough that a run does not
 # idle two minutes for each of them.
 CHAOS_PROCESSING_WINDOW_SECONDS = 20
@@ -129,6 +131,7 @@ def chaos_providers() -> str:
 # Shorter timings so a run ends in minutes; each can still be overridden from the environment.
 CHAOS_ENV = {
     "PAY_PROVIDERS": chaos_providers(),
+    "PAY_PAYOUT_PROCESSING_WINDOW_SECONDS": str(CHAOS_PROCESSING_WINDOW_SECONDS),
     "PAY_CALLBACK_POLL_INITIAL_SECONDS": "3",
     "PAY_CALLBACK_POLL_MAX_SECONDS": "10",
     "PAY_CHARGE_RETRY_MAX_SECONDS": "5",
@@ -348,6 +351,9 @@ class Faults:
         self.late_success_on: set[str] = set()
         self.callbacks_delivered = asyncio.Event()  # cleared while callbacks are dropped
         self.callbacks_delivered.set()
+        self.money_windows = 0  # late / odd money being made right now
+        self.no_money_window = asyncio.Event()
+        self.no_money_window.set()
         self.dirty = False
 
     def note(self, message: str) -> None:
@@ -535,11 +541,29 @@ class Faults:
         await self.callbacks(callback_delay_ms=ms)
         self.note(f"callbacks delayed {ms} ms" if ms else "callbacks no longer delayed")
 
+    @contextlib.asynccontextmanager
+    async def money_window(self) -> AsyncIterator[None]:
+        """Late or odd money (statement lines, an order paid after it expired) is made while
+        callbacks are delivered, and callbacks are not dropped until it was reported: without
+        its callback the platform could only find it by a statement reconciliation, which it
+        does not run. Waits for callbacks to be delivered, then holds off `drop`."""
+        await self.callbacks_delivered.wait()
+        self.money_windows += 1
+        self.no_money_window.clear()
+        try:
+            yield
+        finally:
+            self.money_windows -= 1
+            if not self.money_windows:
+                self.no_money_window.set()
+
     async def drop(self, on: bool) -> None:
-        await self.callbacks(callback_lost=on)
         if on:
-            self.callbacks_delivered.clear()
-        else:
+            self.callbacks_delivered.clear()  # no late money from now on ...
+            with contextlib.suppress(TimeoutError):  # ... and what is on its way lands first
+                await asyncio.wait_for(self.no_money_window.wait(), 120.0)
+        await self.callbacks(callback_lost=on)
+        if not on:
             self.callbacks_delivered.set()
         self.note("callbacks DROPPED" if on else "callbacks delivered again")
 
@@ -1121,6 +1145,11 @@ class Chaos:
         """`bank_short`: 60 % of the amount, then the rest a few seconds later (the order is
         paid exactly once both landed); `bank_over`: 1,000 tenge more than ordered."""
         assert payment.id
+        async with self.faults.money_window():
+            await self.transfer_oddly_now(payment, provider)
+
+    async def transfer_oddly_now(self, payment: Payment, provider: str) -> None:
+        assert payment.id
         if payment.label == "bank_short":
             part = payment.amount * 6 // 10 // TENGE * TENGE
             first = await self.statement_line(
@@ -1159,9 +1188,11 @@ class Chaos:
         status = await self.wait_terminal(payment)
         if status is None:
             raise FaultNotApplied("the declined deposit never ended: no late transfer made")
-        # Late money is sent while callbacks are delivered: without one, only a statement
-        # reconciliation would find it, and the platform has none to run here.
-        await self.faults.callbacks_delivered.wait()
+        async with self.faults.money_window():
+            await self.transfer_late_now(payment, provider, status)
+
+    async def transfer_late_now(self, payment: Payment, provider: str, status: str) -> None:
+        assert payment.id
         over = 500 * TENGE if payment.label == "bank_late_over" else 0
         first = payment.amount // 2 // TENGE * TENGE if payment.label == "bank_late_short" else 0
         if first:
@@ -1184,7 +1215,11 @@ class Chaos:
         """`ewallet_late_success`: the player never pays; the order expires at the provider,
         which reports it paid afterwards (`late_success_after_expiry`)."""
         assert payment.id
-        await self.faults.callbacks_delivered.wait()
+        async with self.faults.money_window():
+            await self.expire_then_paid_now(payment, provider)
+
+    async def expire_then_paid_now(self, payment: Payment, provider: str) -> None:
+        assert payment.id
         if not await self.faults.apply(
             f"late success at {provider}", lambda f: f.late_success(provider)
         ):
@@ -1556,7 +1591,7 @@ CHECKS = (
     "double_charges",
     "charge_mismatch",
     "dropped_late_payments",
-    "late_payments_unresolved",
+    "late_payments_wrong",
     "double_payouts",
     "payout_mismatch",
     "ledger_postings_wrong",

@@ -122,7 +122,7 @@ class MoneyFindings:
     double_charges: list[str]
     charge_mismatch: list[str]
     dropped_late_payments: list[str]
-    late_payments_unresolved: list[str]
+    late_payments_wrong: list[str]
     double_payouts: list[str]
     payout_mismatch: list[str]
 
@@ -137,9 +137,11 @@ def judge_money(
 ) -> MoneyFindings:
     """Per deposit: money moved at most once across ALL providers, and exactly once (where it
     was credited) when the deposit succeeded, except where a late-payment case covers the
-    other provider's money, resolved (credited once or refunded). A deposit that did not
-    succeed but whose money moved somewhere needs a late-payment case: without one the
-    payment was dropped. (An open deposit is judged by the stuck check instead.)
+    other provider's money. A deposit that did not succeed but whose money moved somewhere
+    needs a late-payment case: without one the payment was dropped. (An open deposit is judged
+    by the stuck check instead.) Each case must be resolved: credited (the deposit then
+    succeeded, at that provider, credited once: the posting check) or refunded, and never a
+    refund of the very payment the deposit was credited for.
     Per withdrawal: at most one paid payout across all payout desks, paid exactly when the
     withdrawal is paid, for its amount and currency."""
     found = MoneyFindings([], [], [], [], [], [])
@@ -159,15 +161,20 @@ def _judge_deposit(
     by_provider = {c.provider: c for c in cases}
     credited_at = p.provider if p.status == "succeeded" else None
     for case in cases:
+        what = f"{p.id}: late payment at {case.provider} ({case.amount_minor} {case.currency}"
+        what += f", policy {case.policy})"
         if not case.resolved:
-            found.late_payments_unresolved.append(
-                f"{p.id}: late payment at {case.provider} ({case.amount_minor} {case.currency}, "
-                f"policy {case.policy}) still {case.resolution or 'unresolved'}; deposit {p.status}"
+            found.late_payments_wrong.append(
+                f"{what} still {case.resolution or 'unresolved'}; deposit {p.status}"
             )
-        elif case.credited and p.status != "succeeded":
-            found.late_payments_unresolved.append(
-                f"{p.id}: late payment at {case.provider} marked {case.resolution} but the "
-                f"deposit is {p.status}"
+        elif case.credited and (p.status, p.provider) != ("succeeded", case.provider):
+            found.late_payments_wrong.append(
+                f"{what} {case.resolution}, but the deposit is {p.status} at {p.provider}"
+            )
+        elif not case.credited and case.provider == credited_at:
+            found.late_payments_wrong.append(
+                f"{what} {case.resolution}: that is the payment the deposit was credited for "
+                f"at {credited_at} (the player keeps the credit, the money goes back)"
             )
     for h in moved:
         if h.provider == credited_at:

@@ -233,7 +233,7 @@ async def test_money_checks_read_every_provider_under_the_reference() -> None:
     assert ids("charge_mismatch") == ["dep_credited_unpaid"]
     assert ids("payout_mismatch") == ["wd_rejected_but_paid"]
     assert ids("double_payouts") == ["wd_paid_twice"]
-    assert found["late_payments_unresolved"] == []
+    assert found["late_payments_wrong"] == []
 
 
 def _money(ident: str, status: str, provider: str | None = "kazbank") -> Money:
@@ -256,6 +256,7 @@ def test_late_money_needs_a_case_resolved_once() -> None:
             _money("credited_but_failed", "failed"),  # the case says credited, the deposit not
             _money("open", "requires_action"),  # judged by the stuck check instead
             _money("elsewhere", "succeeded", provider="kzqr"),  # credited at one, paid at two
+            _money("refund_of_credited", "succeeded"),  # its own payment asked back
         ],
         {
             "late_credited": paid,
@@ -265,6 +266,7 @@ def test_late_money_needs_a_case_resolved_once() -> None:
             "credited_but_failed": paid,
             "open": paid,
             "elsewhere": [*paid, Held("kzqr", "payment", "succeeded", True, 100_000, "KZT")],
+            "refund_of_credited": paid,
         },
         {
             "late_credited": [_case("late_credited", "credited")],
@@ -272,12 +274,14 @@ def test_late_money_needs_a_case_resolved_once() -> None:
             "late_refunded": [_case("late_refunded", "refund_requested")],
             "credited_but_failed": [_case("credited_but_failed", "credited")],
             "elsewhere": [_case("elsewhere", "refund_requested")],
+            "refund_of_credited": [_case("refund_of_credited", "refund_requested")],
         },
     )
     assert [line.split(":")[0] for line in found.dropped_late_payments] == ["late_dropped"]
-    assert [line.split(":")[0] for line in found.late_payments_unresolved] == [
+    assert [line.split(":")[0] for line in found.late_payments_wrong] == [
         "late_open_case",
         "credited_but_failed",
+        "refund_of_credited",
     ]
     assert found.double_charges == found.charge_mismatch == []
 
