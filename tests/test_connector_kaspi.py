@@ -322,6 +322,45 @@ async def test_a_return_sends_the_documented_body() -> None:
     )
 
 
+@pytest.mark.parametrize(("amount", "currency"), [(0, "KZT"), (100, "USD")])
+async def test_a_return_kaspi_cannot_take_is_refused_before_sending(
+    amount: int, currency: str
+) -> None:
+    recorder = Recorder()
+    with pytest.raises(ProviderRejected):
+        await kaspi(recorder).refund("dep_01JD4PHONE", amount, currency)
+    assert recorder.requests == []
+
+
+async def test_a_failed_return_leaves_the_outcome_unknown() -> None:
+    """No idempotency key on returns: "failed, try again" may still have moved the money."""
+    recorder = Recorder(
+        answer(fixture("status_processed_remote.response.json")),
+        answer(fixture("status_codes.json")["-99000006"]),
+    )
+    with pytest.raises(ProviderOutcomeUnknown) as unknown:
+        await kaspi(recorder, "kaspi_pay").refund("dep_01JD4PHONE", 5000, "KZT")
+    assert unknown.value.code == "return_failed"
+
+
+async def test_a_cancel_refused_because_the_payment_moved_on_reads_it_again() -> None:
+    recorder = Recorder(
+        answer(fixture("status_wait_remote.response.json")),
+        answer(fixture("status_codes.json")["-99000011"]),
+        answer(fixture("status_processed_remote.response.json")),
+        answer(fixture("details_processed_remote.response.json")),
+    )
+    outcome = await kaspi(recorder, "kaspi_pay").cancel_payment("dep_01JD4PHONE")
+    assert [r.url.path.rsplit("/", 2)[-2:] for r in recorder.requests] == [
+        ["payment", "status"],
+        ["remote", "cancel"],
+        ["payment", "status"],
+        ["payment", "details"],
+    ]
+    assert outcome is not None
+    assert (outcome.status, outcome.amount_received) == ("succeeded", 10000)
+
+
 async def test_what_is_left_to_return_comes_from_payment_details() -> None:
     recorder = Recorder(
         answer(fixture("status_processed_remote.response.json")),

@@ -56,8 +56,12 @@ LoanTerm in months); ReturnOperationId inside `Data`; the codes' meanings as pub
 (990000033 also seen written 99000033, both read as a refusal); `Api-Key` accepted on every
 scheme alongside the client certificate; no idempotency key on `payment/return`, so `refund` is
 never retried here and an unknown outcome is settled by reading `AvailableReturnAmount`
-(`get_refundable`) before asking again; the method of a payment found by inquiry taken from the
-provider (`PROVIDER_METHODS`), else from the QR it carries.
+(`get_refundable`) before asking again, and -99000006 ("return failed, try again") read as an
+unknown outcome for that reason; no lifetime or callback URL in the create bodies (Kaspi's own
+QrCodeScanWaitTimeout applies, our `expires_in_seconds` is not sent); the QrToken being the text
+to encode in the QR; the DeviceToken kept in `api_secret` and the BIN in `merchant_id` (the
+configuration has no fields of those names); the method of a payment found by inquiry taken from
+the provider (`PROVIDER_METHODS`), else from the QR it carries.
 """
 
 import json
@@ -471,12 +475,12 @@ class KaspiClient(PaymentProviderClient):
         asking again."""
         if currency != CURRENCY:
             raise ProviderRejected(self.provider, "unsupported_currency", currency)
+        if isinstance(amount, int) and amount <= 0:
+            raise ProviderRejected(self.provider, "invalid_amount", "nothing to return")
         try:
             wire_amount = self.spec.money.encode(amount)
         except InvalidAmount as exc:
             raise ProviderRejected(self.provider, "invalid_amount", str(exc)) from exc
-        if amount <= 0:
-            raise ProviderRejected(self.provider, "invalid_amount", "nothing to return")
         data = await self._find(reference)
         if data is None:
             raise ProviderRejected(self.provider, "not_found", f"no payment {reference!r}")
