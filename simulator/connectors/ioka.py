@@ -31,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -262,10 +263,10 @@ def router(registry: "Registry") -> APIRouter:
         except ValueError as exc:
             raise invalid(f"due_date is not a date-time: {due_date!r}") from exc
         due = due if due.tzinfo else due.replace(tzinfo=UTC)
-        seconds = int((due - datetime.now(UTC)).total_seconds())
+        seconds = (due - datetime.now(UTC)).total_seconds()
         if seconds <= 0:
             raise invalid("due_date is in the past")
-        return min(seconds, 30 * 86400)
+        return min(math.ceil(seconds), 30 * 86400)
 
     def webhook_url(name: str) -> str:
         hook = webhooks.get(name)
