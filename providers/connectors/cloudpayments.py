@@ -553,6 +553,15 @@ class CloudPaymentsHttp(ProviderHttp):
         self._envelope(answer, response.status_code)
         return answer
 
+    def _classify_status(self, response: httpx.Response) -> None:
+        """As everywhere, except that no 503 is read as "down, nothing processed": CloudPayments
+        documents no such answer, and a Message is free text (`Service unavailable` is no code
+        of theirs)."""
+        if response.status_code == 503:
+            code = self.spec.errors.code_of(response)
+            raise ProviderOutcomeUnknown(self.provider, "http_503", code)
+        super()._classify_status(response)
+
     def _envelope(self, answer: Any, status: int) -> None:
         """`Success: false` without a Model is an error: a refusal of a documented kind, else
         an outcome we cannot know. With a Model it is a decline or a 3-D Secure request."""
