@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from config import Settings
+from providers import check as provider_check
 from providers.connectors import ioka
 from providers.connectors.ioka import IokaClient
 from providers.errors import (
@@ -884,3 +885,14 @@ async def test_the_webhook_of_a_paid_order_is_signed_with_the_webhook_key(
         500000,
     )
     assert json.loads(body)["event"] == "PAYMENT_CAPTURED"
+
+
+async def test_the_provider_check_reaches_ioka(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m providers.check ioka`: a lookup of an order that cannot exist, answered
+    with none."""
+    monkeypatch.setattr(provider_check, "get_settings", lambda: settings)
+    ok, message = await provider_check.check("ioka")
+    assert ok, message
+    assert "(ioka)" in message
