@@ -374,6 +374,7 @@ async def test_the_fixture_answer_with_nested_refunds_verifies_and_reads() -> No
         _xml(_payment(), "init_payment.php"),  # signed for another script
         _xml(_payment(pg_amount="5000.10"), "get_status.php").replace(b"5000.10", b"9000.10"),
         _xml(_error("200"), "get_status.php", "another-secret"),  # a refusal nobody signed
+        _xml({**_payment(), "pg_salt": "x", "pg_sig": "подпись"}),  # not even hex
     ],
 )
 async def test_an_answer_not_signed_by_our_secret_leaves_the_outcome_unknown(
@@ -592,6 +593,7 @@ def test_callbacks_verify_and_read_with_the_card(
         ("forged", WEBHOOK_SECRET, "freedom", "invalid_signature"),  # amount changed
         ("unsalted", WEBHOOK_SECRET, "freedom", "signature_missing"),
         (b"\xff\xfe", WEBHOOK_SECRET, "freedom", "invalid_signature"),
+        (b"pg_result=1&pg_salt=x&pg_sig=%D0%BF", WEBHOOK_SECRET, "freedom", "invalid_signature"),
     ],
 )
 def test_forged_or_wrongly_signed_callbacks_are_refused(

@@ -181,9 +181,8 @@ class Answer:
 
     def signed_by(self, script: str, secret: str) -> bool:
         sig = self.fields.get("pg_sig", "")
-        return bool(sig) and hmac.compare_digest(
-            xml_signature(script, self.root, secret), sig.lower()
-        )
+        expected = xml_signature(script, self.root, secret)
+        return bool(sig) and hmac.compare_digest(expected.encode(), sig.lower().encode())
 
 
 def read_answer(content: bytes) -> Answer:
@@ -306,8 +305,20 @@ def _charge_form(charge: ChargeRequest) -> dict[str, str]:
     return form
 
 
+@dataclass(frozen=True)
+class SignedForms(ApiKey):
+    """No key in any header: the secret signs each form (`pg_sig`) and never travels."""
+
+    header: str = ""
+
+    def headers(self, secret: str) -> dict[str, str]:
+        return {}
+
+
+SIGNED_FORMS = SignedForms()
+
 SPEC = CardConnector(
-    auth=ApiKey("X-Unused"),  # nothing travels in a header: every form is signed (pg_sig)
+    auth=SIGNED_FORMS,
     errors=ERRORS,
     money=DECIMAL_STRING,
     vocabulary=VOCABULARY,
@@ -329,7 +340,26 @@ def merchant_id(config: ConnectorConfig | None) -> str:
 class _Signed(ProviderHttp):
     """What Freedom Pay's clients share: signed forms out, signed XML answers in."""
 
-    merchant_id: str
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        base_url: str,
+        provider: str,
+        secret: str,
+        root_url: str | None = None,
+        config: ConnectorConfig | None = None,
+    ) -> None:
+        super().__init__(
+            http=http,
+            base_url=base_url,
+            provider=provider,
+            secret=secret,
+            root_url=root_url,
+            config=config,
+        )
+        self._secret = secret
+        self.merchant_id = merchant_id(config)
 
     async def _script(self, path: str, fields: Mapping[str, str], secret: str) -> Answer:
         """POST the signed form to `path`; its answer once verified and `ok`. An `error` answer
@@ -401,7 +431,7 @@ def verify_result_callback(secret: str, body: bytes, script: str = CALLBACK_SCRI
     if len(sigs) != 1 or not sigs[0] or not any(name == "pg_salt" for name, _ in pairs):
         raise SignatureError("signature_missing", "pg_sig and pg_salt required")
     expected = signature(script, [(n, v) for n, v in pairs if n != "pg_sig"], secret)
-    if not hmac.compare_digest(expected, sigs[0].strip().lower()):
+    if not hmac.compare_digest(expected.encode(), sigs[0].strip().lower().encode()):
         raise SignatureError("invalid_signature", "pg_sig does not match the callback")
 
 
@@ -446,28 +476,6 @@ class FreedomPayClient(_Signed, CardProviderClient):
     """Freedom Pay's card API (see the module)."""
 
     spec = SPEC
-
-    def __init__(
-        self,
-        *,
-        http: httpx.AsyncClient,
-        base_url: str,
-        provider: str,
-        secret: str,
-        root_url: str | None = None,
-        config: ConnectorConfig | None = None,
-    ) -> None:
-        super().__init__(
-            http=http,
-            base_url=base_url,
-            provider=provider,
-            secret=secret,
-            root_url=root_url,
-            config=config,
-        )
-        self._headers = {}  # the secret signs each form; it never travels
-        self._secret = secret
-        self.merchant_id = merchant_id(config)
 
     async def tokenize(self, card: CardData) -> CardToken:
         fields = {**self.spec.token_body(card), "pg_user_id": self.merchant_id}
@@ -637,7 +645,7 @@ def payout_outcome(fields: Mapping[str, str], reference: str) -> PayoutOutcome:
 
 
 PAYOUT_SPEC = PayoutConnector(
-    auth=ApiKey("X-Unused"),
+    auth=SIGNED_FORMS,
     errors=ERRORS,
     money=DECIMAL_STRING,
     vocabulary=PAYOUT_VOCABULARY,
@@ -670,18 +678,15 @@ class FreedomPayPayoutClient(_Signed, PayoutProviderClient):
         root_url: str | None = None,
         config: ConnectorConfig | None = None,
     ) -> None:
+        payout_secret = config.payout_secret if config is not None else None
         super().__init__(
             http=http,
             base_url=base_url,
             provider=provider,
-            secret=secret,
+            secret=payout_secret.get_secret_value() if payout_secret else secret,
             root_url=root_url,
             config=config,
         )
-        self._headers = {}
-        payout_secret = config.payout_secret if config is not None else None
-        self._secret = payout_secret.get_secret_value() if payout_secret else secret
-        self.merchant_id = merchant_id(config)
         self.post_link: str | None = None  # where Freedom Pay posts payout results, if anywhere
 
     async def pay(

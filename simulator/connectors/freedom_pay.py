@@ -191,7 +191,7 @@ def router(registry: "Registry") -> APIRouter:
             if fields.get("pg_merchant_id") != expected or path_merchant not in (None, expected):
                 raise SimulatorError(400, "unknown_merchant", "merchant not identified")
             signed = _sig(script, [(k, v) for k, v in pairs if k != "pg_sig"], secret)
-            if not hmac.compare_digest(signed, fields.get("pg_sig", "").lower()):
+            if not hmac.compare_digest(signed.encode(), fields.get("pg_sig", "").lower().encode()):
                 raise SimulatorError(400, "invalid_signature", "pg_sig does not match")
             guard.admit(label)
             answer = await work(fields)
