@@ -937,3 +937,26 @@ async def test_an_error_after_processing_leaves_a_charge_to_find(
     found = await freedom.get_charge(reference)
     assert found is not None
     assert (found.status, found.amount) == ("succeeded", 700000)
+
+
+async def test_a_payout_desk_knob_through_reg2reg(
+    freedom: FreedomPayClient, settings: Settings, http: httpx.AsyncClient, simulator_url: str
+) -> None:
+    payouts = build_client(settings, http, "freedom", PAYOUT_CLIENT)
+    token = await freedom.tokenize(_card("4400000000000008"))
+    destination = {"card": {"token": token.token}}
+    knobs = {"throttle_next": 1, "error_after_processing_next": 1}
+    await http.put(f"{simulator_url}/admin/payouts/freedom/behaviour", json=knobs)
+    reference = _reference("wd")
+    with pytest.raises(ProviderThrottled):
+        await payouts.pay(
+            reference=reference, amount=5000, currency="KZT", method="card", destination=destination
+        )
+    with pytest.raises(ProviderOutcomeUnknown) as unknown:
+        await payouts.pay(
+            reference=reference, amount=5000, currency="KZT", method="card", destination=destination
+        )
+    assert unknown.value.code == "http_502"
+    paid = await payouts.get_payout(reference)  # paid all the same: settled by inquiry
+    assert paid is not None
+    assert (paid.status, paid.amount) == ("paid", 5000)

@@ -38,32 +38,31 @@ or whose signature does not verify leave the outcome unknown. An error answer ne
 only when it says that the merchant or its signature was not recognised (100, 101, 9998): the
 provider then cannot sign with our secret.
 
-Assumptions, to verify against Freedom Pay before production: the signature formula, script
-names, init_payment.php, get_status.php, the callback fields and the signed XML answer, reg2reg
-and error 9998 are read in Freedom Pay's public documentation and integrations [C]; the rest is
-not. The error codes other than 9998 are PayBox's / Platron's heritage [U]; `pg_failure_code`
-values are unknown and pass through, lower-cased [U]; the server-to-server charge of a saved
-card is assumed to be one call, `/v1/merchant/{id}/card/direct`, taking pg_order_id and answering
-the payment like get_status.php (with `pg_redirect_url` for 3-D Secure); the documented flow may
-be `card/init` then `card/direct` [U]; `/g2g/cardstorage/add` is assumed to answer
-`pg_card_token` (and `pg_card_country`, else the BIN table decides) without a 3-D Secure step [U];
-`pg_user_id` (required by card storage and reg2reg) is the merchant id, as the interface carries
-no player, assuming one user may hold many cards [U]; the meaning of `revoked` (cancelled or
-fully refunded: no money stays with us either way) and `refunded` [U]; cancel.php and revoke.php
-take `pg_payment_id` (found by a status inquiry) and ignore the extra `pg_order_id` we send [U];
-revoke.php has no idempotency key, so a refund retried after a lost answer may refund twice:
-inquire (`get_status.php` pg_refund_amount) before retrying [U]; reg2reg answers, and
-`/api/status` (the payout status path is assumed) reports, the payout like get_status.php with
-`pg_transaction_status` ok | failed | partial | pending, and payouts are in KZT only [U]; Freedom
-Pay has no payout void, so `cancel_payout` of a payout it never saw is `not_found` [U];
-`pg_order_time_limit` is a day ahead in Kazakhstan time (UTC+5) [U]; `pg_post_link` is sent only
-when set (`FreedomPayPayoutClient.post_link`: the platform polls payouts) [U]; the callback is
-signed for the script of our result URL, `/v1/webhooks/{provider}`, i.e. the provider's name
+Assumptions ([C]: read in Freedom Pay's public documentation or integrations; everything else is
+unconfirmed [U]; verify before production): [C] the signature formula (answers signed too,
+nested XML tags recursively), script names, init_payment.php's fields and answer, get_status.php
+with partial | pending | ok | failed | incomplete and pg_payment_id 0 for an order it does not
+know, the callback's fields and our signed XML answer, cardstorage/add's and reg2reg's request
+fields, a payout secret of its own, error 9998 for an unidentified merchant; [U] the statuses
+revoked and refunded (cancelled, or refunded in full: no money stays with us either way); the
+other error codes and which are refusals (PayBox's / Platron's heritage); `pg_failure_code`
+values (passed through, lower-cased); the charge of a saved card as one call, `card/direct`,
+taking pg_order_id and answering like get_status.php (`pg_redirect_url` for 3-D Secure), where
+the documented flow may be `card/init` then `card/direct`; cardstorage/add answering
+`pg_card_token` (and `pg_card_country`, else the BIN table decides) without a 3-D Secure step;
+`pg_user_id` being the merchant id (the interface carries no player; one user may hold many
+cards); `pg_order_id` taking our references (letters, digits and `_`, up to 64); cancel.php and
+revoke.php taking `pg_payment_id` (found by an inquiry) and ignoring the extra `pg_order_id`;
+revoke.php having no idempotency key (a refund retried after a lost answer may refund twice:
+inquire `pg_refund_amount` first); reg2reg answering, and `/api/status` (an assumed path)
+reporting, the payout like get_status.php (ok | failed | partial | pending), in KZT only; no
+payout void (`cancel_payout` of a payout never seen is `not_found`); `pg_order_time_limit` a day
+ahead in Kazakhstan time (UTC+5); `pg_post_link` sent only when set (`post_link`: the platform
+polls payouts); the callback signed for the script of our result URL, `/v1/webhooks/{provider}`
 (`CALLBACK_SCRIPT`, "freedom"), with `settings.webhook_secret` (configure it as Freedom Pay's
-secret key), carries no timestamp (a replayed callback verifies: it is only a hint the workflow
-confirms by inquiry, taken once per `{pg_payment_id}:{pg_result}`) and is answered
-`pg_status` ok whatever we made of it [U]; `pg_merchant_id` defaults to "500000" in development
-when `ConnectorConfig.merchant_id` is unset.
+secret key), without a timestamp (a replay verifies: it is only a hint the workflow confirms by
+inquiry, taken once per `{pg_payment_id}:{pg_result}`), and answered `pg_status` ok whatever we
+made of it; `pg_merchant_id` "500000" in development when `ConnectorConfig.merchant_id` is unset.
 """
 
 import hashlib
