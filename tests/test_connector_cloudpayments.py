@@ -7,6 +7,7 @@ the code under test), through httpx.MockTransport; then over HTTP against the re
 process: tokenize and charge, 3-D Secure completion, void, partial refunds, find by invoice,
 payouts to a card token, and the simulator's behaviour knobs through CloudPayments' API."""
 
+import asyncio
 import base64
 import json
 import uuid
@@ -767,6 +768,43 @@ async def test_payout_to_a_card_token(settings: Settings, http: httpx.AsyncClien
     assert (failed.status, failed.failure_code) == ("failed", "transaction_not_permitted")
     held = await http.get("/admin/charges", params={"reference": reference})
     assert [(h["kind"], h["status"]) for h in held.json()] == [("payout", "paid")]
+    with pytest.raises(ProviderRejected) as unknown_token:
+        await client.pay(
+            reference=ref("wd"),
+            amount=100,
+            currency="KZT",
+            method="card",
+            destination={"card": {"token": "tk_nobody"}},
+        )
+    assert unknown_token.value.code == "token_not_found"
+
+
+async def test_a_payout_still_processing_is_not_known_until_it_is(
+    settings: Settings, http: httpx.AsyncClient
+) -> None:
+    client = payouts(settings, http)
+    token = await cards(settings, http).tokenize(card("4242424242424242"))
+    await knobs(http, "payouts", payout_processing_seconds=0.5)
+    reference = ref("wd")
+    with pytest.raises(ProviderOutcomeUnknown) as processing:
+        await client.pay(
+            reference=reference,
+            amount=5000,
+            currency="KZT",
+            method="card",
+            destination={"card": {"token": token.token}},
+        )
+    assert processing.value.code == "processing"
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:  # the desk settles it on its own clock: nothing to await but its answer
+        try:
+            found = await client.get_payout(reference)
+            break
+        except ProviderOutcomeUnknown:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.1)
+    assert found is not None
+    assert (found.status, found.amount) == ("paid", 5000)
 
 
 async def test_throttling_through_the_api(settings: Settings, http: httpx.AsyncClient) -> None:

@@ -52,8 +52,8 @@ are set in the CloudPayments back office to `/v1/webhooks/{provider}` (the `call
 charge is not sent: the API has no such field) and the notification format there is switched to
 JSON (the default is a form, whose X-Content-HMAC is computed over the url-decoded body); that
 X-Content-HMAC is keyed with the configured webhook secret (CloudPayments keys it with the API
-secret: configure both the same for a real account); which Pay, Check and Cancel notifications
-are told apart by their fields alone (Pay carries TotalFee or GatewayName, Check neither, Cancel
+secret: configure both the same for a real account); that the notifications can be told
+apart by their fields alone (Pay carries TotalFee or GatewayName, Check neither, Cancel
 no Status; Fail a non-zero ReasonCode; Refund `OperationType: Refund`); that X-Request-ID is
 honoured for at least an hour and for every operation here, and accepts a UUID; that a Message
 of the refusal kinds above is always sent before anything was processed; that CloudPayments has
