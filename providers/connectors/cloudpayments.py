@@ -40,14 +40,22 @@ cache). Notifications (Check, Pay, Fail, Cancel, Refund) are JSON signed with
 caught by the event id, `{kind}:{TransactionId}`, and a callback is only a hint the workflow
 checks by inquiry); they are answered `{"code": 0}` (`callback_ack`).
 
+3-D Secure: the charge's `action_url` is the AcsUrl. A real ACS wants PaReq, MD (the
+TransactionId) and TermUrl POSTed to it as a form, and posts PaRes and MD back to TermUrl, where
+`complete_3ds` finishes the payment (nothing is charged until it does); `ChargeOutcome` cannot
+carry PaReq yet, so a real account needs the platform to render that form and serve a TermUrl.
+
 Assumptions (unconfirmed, verify against the CloudPayments KZ sandbox before production): the
 KZ API root and that it speaks exactly the documented RU API; that `payments/cards/tokenize`
 exists: CloudPayments documents no server-side tokenization (card data travels as a
 `CardCryptogramPacket` made by its checkout script, and a Token comes back from the first
 `payments/cards/charge|auth`), so with a real account `tokenize` must be replaced by that first
-cryptogram payment, whose Model.Token then feeds `payments/tokens/charge`; that a token is not
-tied to the AccountId it was issued with, or is tied to it, either way served by one constant
-AccountId (`ACCOUNT_ID`, since our interface carries no player id); that the notification URLs
+cryptogram payment, whose Model.Token then feeds `payments/tokens/charge`; that one constant
+AccountId (`ACCOUNT_ID`) for every card, payment and payout is acceptable (our interface carries
+no player id; a token tied to the AccountId it was issued with is then always used with it);
+that CloudPayments does not refuse a second payment under one InvoiceId and `payments/find`
+answers the last one (so a charge retried after the X-Request-ID window is safe only because the
+platform asks first); that the notification URLs
 are set in the CloudPayments back office to `/v1/webhooks/{provider}` (the `callback_url` of a
 charge is not sent: the API has no such field) and the notification format there is switched to
 JSON (the default is a form, whose X-Content-HMAC is computed over the url-decoded body); that
