@@ -36,15 +36,17 @@ sent for its invoice, HMAC-SHA256(webhook secret, invoiceId) hex (nothing to sto
 invoice of the reference it names; it is only a hint, the workflow asks the status anyway.
 
 What the public sources do not confirm, and is assumed here: a server-to-server card save
-(`POST /cards/save`, its fields and answer; Halyk saves cards in its hosted widget); that
-amounts may carry tiyn (two decimals); the cards/auth answer's shape (a declined payment
-answered 200 with status REJECT or FAILED, `secure3D.action` the page the payer is sent to);
-that after refunds `amount` is what remains charged and `orgAmount` what was charged first,
-with statusName REFUND once all of it is back; reasonCode values (ISO 8583 where one exists:
-05, 51, 54; 455-457 for 3-D Secure and cancels); the error codes of `ERRORS` and that a reused
-invoice id is a 409; where the token endpoint is (the OAuth host of `OAUTH_HOSTS` for Halyk's
-own API hosts, else `{API root}/oauth2/token`). Not configured, the client id and the terminal
-(`client_id`, `merchant_id`) are the provider's name and the client secret its API secret.
+(`POST /cards/save`, its fields and answer; Halyk saves cards in its hosted widget); that amounts
+may carry tiyn (two decimals); that `description` comes back as it was sent, in answers and
+callbacks; the cards/auth answer's shape (a declined payment answered 200 with status REJECT or
+FAILED, `secure3D.action` the page the payer is sent to); that the operations take the client's
+token and the charge operation, with no amount, takes all that is held; that after refunds `amount`
+is what remains charged and `orgAmount` what was charged first, with statusName REFUND once all of
+it is back; reasonCode values (ISO 8583 where one exists: 05, 51, 54; 455-457 for 3-D Secure and
+cancels); the error codes of `ERRORS` and that a reused invoice id is a 409; where the token
+endpoint is (the OAuth host of `OAUTH_HOSTS` for Halyk's own API hosts, else
+`{API root}/oauth2/token`). Not configured, the client id and the terminal (`client_id`,
+`merchant_id`) are the provider's name and the client secret its API secret.
 """
 
 import asyncio
@@ -94,7 +96,7 @@ OAUTH_HOSTS = {
     "epay-api.homebank.kz": "epay-oauth.homebank.kz",
     "test-epay-api.epayment.kz": "test-epay-oauth.epayment.kz",
 }
-# Found the client's own token unusable without a webhook secret: see `HalykEpayClient`.
+# Keys secret_hash when no webhook secret is configured: no callback check accepts it.
 _NO_WEBHOOK_SECRET = b"halyk-epay: no webhook secret configured"
 
 
