@@ -131,6 +131,7 @@ def build_worker(
             withdrawals.assess_withdrawal_risk,
             withdrawals.pay_out,
             withdrawals.inquire_payout,
+            withdrawals.get_payout_status,
             withdrawals.settle_hold,
             withdrawals.record_withdrawal_status,
             withdrawals.record_review,

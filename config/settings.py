@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     # A payout the desk cannot cancel because it never saw it (404) may still be in flight:
     # asked again after this before the hold is released.
     payout_processing_window_seconds: float = Field(default=120.0, ge=0)
+    # A payout the provider reports `processing` (bank rails): first status poll after this,
+    # backing off to an hour.
+    payout_processing_poll_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("codec_keys")
     @classmethod

@@ -19,7 +19,7 @@ from providers.http import ProviderHttp
 class PayoutOutcome(BaseModel):
     reference: str
     payout_id: str
-    status: Literal["paid", "failed"]
+    status: Literal["paid", "failed", "processing"]  # processing: bank rails, hours at times
     failure_code: str | None = None
     amount: int
     currency: str
@@ -114,16 +114,11 @@ class PayoutProviderClient(ProviderHttp):
 def payout_providers(
     settings: Settings, http: httpx.AsyncClient
 ) -> dict[str, PayoutProviderClient]:
-    """One client per provider named in `settings.payout_providers` (method -> provider)."""
+    """One client per provider named in `settings.payout_providers` (method -> provider): the
+    payout client of its connector (a connector module's `PAYOUT_CLIENT`), else the common one."""
+    from providers.registry import build_client, payout_class  # the registry imports this module
+
     names = set(settings.payout_providers.values())
     return {
-        name: PayoutProviderClient(
-            http=http,
-            base_url=settings.simulator_url,
-            provider=name,
-            secret=settings.provider_secret(name),
-            root_url=settings.connectors[name].base_url if name in settings.connectors else None,
-            config=settings.connectors.get(name),
-        )
-        for name in names
+        name: build_client(settings, http, name, payout_class(settings, name)) for name in names
     }

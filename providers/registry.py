@@ -10,7 +10,7 @@ import pkgutil
 import ssl
 from collections.abc import Callable
 from functools import cache
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
@@ -25,6 +25,9 @@ from providers.kzqr import KzqrClient
 from providers.payhub import PayHubClient
 from providers.payments import PaymentProviderClient
 from providers.tengewallet import TengeWalletClient
+
+if TYPE_CHECKING:
+    from providers.payout import PayoutProviderClient
 
 BUILT_IN_TYPES: dict[str, type[ProviderHttp]] = {
     "common_card": CardProviderClient,
@@ -49,6 +52,21 @@ def connector_types() -> dict[str, type[ProviderHttp]]:
         if isinstance(name, str) and isinstance(client, type) and issubclass(client, ProviderHttp):
             types[name] = client
     return types
+
+
+def payout_class(settings: Settings, provider: str) -> "type[PayoutProviderClient]":
+    """The payout client of the provider's connector type: its module's `PAYOUT_CLIENT`, or the
+    common payout API."""
+    from providers.payout import PayoutProviderClient
+
+    kind = settings.connector(provider).type
+    for module_info in pkgutil.iter_modules(connector_modules.__path__):
+        module = importlib.import_module(f"{connector_modules.__name__}.{module_info.name}")
+        client = getattr(module, "PAYOUT_CLIENT", None)
+        same_type = getattr(module, "CONNECTOR_TYPE", None) == kind
+        if same_type and isinstance(client, type) and issubclass(client, PayoutProviderClient):
+            return client
+    return PayoutProviderClient
 
 
 def connector_class(settings: Settings, provider: str) -> type[ProviderHttp]:
@@ -108,6 +126,9 @@ C = TypeVar("C", bound=ProviderHttp)
 def build_client(settings: Settings, http: httpx.AsyncClient, provider: str, client: type[C]) -> C:
     """One provider's adapter, configured from `Settings.connector(provider)`."""
     config = settings.connector(provider)
+    if config.webhook_secret is None and provider in settings.webhook_secrets:
+        # Connectors that sign per payment (Halyk's secret_hash) key it with the webhook secret.
+        config = config.model_copy(update={"webhook_secret": settings.webhook_secrets[provider]})
     if config.client_cert_file is not None:
         # Mutual TLS (Kaspi's strongest scheme): a client of its own, holding the certificate;
         # it lives as long as the process, like the shared one.

@@ -103,6 +103,7 @@ def settings(database_url: str, simulator_url: str, fraud_overlay: Path) -> Sett
         charge_retry_initial_seconds=0.2,
         charge_retry_max_seconds=1.0,
         charge_give_up_seconds=20.0,
+        payout_processing_poll_seconds=1.0,
         # Tests run in real time unless they skip it: a short processing window keeps the
         # "cannot cancel an order it never saw: wait, then ask again" path quick.
         providers=tuple(

@@ -124,7 +124,6 @@ async def test_a_payout_processed_then_504_is_paid_once_and_posted_once(
     player, done = await _approved_payout(api, operator_api, temporal_client, sessions)
     created = done
     assert kinds(done) == ["withdrawal_hold", "withdrawal_paid"]
-    await keep(temporal_client, created["workflow_id"], "withdrawal_payout_processing_polled")
     log = (await sim.get(f"/admin/payouts/kazcard/{created['id']}")).json()
     assert log["calls"] == 1  # the retry asked first instead of paying again
     assert await balance(api, player) == (20_000_00, 0)
@@ -141,6 +140,9 @@ async def test_a_payout_processing_for_a_while_is_polled_until_paid(
     await sim.put("/admin/payouts/kazcard/behaviour", json={"payout_processing_seconds": 2})
     _, done = await _approved_payout(api, operator_api, temporal_client, sessions)
     assert kinds(done) == ["withdrawal_hold", "withdrawal_paid"]
+    outcomes = [(a["step"], a["outcome"]) for a in done["attempts"]]
+    assert ("payout", "processing") in outcomes, outcomes  # an answer, not an error retried
+    await keep(temporal_client, done["workflow_id"], "withdrawal_payout_processing_polled")
 
 
 async def test_an_inquiry_answered_401_never_fails_a_charge_that_happened(

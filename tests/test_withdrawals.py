@@ -85,7 +85,9 @@ async def create(api: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]
 
 
 async def finished(api: httpx.AsyncClient, client: Client, withdrawal: dict[str, Any]) -> Any:
-    await client.get_workflow_handle(withdrawal["workflow_id"]).result()
+    from tests.test_gateway import _result  # survives the test server's empty long polls
+
+    await _result(client.get_workflow_handle(withdrawal["workflow_id"]))
     shown = await api.get(f"/v1/withdrawals/{withdrawal['id']}")
     assert shown.status_code == 200
     return shown.json()

@@ -162,6 +162,7 @@ def workflow_input(withdrawal: Withdrawal, settings: Settings) -> WithdrawalWork
             retry_max_seconds=settings.payout_retry_max_seconds,
             give_up_seconds=settings.payout_give_up_seconds,
             processing_window_seconds=settings.payout_processing_window_seconds,
+            processing_poll_seconds=settings.payout_processing_poll_seconds,
         ),
     )
 
