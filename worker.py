@@ -19,6 +19,7 @@ import workflows
 from activities.deposits import DepositActivities, RoutingConfig
 from activities.late_payments import LatePaymentActivities
 from activities.monitoring import MonitoringActivities
+from activities.refunds import RefundActivities
 from activities.stuck import StuckActivities
 from activities.withdrawals import WithdrawalActivities
 from codec.converter import data_converter
@@ -31,9 +32,16 @@ from providers.registry import card_providers, payment_providers, provider_http_
 from workflows.deposit import DepositWorkflow
 from workflows.late_payment import LatePaymentWorkflow
 from workflows.monitoring import MonitoringWorkflow, start_monitoring
+from workflows.refund import RefundWorkflow
 from workflows.withdrawal import WithdrawalWorkflow
 
-WORKFLOWS = [DepositWorkflow, WithdrawalWorkflow, MonitoringWorkflow, LatePaymentWorkflow]
+WORKFLOWS = [
+    DepositWorkflow,
+    WithdrawalWorkflow,
+    MonitoringWorkflow,
+    LatePaymentWorkflow,
+    RefundWorkflow,
+]
 
 # Modules the sandbox shares with the worker instead of importing them afresh for every workflow
 # run: the models and pure domain code workflows use (side-effect free, no mutable state read by
@@ -88,10 +96,12 @@ def build_worker(
     http: httpx.AsyncClient,
 ) -> Worker:
     fraud_rules = RuleSource(settings.fraud_rules_path, settings.fraud_rules_overlay)
+    cards = card_providers(settings, http)
+    payments = payment_providers(settings, http)
     deposits = DepositActivities(
         sessions=sessions,
-        card_providers=card_providers(settings, http),
-        payment_providers=payment_providers(settings, http),
+        card_providers=cards,
+        payment_providers=payments,
         routing=RoutingConfig(
             rules=settings.providers,
             exploration=settings.routing_exploration_rate,
@@ -109,6 +119,7 @@ def build_worker(
     )
     monitoring = MonitoringActivities(sessions=sessions, fraud_rules=fraud_rules)
     stuck = StuckActivities(sessions=sessions)
+    refunds = RefundActivities(sessions=sessions, providers={**cards, **payments})
     late = LatePaymentActivities(sessions=sessions, policy=settings.late_payment_policy)
     return Worker(
         client,
@@ -141,6 +152,9 @@ def build_worker(
             stuck.clear_stuck,
             late.open_late_payment,
             late.resolve_late_payment,
+            refunds.refund_at_provider,
+            refunds.settle_refund_hold,
+            refunds.record_refund_status,
         ],
     )
 

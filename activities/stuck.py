@@ -14,7 +14,7 @@ from temporalio import activity
 
 from db import monitoring
 
-PaymentKind = Literal["deposit", "withdrawal"]
+PaymentKind = Literal["deposit", "withdrawal", "refund"]
 
 
 class FlagStuckInput(BaseModel):
@@ -34,7 +34,11 @@ class StuckResult(BaseModel):
     changed: bool
 
 
-_TABLES: dict[PaymentKind, str] = {"deposit": "deposits", "withdrawal": "withdrawals"}
+_TABLES: dict[PaymentKind, str] = {
+    "deposit": "deposits",
+    "withdrawal": "withdrawals",
+    "refund": "refunds",
+}
 
 
 class StuckActivities:

@@ -22,6 +22,7 @@ from api.routers import (
     ops_providers,
     players,
     reconcile,
+    refunds,
     responsible_gaming,
     session,
     webhooks,
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(deposits.router, dependencies=payments)
     app.include_router(ledger.router, dependencies=payments)
     app.include_router(withdrawals.router)  # roles per route: merchant, operator
+    app.include_router(refunds.router)  # operator role
     app.include_router(responsible_gaming.router, dependencies=payments)
     app.include_router(alerts.router)
     app.include_router(analytics.router)  # operator role

@@ -344,3 +344,40 @@ def reversal(original: TransactionSpec) -> TransactionSpec:
         payment_id=original.payment_id,
         entries=tuple(Entry(e.account, e.side.opposite, e.amount_minor) for e in original.entries),
     )
+
+
+def refund_hold(
+    *,
+    refund_id: str,
+    deposit_id: str,
+    player_id: str,
+    provider: str,
+    amount_minor: int,
+    currency: str,
+    shards: int = 1,
+) -> TransactionSpec:
+    """Take the refunded amount back from the player's wallet until the provider confirms the
+    refund (posted) or refuses it (released)."""
+    key = f"refund:{refund_id}:hold"
+    return _transfer(
+        key=key,
+        kind="refund_hold",
+        payment_id=deposit_id,
+        debit=player_wallet(player_id, currency),
+        credit=provider_clearing(provider, currency, shard_for(key, shards)),
+        amount_minor=amount_minor,
+        phase="pending",
+    )
+
+
+def refund_resolution(
+    *, refund_id: str, deposit_id: str, action: Literal["post", "void"]
+) -> PendingResolution:
+    """`post`: the provider refunded; `void`: it refused, the player keeps the money."""
+    return PendingResolution(
+        key=f"refund:{refund_id}:{action}",
+        kind="refund_paid" if action == "post" else "refund_released",
+        payment_id=deposit_id,
+        pending_key=f"refund:{refund_id}:hold",
+        action=action,
+    )
