@@ -20,6 +20,7 @@ SCENARIOS = [
     "tests/test_money_safety.py",
     "tests/test_late_payments.py",
     "tests/test_worker_kill.py",
+    "tests/test_refunds.py",
     "tests/test_gateway.py::test_cancel_answered_404_with_a_request_in_flight_never_charges_twice",
 ]
 

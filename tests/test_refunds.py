@@ -15,6 +15,7 @@ from config import Settings
 from domain.roles import Role
 from providers.registry import provider_http_client
 from tests.conftest import VISA_DECLINED, _client, card_deposit, deposit_and_wait, new_player
+from tests.histories_helpers import keep
 from tests.test_connectors_end_to_end import only
 from tests.test_gateway import _result
 from worker import build_worker
@@ -71,6 +72,7 @@ async def test_a_partial_refund_through_halyk_then_the_rest(
     )
     assert again.json()["id"] == first.json()["id"]  # the same request, the same refund
     await _result(temporal_env.client.get_workflow_handle(first.json()["workflow_id"]))
+    await keep(temporal_env.client, first.json()["workflow_id"], "refund_succeeded")
     assert await _available(merchant, player) == 300_000
 
     too_much = await operator.post(url, json={"amount": 300_001, "reason": "x"}, headers=_key())

@@ -46,6 +46,7 @@ EXPECTED = {
     "deposit_card_cancel_404_in_flight",
     "late_payment_credited",
     "deposit_card_worker_killed",
+    "refund_succeeded",
     "withdrawal_payout_processed_then_504",
     "withdrawal_payout_processing_polled",
 }
