@@ -85,6 +85,12 @@ class ProviderHttp:
             if config is not None and config.timeout_seconds
             else httpx.USE_CLIENT_DEFAULT
         )
+        self._secret = secret
+        self._setup()
+
+    def _setup(self) -> None:
+        """What a connector prepares from `provider`, `_secret` and `config` once built (its
+        credentials, signing keys, token cache); nothing for the common APIs."""
 
     async def _request(
         self,

@@ -88,7 +88,6 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import BaseModel
 
-from config.connectors import ConnectorConfig
 from providers.amounts import InvalidAmount, from_decimal_string, to_decimal_string
 from providers.card import (
     CardConnector,
@@ -514,27 +513,10 @@ class CloudPaymentsHttp(ProviderHttp):
     """What both CloudPayments clients share: Basic authentication, X-Request-ID, the
     `{Success, Message, Model}` envelope, exact decimal amounts, and the notifications."""
 
-    def __init__(
-        self,
-        *,
-        http: httpx.AsyncClient,
-        base_url: str,
-        provider: str,
-        secret: str,
-        root_url: str | None = None,
-        config: ConnectorConfig | None = None,
-    ) -> None:
-        super().__init__(
-            http=http,
-            base_url=base_url,
-            provider=provider,
-            secret=secret,
-            root_url=root_url,
-            config=config,
-        )
+    def _setup(self) -> None:
+        config, provider = self.config, self.provider
         public_id = config.merchant_id if config is not None and config.merchant_id else provider
-        self._secret = secret
-        self._headers = {"Authorization": basic_auth(public_id, secret)}
+        self._headers = {"Authorization": basic_auth(public_id, self._secret)}
 
     async def _send(
         self,

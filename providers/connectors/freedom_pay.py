@@ -339,26 +339,8 @@ def merchant_id(config: ConnectorConfig | None) -> str:
 class _Signed(ProviderHttp):
     """What Freedom Pay's clients share: signed forms out, signed XML answers in."""
 
-    def __init__(
-        self,
-        *,
-        http: httpx.AsyncClient,
-        base_url: str,
-        provider: str,
-        secret: str,
-        root_url: str | None = None,
-        config: ConnectorConfig | None = None,
-    ) -> None:
-        super().__init__(
-            http=http,
-            base_url=base_url,
-            provider=provider,
-            secret=secret,
-            root_url=root_url,
-            config=config,
-        )
-        self._secret = secret
-        self.merchant_id = merchant_id(config)
+    def _setup(self) -> None:
+        self.merchant_id = merchant_id(self.config)
 
     async def _script(self, path: str, fields: Mapping[str, str], secret: str) -> Answer:
         """POST the signed form to `path`; its answer once verified and `ok`. An `error` answer
@@ -667,25 +649,11 @@ class FreedomPayPayoutClient(_Signed, PayoutProviderClient):
     spec = PAYOUT_SPEC
     time_limit: ClassVar[timedelta] = timedelta(days=1)
 
-    def __init__(
-        self,
-        *,
-        http: httpx.AsyncClient,
-        base_url: str,
-        provider: str,
-        secret: str,
-        root_url: str | None = None,
-        config: ConnectorConfig | None = None,
-    ) -> None:
-        payout_secret = config.payout_secret if config is not None else None
-        super().__init__(
-            http=http,
-            base_url=base_url,
-            provider=provider,
-            secret=payout_secret.get_secret_value() if payout_secret else secret,
-            root_url=root_url,
-            config=config,
-        )
+    def _setup(self) -> None:
+        super()._setup()
+        payout_secret = self.config.payout_secret if self.config is not None else None
+        if payout_secret is not None:  # payouts are signed with their own secret when set
+            self._secret = payout_secret.get_secret_value()
         self.post_link: str | None = None  # where Freedom Pay posts payout results, if anywhere
 
     async def pay(

@@ -424,25 +424,9 @@ class HalykEpayClient(CardProviderClient):
 
     spec: ClassVar[HalykConnector] = SPEC
 
-    def __init__(
-        self,
-        *,
-        http: httpx.AsyncClient,
-        base_url: str,
-        provider: str,
-        secret: str,
-        root_url: str | None = None,
-        config: ConnectorConfig | None = None,
-    ) -> None:
-        super().__init__(
-            http=http,
-            base_url=base_url,
-            provider=provider,
-            secret=secret,
-            root_url=root_url,
-            config=config,
-        )
-        self.credentials = credentials(provider, secret, config)
+    def _setup(self) -> None:
+        config, secret = self.config, self._secret
+        self.credentials = credentials(self.provider, secret, config)
         self.clock: Callable[[], float] = time.monotonic
         self._token_url = token_url(self._base)
         webhook = config.webhook_secret if config is not None else None

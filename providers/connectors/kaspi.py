@@ -323,27 +323,10 @@ def _data(answer: Any) -> dict[str, Any]:
 class KaspiClient(PaymentProviderClient):
     spec: ClassVar[KaspiConnector] = SPEC
 
-    def __init__(
-        self,
-        *,
-        http: httpx.AsyncClient,
-        base_url: str,
-        provider: str,
-        secret: str,
-        root_url: str | None = None,
-        config: ConnectorConfig | None = None,
-    ) -> None:
-        super().__init__(
-            http=http,
-            base_url=base_url,
-            provider=provider,
-            secret=secret,
-            root_url=root_url,
-            config=config,
-        )
+    def _setup(self) -> None:
         self._credentials = {
-            "OrganizationBin": organization_bin(config),
-            "DeviceToken": device_token(config, provider),
+            "OrganizationBin": organization_bin(self.config),
+            "DeviceToken": device_token(self.config, self.provider),
         }
 
     # -- callbacks: none ---------------------------------------------------------------------
