@@ -17,7 +17,9 @@ behind the platform's back, the way a broken platform or a provider would leave 
 (f) a dropped late payment: money moved at an acquirer for a deposit that failed, and nobody
     told the platform;
 (g) a lost payment: an accepted deposit whose workflow is deleted from Temporal;
-(h) a payout for a withdrawal the platform did not pay (it failed: closed account).
+(h) a payout for a withdrawal the platform did not pay (it failed: closed account);
+(i) a payment flagged stuck whose reason only echoes its status (`stuck_reason` set to the
+    status in the database).
 
 Then the ordinary end checks run. It exits 0 only when each planted breach is reported by a
 check that names it, and prints which check caught which breach.
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from sqlalchemy import text
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
@@ -79,6 +82,7 @@ class SelfTest:
             ("(f) a late payment dropped (money moved, deposit failed)", self.dropped_late),
             ("(g) an accepted payment lost (its workflow deleted)", self.lost_payment),
             ("(h) a payout for a withdrawal the platform did not pay", self.unpaid_payout),
+            ("(i) a stuck payment whose reason echoes its status", self.echoed_reason),
         ]
         say("SELF-TEST: planting breaches")
         for payment in chaos.payments:
@@ -230,6 +234,30 @@ class SelfTest:
     async def temporal(self, chaos: "Chaos") -> Client:
         settings = chaos.stack.settings
         return await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+
+    async def echoed_reason(self, chaos: "Chaos") -> Planted:
+        from bench.chaos import TENGE
+
+        payment = await self.new_payment(chaos, "deposit", "bank_transfer", 11_000 * TENGE, {})
+        await self.until(chaos, payment, lambda s: s == "requires_action")
+        assert chaos.stack.database_url
+        engine = make_engine(chaos.stack.database_url, pool_size=1)
+        try:
+            async with make_sessionmaker(engine).begin() as session:
+                await session.execute(
+                    text(
+                        "UPDATE deposits SET stuck_reason = status, stuck_since = now() "
+                        "WHERE id = :id"
+                    ),
+                    {"id": payment.id},
+                )
+        finally:
+            await engine.dispose()
+        return Planted(
+            "",
+            {"open_without_reason": str(payment.id)},
+            what=f"{payment.id}: stuck_reason set to its status, {payment.status!r}",
+        )
 
     async def hung_workflow(self, chaos: "Chaos") -> Planted:
         from bench.chaos import TENGE

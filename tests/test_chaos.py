@@ -136,7 +136,7 @@ def test_small_chaos_run_loses_nothing_and_keeps_the_books(tmp_path: Path) -> No
 def test_self_test_sees_every_planted_breach(tmp_path: Path) -> None:
     run, report, output = _chaos(tmp_path, "--self-test", timeout=300)
     assert run.returncode == 0, output
-    assert "SELF-TEST: PASS (8/8 planted breaches reported)" in run.stdout, output
+    assert "SELF-TEST: PASS (9/9 planted breaches reported)" in run.stdout, output
     caught = {p["name"][:3]: set(p["caught_by"]) for p in report["self_test"]}
     assert caught == {
         "(a)": {"double_charges"},
@@ -147,7 +147,10 @@ def test_self_test_sees_every_planted_breach(tmp_path: Path) -> None:
         "(f)": {"dropped_late_payments"},
         "(g)": {"lost"},
         "(h)": {"payout_mismatch"},
+        "(i)": {"open_without_reason"},
     }, output
+    echoed = next(p for p in report["self_test"] if p["name"].startswith("(i)"))
+    assert "says nothing" in echoed["caught_by"]["open_without_reason"], output
     # The run itself fails, as it should with those breaches in it.
     assert {found.split(":")[0] for found in breaches(report)} >= {
         "lost",
