@@ -14,8 +14,8 @@ behind the platform's back, the way a broken platform or a provider would leave 
 (d) a payout made behind the platform's back: a paid withdrawal paid a second time, at another
     payout desk;
 (e) a fault that does not apply (a behaviour knob the simulator does not know: 422);
-(f) a dropped late payment: money moved at an acquirer for a deposit that failed, and nobody
-    told the platform;
+(f) a dropped late payment: money moved at an acquirer for a deposit that did not succeed
+    (a declined card's), and nobody told the platform;
 (g) a lost payment: an accepted deposit whose workflow is deleted from Temporal;
 (h) a payout for a withdrawal the platform did not pay (it failed: closed account);
 (i) a payment flagged stuck whose reason only echoes its status (`stuck_reason` set to the
@@ -79,7 +79,7 @@ class SelfTest:
             ("(c) a hung workflow (a payment left open, nothing flagged)", self.hung_workflow),
             ("(d) a second payout behind the platform's back", self.second_payout),
             ("(e) a fault that fails to apply (unknown knob)", self.bad_fault),
-            ("(f) a late payment dropped (money moved, deposit failed)", self.dropped_late),
+            ("(f) a late payment dropped (money moved, deposit not succeeded)", self.dropped_late),
             ("(g) an accepted payment lost (its workflow deleted)", self.lost_payment),
             ("(h) a payout for a withdrawal the platform did not pay", self.unpaid_payout),
             ("(i) a stuck payment whose reason echoes its status", self.echoed_reason),
