@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
 from config import Settings
 from db import gateway as gateway_store
@@ -34,7 +34,7 @@ from simulator.dialects import (
     payhub_callback,
     tengewallet_callback,
 )
-from tests.conftest import VISA_OK, card_deposit, new_player
+from tests.conftest import VISA_OK, _result, card_deposit, new_player
 from tests.histories_helpers import keep
 
 THREE_DS_CARD = "4000000000003220"
@@ -126,20 +126,6 @@ async def _finish(
         await _result(handle)
     shown: dict[str, Any] = (await api.get(f"/v1/deposits/{deposit['id']}")).json()
     return shown
-
-
-async def _result(handle: WorkflowHandle[Any, Any]) -> None:
-    """The workflow's end. The time-skipping test server answers a history long poll that
-    outlives its wait with no events, which the SDK reports as "No completion event found":
-    that only means "not finished yet", so ask again."""
-    for _ in range(20):
-        try:
-            await handle.result()
-            return
-        except RuntimeError as exc:
-            if "No completion event found" not in str(exc):
-                raise
-    raise AssertionError(f"{handle.id} did not finish")
 
 
 async def _alert(sessions: async_sessionmaker[AsyncSession], dedupe_key: str) -> Any:

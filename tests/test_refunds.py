@@ -14,10 +14,16 @@ from api.app import create_app
 from config import Settings
 from domain.roles import Role
 from providers.registry import provider_http_client
-from tests.conftest import VISA_DECLINED, _client, card_deposit, deposit_and_wait, new_player
+from tests.conftest import (
+    VISA_DECLINED,
+    _client,
+    _result,
+    card_deposit,
+    deposit_and_wait,
+    new_player,
+)
 from tests.histories_helpers import keep
 from tests.test_connectors_end_to_end import only
-from tests.test_gateway import _result
 from worker import build_worker
 
 

@@ -17,7 +17,7 @@ from db.api_keys import issue_key
 from domain.iban import with_check_digits
 from domain.ledger import deposit_credit, game_transaction
 from domain.roles import Role
-from tests.conftest import _client, card_deposit, deposit_and_wait, new_player
+from tests.conftest import _client, _result, card_deposit, deposit_and_wait, new_player
 from tests.ledger_helpers import assert_invariants
 
 
@@ -85,8 +85,6 @@ async def create(api: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]
 
 
 async def finished(api: httpx.AsyncClient, client: Client, withdrawal: dict[str, Any]) -> Any:
-    from tests.test_gateway import _result  # survives the test server's empty long polls
-
     await _result(client.get_workflow_handle(withdrawal["workflow_id"]))
     shown = await api.get(f"/v1/withdrawals/{withdrawal['id']}")
     assert shown.status_code == 200
