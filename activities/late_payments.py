@@ -2,7 +2,7 @@
 succeeded elsewhere. Opening the case raises a critical alert; the policy resolves it once."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,19 +14,20 @@ from db import monitoring
 from db.models import Deposit
 
 LatePolicy = Literal["credit", "refund"]
+CasePolicy = Literal["credit", "refund", "manual"]
 
 
 class OpenLateInput(BaseModel):
     deposit_id: str
     provider: str
-    amount_minor: int
+    amount_minor: int  # what the provider confirms it received
     currency: str
 
 
 class OpenLateResult(BaseModel):
-    case_id: int
+    case_id: int  # 0: no case (the money paid this very deposit: it is not late)
     resolution: str
-    policy: LatePolicy
+    policy: CasePolicy
     player_id: str
     deposit_status: str
 
@@ -57,9 +58,21 @@ class LatePaymentActivities:
                 raise ApplicationError(
                     f"deposit {inp.deposit_id} not found", non_retryable=True, type="NotFound"
                 )
-            # Credited already (at another provider): crediting again would pay twice.
-            policy: LatePolicy = "refund" if deposit.status == "succeeded" else self._policy
-            case_id, resolution, created = await store.open_case(
+            if deposit.status == "succeeded" and deposit.provider == inp.provider:
+                return OpenLateResult(  # this money is what the deposit was credited for
+                    case_id=0,
+                    resolution="not_late",
+                    policy=self._policy,
+                    player_id=deposit.player_id,
+                    deposit_status=deposit.status,
+                )
+            exact = (inp.amount_minor, inp.currency) == (deposit.amount_minor, deposit.currency)
+            # Credited already (at another provider): crediting again would pay twice. Another
+            # amount than the deposit's: a person decides (credit what came, or return it).
+            policy: CasePolicy = (
+                "refund" if deposit.status == "succeeded" else (self._policy if exact else "manual")
+            )
+            case_id, resolution, policy_now, created = await store.open_case(
                 session,
                 deposit_id=inp.deposit_id,
                 provider=inp.provider,
@@ -68,8 +81,14 @@ class LatePaymentActivities:
                 deposit_status=deposit.status,
                 policy=policy,
             )
+            policy = cast(CasePolicy, policy_now)
             if created:
-                action = "credited to the player" if policy == "credit" else "to be refunded"
+                action = {
+                    "credit": "credited to the player",
+                    "refund": "to be refunded",
+                    "manual": f"of another amount than the deposit's {deposit.amount_minor} "
+                    f"{deposit.currency}: decide whether to credit or return it",
+                }[policy]
                 await monitoring.raise_alert(
                     session,
                     dedupe_key=f"late_payment:{inp.deposit_id}:{inp.provider}",

@@ -216,3 +216,13 @@ async def record_attempt(
 async def set_risk(session: AsyncSession, *, deposit_id: str, risk: dict[str, Any]) -> None:
     deposit = await session.get_one(Deposit, deposit_id)
     deposit.risk = risk
+
+
+async def current_status(session: AsyncSession, *, deposit_id: str) -> tuple[str, str | None]:
+    """The deposit's status and provider as committed now (a fresh read, not the session's)."""
+    row = (
+        await session.execute(
+            text("SELECT status, provider FROM deposits WHERE id = :id"), {"id": deposit_id}
+        )
+    ).one()
+    return str(row.status), row.provider

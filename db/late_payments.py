@@ -10,8 +10,13 @@ _OPEN = text("""
 INSERT INTO late_payments (deposit_id, provider, amount_minor, currency, deposit_status, policy)
 VALUES (:deposit_id, :provider, :amount_minor, :currency, :deposit_status, :policy)
 ON CONFLICT ON CONSTRAINT uq_late_payment_deposit_provider DO UPDATE
-    SET deposit_id = late_payments.deposit_id
-RETURNING id, resolution, (xmax = 0) AS created
+    SET amount_minor = CASE WHEN late_payments.resolution = 'open'
+                            THEN EXCLUDED.amount_minor ELSE late_payments.amount_minor END,
+        currency = CASE WHEN late_payments.resolution = 'open'
+                        THEN EXCLUDED.currency ELSE late_payments.currency END,
+        policy = CASE WHEN late_payments.resolution = 'open'
+                      THEN EXCLUDED.policy ELSE late_payments.policy END
+RETURNING id, resolution, policy, (xmax = 0) AS created
 """)
 
 
@@ -24,8 +29,9 @@ async def open_case(
     currency: str,
     deposit_status: str,
     policy: str,
-) -> tuple[int, str, bool]:
-    """The case of this deposit at this provider: (id, resolution, newly opened)."""
+) -> tuple[int, str, str, bool]:
+    """The case of this deposit at this provider: (id, resolution, policy, newly opened). A case
+    still open takes the latest amount the provider reports (a short transfer topped up)."""
     row = (
         await session.execute(
             _OPEN,
@@ -39,7 +45,7 @@ async def open_case(
             },
         )
     ).one()
-    return int(row.id), str(row.resolution), bool(row.created)
+    return int(row.id), str(row.resolution), str(row.policy), bool(row.created)
 
 
 async def resolve_case(

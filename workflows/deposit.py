@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         RouteCandidate,
         RouteDepositInput,
     )
+    from activities.late_payments import LatePaymentActivities, OpenLateInput
     from activities.models import CreditDepositInput, RecordStatusInput
     from domain.risk import RiskVerdict
     from domain.statuses import DepositStatus
@@ -154,6 +155,22 @@ class DepositWorkflow:
         if settled.kind == "unknown":  # flagged stuck; reconciliation settles it
             why = reason("outcome_unknown", settled.code)
             return DepositWorkflowResult(status=self._status, reason=why, provider=provider)
+        if settled.kind == "expired" and settled.code == "amount_mismatch" and settled.result:
+            # Money of another amount arrived: the deposit expires, the money becomes a case.
+            result = await self._finish(inp, DepositStatus.EXPIRED, "expired:amount_mismatch")
+            paid = settled.result
+            await self._guard.run(
+                LatePaymentActivities.open_late_payment,
+                OpenLateInput(
+                    deposit_id=inp.deposit_id,
+                    provider=provider,
+                    amount_minor=paid.amount_minor or 0,
+                    currency=paid.currency or "",
+                ),
+            )
+            await self._guard.clear()
+            result.provider = provider
+            return result
         if settled.kind == "expired":
             status, why = DepositStatus.EXPIRED, reason("expired", settled.code)
         else:

@@ -57,6 +57,7 @@ class AtProvider:
         self._events = events
         self._guard = guard
         self._asks = 0  # numbers the inquiries and cancels recorded as attempts
+        self._mismatch_flagged = False
 
     # -- starting --------------------------------------------------------------------------
 
@@ -202,8 +203,11 @@ class AtProvider:
             polled = await self._poll()
             if polled is not None and polled.status in FINAL:
                 settled = self._judge(polled)
-                if settled.kind != "unknown":  # another amount does not pay it: keep waiting
+                if settled.kind != "unknown":
                     return settled
+                # Another amount does not pay it (a short transfer may still be topped up):
+                # wait on, but visibly.
+                await self._flag_mismatch(polled)
             if hinted is None:
                 interval = min(interval * 2, poll_max)
         closed = await self._ask(DepositActivities.cancel_payment)
@@ -213,6 +217,16 @@ class AtProvider:
             paid = self._judge(closed)  # another amount: not paid, the money is an alert's case
             return paid if paid.kind == "paid" else Settled("expired", "amount_mismatch", closed)
         return Settled("expired", "player_did_not_finish", closed)
+
+    async def _flag_mismatch(self, paid: ProviderCallResult) -> None:
+        if self._mismatch_flagged:
+            return
+        self._mismatch_flagged = True
+        inp = self._inp
+        await self._guard.flag(
+            f"amount_mismatch_at:{self.provider}",
+            f"paid {paid.amount_minor} {paid.currency} of {inp.amount_minor} {inp.currency}",
+        )
 
     async def _poll(self) -> ProviderCallResult | None:
         """One status inquiry; a provider that does not answer is asked at the next poll."""

@@ -4,8 +4,10 @@ callback's word: the provider is asked; only its confirmation of the deposit's e
 currency opens a case (critical alert), and the policy then applies it exactly once — credit
 the player with the deposit's own credit posting (default), or ask a refund of the provider.
 
-One workflow per deposit and provider (`late-{deposit_id}-{provider}`), so a callback resent
-any number of times starts it once.
+One workflow id per deposit and provider (`late-{deposit_id}-{provider}`): a callback resent
+while it runs joins it; a later report (a short transfer topped up) runs it again, and every
+step is idempotent (one case per deposit and provider, the deposit's own credit posting). A
+payment of another amount opens the case for an operator (policy `manual`) instead of crediting.
 """
 
 from datetime import timedelta
@@ -37,7 +39,8 @@ class LatePaymentInput(BaseModel):
 
 
 class LatePaymentResult(BaseModel):
-    outcome: str  # not_confirmed | credited | refund_requested | already_resolved
+    # not_confirmed | not_late | credited | refund_requested | manual | already_resolved
+    outcome: str
     case_id: int | None = None
 
 
@@ -61,19 +64,24 @@ class LatePaymentWorkflow:
         except ActivityError:
             await guard.flag(f"late_payment_inquiry_at:{inp.provider}", "no answer")
             return LatePaymentResult(outcome="not_confirmed")
-        if not answer.pays(inp.amount_minor, inp.currency):
+        if not (answer.found and answer.status == "succeeded"):
             return LatePaymentResult(outcome="not_confirmed")
+        # Money arrived, of whatever amount: it opens (or updates) the case, never dropped.
         case = await guard.run(
             LatePaymentActivities.open_late_payment,
             OpenLateInput(
                 deposit_id=inp.deposit_id,
                 provider=inp.provider,
-                amount_minor=inp.amount_minor,
-                currency=inp.currency,
+                amount_minor=answer.amount_minor or 0,
+                currency=answer.currency or "",
             ),
         )
+        if case.resolution == "not_late":
+            return LatePaymentResult(outcome="not_late")
         if case.resolution != "open":
             return LatePaymentResult(outcome="already_resolved", case_id=case.case_id)
+        if case.policy == "manual":  # another amount: an operator decides (critical alert)
+            return LatePaymentResult(outcome="manual", case_id=case.case_id)
         transaction_id = None
         if case.policy == "credit":
             credit = await guard.run(

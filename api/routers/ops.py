@@ -307,7 +307,7 @@ class LatePayment(BaseModel):
     amount_minor: int
     currency: str
     deposit_status: str
-    policy: Literal["credit", "refund"]
+    policy: Literal["credit", "refund", "manual"]
     resolution: Literal["open", "credited", "refund_requested"]
     ledger_transaction_id: int | None
     created_at: datetime

@@ -164,7 +164,15 @@ async def _take_callback(
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise Problem(503, "orchestrator_unavailable", "Retry the callback later") from exc
-            late = callback.status == "succeeded" and deposit.status != "succeeded"
+            # The workflow has finished: judge by the deposit as it is now, not as read above
+            # (it may have been credited in between, by this very payment).
+            now_status, served_by = await deposit_store.current_status(
+                session, deposit_id=deposit.id
+            )
+            late = callback.status == "succeeded" and (
+                now_status in ("expired", "failed")
+                or (now_status == "succeeded" and served_by not in (None, provider))
+            )
             if not late:
                 await session.commit()
                 return WebhookAck(received=True, outcome="already_final")
@@ -192,7 +200,9 @@ async def _start_late_payment(
             ),
             id=late_payment_workflow_id(deposit.id, provider),
             task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # A later report (a top-up of a short transfer) runs it again: every step is
+            # idempotent on the deposit and the provider.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
     except WorkflowAlreadyStartedError:
