@@ -163,7 +163,7 @@ def _judge_deposit(
     for case in cases:
         what = f"{p.id}: late payment at {case.provider} ({case.amount_minor} {case.currency}"
         what += f", policy {case.policy})"
-        if not case.resolved:
+        if not case.resolved and case.policy != "manual":  # manual: an operator's to decide
             found.late_payments_wrong.append(
                 f"{what} still {case.resolution or 'unresolved'}; deposit {p.status}"
             )
