@@ -38,7 +38,9 @@ from config import Settings
 from db import deposits as deposit_store
 from db import late_payments as late_store
 from db import monitoring
+from db import players as player_store
 from db.models import Deposit
+from domain.fraud.geo import names_match
 from domain.ids import deposit_workflow_id
 from providers.payments import CallbackNotUnderstood
 from providers.registry import callback_dialect
@@ -129,6 +131,9 @@ async def _take_callback(
     )
     if not fresh:  # committed by an earlier delivery of the same event
         return WebhookAck(received=True, outcome="duplicate")
+    holder = getattr(callback, "card_owner", None)  # providers that report it (Freedom Pay)
+    if isinstance(holder, str) and holder.strip():
+        await _judge_card_holder(session, deposit, provider, holder)
     if callback.status == "succeeded" and (
         (callback.amount is not None and callback.amount != deposit.amount_minor)
         or (callback.currency is not None and callback.currency != deposit.currency)
@@ -182,6 +187,33 @@ async def _take_callback(
     await _start_late_payment(client, deposit, provider, settings.temporal_task_queue)
     await session.commit()
     return WebhookAck(received=True, outcome="late_payment")
+
+
+async def _judge_card_holder(
+    session: AsyncSession, deposit: Deposit, provider: str, holder: str
+) -> None:
+    """The cardholder name the provider reports, for the risk engine: whether it is the
+    player's (`risk.card_holder_matches`, a `card_holder_mismatch` reason and a high alert when
+    not: a card of someone else). The name itself is not kept."""
+    player = await player_store.get_player(session, player_id=deposit.player_id)
+    if player is None:
+        return
+    matches = names_match(player.full_name, holder)
+    risk = dict(deposit.risk or {})
+    risk["card_holder_matches"] = matches
+    if not matches and "card_holder_mismatch" not in risk.get("reasons", []):
+        risk["reasons"] = [*risk.get("reasons", []), "card_holder_mismatch"]
+        await monitoring.raise_alert(
+            session,
+            dedupe_key=f"card_holder_mismatch:{deposit.id}",
+            kind="card_holder_mismatch",
+            severity="high",
+            subject=deposit.player_id,
+            message=f"{provider} reports deposit {deposit.id} paid with a card whose holder is "
+            "not the player: someone else's card?",
+            details={"payment_id": deposit.id, "provider": provider},
+        )
+    deposit.risk = risk
 
 
 async def _start_late_payment(
