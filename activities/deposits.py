@@ -334,6 +334,10 @@ class DepositActivities:
                     provider=inp.provider,
                     also_from=LATE_PAYMENT_FROM if inp.late else (),
                 )
+            if inp.funding:
+                await deposit_store.keep_funding(
+                    session, deposit_id=inp.deposit_id, funding=inp.funding
+                )
             return posted
 
         try:
@@ -414,6 +418,7 @@ class DepositActivities:
             provider_payment_id=outcome.payment_id,
             amount_minor=outcome.amount_received or outcome.amount,
             currency=outcome.currency,
+            funding=outcome.funding,
             next_action=action if outcome.status == "pending" else None,
         )
 

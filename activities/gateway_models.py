@@ -76,6 +76,7 @@ class ProviderCallResult(BaseModel):
     amount_minor: int | None = None
     currency: str | None = None
     next_action: dict[str, Any] | None = None
+    funding: dict[str, Any] | None = None  # how the payer funded it, where the provider says
 
     def pays(self, amount_minor: int, currency: str) -> bool:
         """A success for exactly this amount and currency: the only answer that credits."""

@@ -4,6 +4,7 @@ No card number or CVC ever appears here: only the provider token, BIN and last f
 """
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -49,6 +50,8 @@ class CreditDepositInput(BaseModel):
     succeeded_at: datetime | None = None
     # A late payment: the deposit may already be expired or failed, and becomes succeeded.
     late: bool = False
+    # How the payer funded it (Kaspi's loan / instalment fields), kept with the deposit.
+    funding: dict[str, Any] | None = None
 
 
 class CreditDepositResult(BaseModel):

@@ -118,6 +118,11 @@ class DepositOut(BaseModel):
     next_action: dict[str, Any] | None = None
     attempts: list[AttemptOut]
     risk: RiskOut | None
+    funding: dict[str, Any] | None = Field(
+        default=None,
+        description="how the payer funded it, where the provider says (Kaspi: Gold, or Red / "
+        "Kredit / instalments and their term): financed money is the operator's to judge",
+    )
     ledger: list[LedgerTransactionOut]
     events: list[EventOut]
     workflow_id: str

@@ -3,6 +3,7 @@
 Every write here is idempotent on business ids, because activities that call it are retried.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -226,3 +227,14 @@ async def current_status(session: AsyncSession, *, deposit_id: str) -> tuple[str
         )
     ).one()
     return str(row.status), row.provider
+
+
+async def keep_funding(session: AsyncSession, *, deposit_id: str, funding: dict[str, Any]) -> None:
+    """How the payer funded the deposit, with its method details (`details.funding`)."""
+    await session.execute(
+        text(
+            "UPDATE deposits SET details = coalesce(details, '{}'::jsonb) "
+            "|| jsonb_build_object('funding', CAST(:funding AS jsonb)) WHERE id = :id"
+        ),
+        {"funding": json.dumps(funding), "id": deposit_id},
+    )

@@ -34,6 +34,9 @@ class PaymentOutcome(BaseModel):
     amount_received: int | None = None
     decline_code: str | None = None
     action: dict[str, Any]
+    # How the payer funded it, where the provider says (Kaspi: Gold, or Red / Kredit /
+    # instalments with their term): kept with the deposit for compliance and risk.
+    funding: dict[str, Any] | None = None
 
 
 class PaymentCallback(BaseModel):

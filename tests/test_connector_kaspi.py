@@ -253,7 +253,7 @@ async def test_a_processed_payment_keeps_how_it_was_funded() -> None:
     assert (outcome.status, outcome.amount, outcome.amount_received) == ("succeeded", 10000, 10000)
     assert outcome.decline_code is None
     assert outcome.action["type"] == "app_confirm"
-    assert outcome.action["funding"] == {
+    assert outcome.funding == {
         "product_type": "Red",
         "loan_offer_name": "Рассрочка 0-0-12",
         "loan_term_months": 12,
@@ -597,8 +597,9 @@ async def test_a_qr_paid_on_the_players_page_is_processed(
     outcome = await client.get_payment(reference)
     assert outcome is not None
     assert (outcome.status, outcome.amount_received) == ("succeeded", 500010)
-    assert outcome.action["funding"]["product_type"] == "Gold"
-    assert outcome.action["funding"]["financed"] is False
+    assert outcome.funding is not None
+    assert outcome.funding["product_type"] == "Gold"
+    assert outcome.funding["financed"] is False
 
     by_id = await http.get(
         f"/providers/kaspi_qr/payment/status/{created.payment_id}",
@@ -634,7 +635,8 @@ async def test_a_qr_scanned_then_paid_on_instalments(
     paid = await client.get_payment(reference)
     assert paid is not None
     assert paid.status == "succeeded"
-    funding = paid.action["funding"]
+    funding = paid.funding
+    assert funding is not None
     assert (funding["product_type"], funding["loan_term_months"], funding["financed"]) == (
         "Red",
         3,
@@ -744,7 +746,8 @@ async def test_returns_whole_partial_and_refused(
     assert rest.refund_id != first.refund_id
     paid = await client.get_payment(reference)
     assert paid is not None
-    assert paid.action["funding"]["available_return_amount"] == 0
+    assert paid.funding is not None
+    assert paid.funding["available_return_amount"] == 0
 
     await create_qr(client, reference=unpaid)
     with pytest.raises(ProviderRejected) as not_paid:

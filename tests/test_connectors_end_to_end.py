@@ -98,3 +98,6 @@ async def test_a_deposit_through_the_real_providers_connector(
     held = (await sim.get("/admin/charges", params={"reference": deposit["id"]})).json()
     assert [h["provider"] for h in held if h["money_moved"]] == [provider], held
     assert await _credits(sessions, deposit["id"]) == 1
+    if provider.startswith("kaspi"):  # how the payer funded it is kept with the deposit
+        assert done["funding"] is not None, done
+        assert done["funding"]["product_type"], done["funding"]

@@ -144,6 +144,7 @@ class DepositWorkflow:
                     amount_minor=inp.amount_minor,
                     currency=inp.currency,
                     succeeded_at=workflow.now(),
+                    funding=settled.result.funding if settled.result else None,
                 ),
             )
             self._status_is(DepositStatus.SUCCEEDED)

@@ -131,6 +131,7 @@ def deposit_out(view: deposit_store.DepositView) -> DepositOut:
         else None,
         attempts=attempts_out(view.attempts),
         risk=RiskOut.model_validate(deposit.risk) if deposit.risk else None,
+        funding=(deposit.details or {}).get("funding"),
         ledger=ledger_out(view.ledger),
         events=events_out(view.events),
         workflow_id=deposit.workflow_id,

@@ -39,7 +39,7 @@ unavailable) is not processed (`ProviderUnreachable`, as a documented 503 "down"
 tenge as JSON numbers (`TENGE`, exact: an answer is read with decimals, never floats); Kaspi
 knows only KZT. Kaspi sends no callbacks: `verify_callback` refuses every one, and the platform
 polls (as it always does). How a payment was funded (Kaspi Gold, or Kaspi Red / Kredit /
-instalments: ProductType, LoanOfferName, LoanTerm) is kept in the outcome's `action["funding"]`.
+instalments: ProductType, LoanOfferName, LoanTerm) is kept in the outcome's `funding`.
 
 Assumptions (not confirmed against Kaspi's own documentation; verify before production): the
 inquiry by our reference, `GET payment/status?ExternalId=` (documented is only
@@ -561,11 +561,12 @@ class KaspiClient(PaymentProviderClient):
         method = self._method(data)
         action = _qr(data) if method == "qr" else _app_confirm(self.provider, None, data)
         received = None
+        funding = None
         if details is not None:
             if _kaspi_id(details["QrPaymentId"]) != _kaspi_id(data["QrPaymentId"]):
                 raise ValueError("payment/details answered about another payment")
             received = from_tenge(details["TotalAmount"], "TotalAmount")
-            action["funding"] = _funding({**data, **details})
+            funding = _funding({**data, **details})
         return PaymentOutcome(
             reference=reference,
             payment_id=_kaspi_id(data["QrPaymentId"]),
@@ -576,6 +577,7 @@ class KaspiClient(PaymentProviderClient):
             amount_received=received,
             decline_code=DECLINE_CODES.get(kaspi_status),
             action=action,
+            funding=funding,
         )
 
 
