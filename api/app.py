@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import payments_access
 from api.errors import Problem, install_error_handlers, problem_response
-from api.limits import BodySizeLimit
+from api.limits import BodySizeLimit, ControlCharacters
 from api.routers import (
     alerts,
     analytics,
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(ControlCharacters)
 
     @app.exception_handler(idempotency.IdempotencyKeyReused)
     async def on_key_reused(_: Request, exc: idempotency.IdempotencyKeyReused) -> JSONResponse:

@@ -1,24 +1,67 @@
-"""Refuse oversized request bodies before any handler reads them (413 problem+json).
+"""Refuse requests no handler should see, before any reads them (problem+json):
 
-Payment requests are a few hundred bytes; a megabyte body is an attack or a bug, and reading it
-would cost memory in every API replica.
+- bodies over the limit (413): payment requests are a few hundred bytes; a megabyte body is an
+  attack or a bug, and reading it would cost memory in every API replica;
+- control characters (NUL, ...) in the path or query string (400): no id or filter has them,
+  and PostgreSQL refuses NUL in text, which would otherwise surface as a 500 from whichever
+  handler passed the id on.
 """
 
 import json
+import re
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 
-def _problem(limit: int) -> bytes:
+
+def _problem(status: int, code: str, title: str, detail: str) -> bytes:
     return json.dumps(
         {
-            "type": "https://docs.kzpay.example/errors/payload_too_large",
-            "title": "Payload too large",
-            "status": 413,
-            "detail": f"request bodies are limited to {limit} bytes",
-            "code": "payload_too_large",
+            "type": f"https://docs.kzpay.example/errors/{code}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "code": code,
         }
     ).encode()
+
+
+async def _send_problem(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ControlCharacters:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+            query = scope.get("query_string", b"")
+            if _CONTROL.search(unquote_to_bytes(path)) or _CONTROL.search(
+                unquote_to_bytes(query.replace(b"+", b" "))
+            ):
+                body = _problem(
+                    400,
+                    "invalid_characters",
+                    "Invalid characters",
+                    "the path or query string holds a control character (such as NUL)",
+                )
+                await _send_problem(send, 400, body)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodySizeLimit:
@@ -62,15 +105,6 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, guarded_send)
 
     async def _refuse(self, send: Send) -> None:
-        body = _problem(self.max_bytes)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/problem+json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = f"request bodies are limited to {self.max_bytes} bytes"
+        body = _problem(413, "payload_too_large", "Payload too large", detail)
+        await _send_problem(send, 413, body)

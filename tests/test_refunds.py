@@ -128,3 +128,29 @@ async def test_refunds_refuse_what_cannot_be_refunded_and_change_nothing(
     listed = await operator_api.get(f"/v1/deposits/{kazcard['id']}/refunds")
     assert listed.json()["data"] == []
     assert await _available(api, player) == 500_000
+
+
+async def test_hostile_refund_inputs_get_a_4xx_never_a_500(operator_api: httpx.AsyncClient) -> None:
+    """NUL in the path or query, huge and foreign-digit amounts: refused before anything runs."""
+    body = {"amount": 1, "reason": "x"}
+    for url in ("/v1/deposits/dep_%00x/refunds", "/v1/deposits/%7F/refunds"):
+        for answer in (
+            await operator_api.post(url, json=body, headers=_key()),
+            await operator_api.get(url),
+        ):
+            assert (answer.status_code, answer.json()["code"]) == (400, "invalid_characters")
+    nul_query = await operator_api.get("/v1/ops/late-payments", params={"limit": "1\x00"})
+    assert nul_query.status_code == 400
+    long_id = await operator_api.post(
+        f"/v1/deposits/{'9' * 5000}/refunds", json=body, headers=_key()
+    )
+    assert long_id.status_code == 404
+    arabic_indic = "\u0661\u0662\u0663"  # 123 in Arabic-Indic digits
+    for amount in (10**30, arabic_indic, 1.5, -1):
+        answer = await operator_api.post(
+            "/v1/deposits/dep_x/refunds", json={"amount": amount, "reason": "x"}, headers=_key()
+        )
+        assert answer.status_code == 422, answer.text
+    for limit in (arabic_indic, "99999999999999999999999"):
+        answer = await operator_api.get("/v1/ops/late-payments", params={"limit": limit})
+        assert answer.status_code == 422, answer.text
