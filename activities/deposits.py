@@ -3,7 +3,7 @@
 import random
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,6 +31,7 @@ from activities.models import (
     RiskCheckInput,
     RiskCheckResult,
 )
+from activities.provider_failures import call_failure, retry_later
 from db import deposits as deposit_store
 from db import gateway as gateway_store
 from db import ledger as ledger_store
@@ -51,9 +52,7 @@ from domain.statuses import LATE_PAYMENT_FROM, DepositStatus
 from providers.card import CardProviderClient, ChargeOutcome
 from providers.errors import (
     ProviderError,
-    ProviderNotProcessed,
     ProviderRejected,
-    ProviderThrottled,
     ProviderTimeout,
 )
 from providers.payments import PaymentOutcome, PaymentProviderClient
@@ -482,34 +481,6 @@ class DepositActivities:
                     now=now,
                     policy=self._routing.circuit,
                 )
-
-
-def call_failure(exc: ProviderError) -> ApplicationError:
-    """A failed provider call for the workflow: `ProviderRejected`, `ProviderThrottled` (with
-    Retry-After as the second detail), `ProviderNotProcessed`, or `ProviderOutcomeUnknown`."""
-    if isinstance(exc, ProviderRejected):
-        kind = "ProviderRejected"
-    elif isinstance(exc, ProviderThrottled):
-        return ApplicationError(
-            str(exc), exc.code, exc.retry_after or 0.0, non_retryable=True, type="ProviderThrottled"
-        )
-    elif isinstance(exc, ProviderNotProcessed):
-        kind = "ProviderNotProcessed"
-    else:
-        kind = "ProviderOutcomeUnknown"
-    return ApplicationError(str(exc), exc.code, non_retryable=True, type=kind)
-
-
-def retry_later(exc: ProviderError) -> ApplicationError:
-    """A failed inquiry or cancel: whatever the provider answered, the payment's outcome is not
-    known from it, so the activity is tried again (after Retry-After when throttled)."""
-    delay = exc.retry_after if isinstance(exc, ProviderThrottled) else None
-    return ApplicationError(
-        str(exc),
-        exc.code,
-        type=f"Inquiry{type(exc).__name__}",
-        next_retry_delay=timedelta(seconds=delay) if delay else None,
-    )
 
 
 class RoutingConfig:

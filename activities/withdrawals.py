@@ -2,13 +2,13 @@
 
 import time
 from collections.abc import Mapping
-from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import fraud
+from activities.provider_failures import retry_later
 from activities.withdrawal_models import (
     EscalateInput,
     EscalateResult,
@@ -29,7 +29,7 @@ from db import withdrawals as withdrawal_store
 from db.models import Withdrawal
 from domain.fraud import RuleSource
 from domain.ledger import withdrawal_post, withdrawal_void
-from providers.errors import ProviderError, ProviderRejected, ProviderThrottled, ProviderTimeout
+from providers.errors import ProviderError, ProviderRejected, ProviderTimeout
 from providers.payout import PayoutOutcome, PayoutProviderClient
 
 
@@ -215,17 +215,6 @@ class WithdrawalActivities:
                 error_code=error_code,
                 latency_ms=int((time.monotonic() - started) * 1000),
             )
-
-
-def retry_later(exc: ProviderError) -> ApplicationError:
-    """Tried again (after Retry-After when throttled): an error never decides a payout."""
-    delay = exc.retry_after if isinstance(exc, ProviderThrottled) else None
-    return ApplicationError(
-        str(exc),
-        exc.code,
-        type=type(exc).__name__,
-        next_retry_delay=timedelta(seconds=delay) if delay else None,
-    )
 
 
 def _result(outcome: PayoutOutcome) -> PayoutResult:

@@ -5,8 +5,6 @@ client class registered for that type here, or by a module of `providers/connect
 declares `CONNECTOR_TYPE` and `CLIENT`. Several providers may share one type.
 """
 
-import importlib
-import pkgutil
 import ssl
 from collections.abc import Callable
 from functools import cache
@@ -19,6 +17,7 @@ from providers import connectors as connector_modules
 from providers.altyncard import AltynCardClient
 from providers.bankapp import BankAppClient
 from providers.card import CardProviderClient
+from providers.connectors import modules_by_type
 from providers.http import ProviderHttp
 from providers.kazbank import KazbankClient
 from providers.kzqr import KzqrClient
@@ -45,11 +44,9 @@ BUILT_IN_TYPES: dict[str, type[ProviderHttp]] = {
 def connector_types() -> dict[str, type[ProviderHttp]]:
     """Every connector type: the built-in ones and those of `providers/connectors/`."""
     types = dict(BUILT_IN_TYPES)
-    for module_info in pkgutil.iter_modules(connector_modules.__path__):
-        module = importlib.import_module(f"{connector_modules.__name__}.{module_info.name}")
-        name = getattr(module, "CONNECTOR_TYPE", None)
+    for name, module in modules_by_type(connector_modules.__name__).items():
         client = getattr(module, "CLIENT", None)
-        if isinstance(name, str) and isinstance(client, type) and issubclass(client, ProviderHttp):
+        if isinstance(client, type) and issubclass(client, ProviderHttp):
             types[name] = client
     return types
 
@@ -59,13 +56,10 @@ def payout_class(settings: Settings, provider: str) -> "type[PayoutProviderClien
     common payout API."""
     from providers.payout import PayoutProviderClient
 
-    kind = settings.connector(provider).type
-    for module_info in pkgutil.iter_modules(connector_modules.__path__):
-        module = importlib.import_module(f"{connector_modules.__name__}.{module_info.name}")
-        client = getattr(module, "PAYOUT_CLIENT", None)
-        same_type = getattr(module, "CONNECTOR_TYPE", None) == kind
-        if same_type and isinstance(client, type) and issubclass(client, PayoutProviderClient):
-            return client
+    module = modules_by_type(connector_modules.__name__).get(settings.connector(provider).type)
+    client = getattr(module, "PAYOUT_CLIENT", None)
+    if isinstance(client, type) and issubclass(client, PayoutProviderClient):
+        return client
     return PayoutProviderClient
 
 

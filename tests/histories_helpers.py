@@ -14,10 +14,11 @@ HISTORIES = Path(__file__).parent / "histories"
 RECORD_ENV = "PAY_RECORD_HISTORIES"
 
 
-async def keep(client: Client, workflow_id: str, name: str) -> None:
+async def keep(client: Client, workflow_id: str, name: str, *, run_id: str | None = None) -> None:
+    """Keep the workflow's history (with `run_id`: that run's, of a chain continued as new)."""
     target = os.environ.get(RECORD_ENV)
     if not target:
         return
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
     path = Path(target) / f"{name}.json"
     path.write_text(history.to_json(), encoding="utf-8")

@@ -23,18 +23,6 @@ api_server = gateway.api_server  # the API on the port the simulator calls back
 sim = gateway.sim  # the simulator's admin API, reset after each test
 
 
-async def _case(operator_api: httpx.AsyncClient, deposit_id: str) -> dict[str, Any]:
-    """The deposit's late-payment case once resolved (written by a workflow: no event)."""
-    for _ in range(400):
-        listed = (await operator_api.get("/v1/ops/late-payments")).json()["data"]
-        mine = [c for c in listed if c["deposit_id"] == deposit_id]
-        if mine and mine[0]["resolution"] != "open":
-            case: dict[str, Any] = mine[0]
-            return case
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"no resolved late-payment case for {deposit_id}")
-
-
 async def test_a_success_after_expiry_opens_a_case_and_credits_once(
     api: httpx.AsyncClient,
     operator_api: httpx.AsyncClient,
@@ -57,7 +45,7 @@ async def test_a_success_after_expiry_opens_a_case_and_credits_once(
     expired = await _finish(api, temporal_client, deposit, skip_time=True)
     assert expired["status"] == "expired"
 
-    case = await _case(operator_api, deposit["id"])
+    case = await _case_when(operator_api, deposit["id"], lambda c: c["resolution"] != "open")
     assert (case["provider"], case["policy"], case["resolution"]) == ("kzqr", "credit", "credited")
     assert case["deposit_status"] == "expired"
     await temporal_client.get_workflow_handle(

@@ -224,18 +224,4 @@ async def test_monitoring_runs_then_continues_as_new(
     latest = temporal_client.get_workflow_handle(workflow_id)
     await latest.terminate("recorded")
     assert (await latest.describe()).status == WorkflowExecutionStatus.TERMINATED
-    await keep_run(temporal_client, workflow_id, handle.first_execution_run_id, "monitoring")
-
-
-async def keep_run(client: Client, workflow_id: str, run_id: str | None, name: str) -> None:
-    """`keep` for one run of a workflow that continued as new."""
-    import os
-    from pathlib import Path
-
-    from tests.histories_helpers import RECORD_ENV
-
-    target = os.environ.get(RECORD_ENV)
-    if not target:
-        return
-    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-    (Path(target) / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
+    await keep(temporal_client, workflow_id, "monitoring", run_id=handle.first_execution_run_id)

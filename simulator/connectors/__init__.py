@@ -11,19 +11,11 @@ A module declares:
   currency, decline_code, event_id, sent_at); `CALLBACKS = False` when it sends none (polling).
 """
 
-import importlib
-import pkgutil
-from functools import cache
 from types import ModuleType
 
+from providers.connectors import modules_by_type
 
-@cache
+
 def plugins() -> dict[str, ModuleType]:
     """Connector type -> its simulator module."""
-    found: dict[str, ModuleType] = {}
-    for info in pkgutil.iter_modules(__path__):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        kind = getattr(module, "CONNECTOR_TYPE", None)
-        if isinstance(kind, str):
-            found[kind] = module
-    return found
+    return modules_by_type(__name__)
