@@ -39,16 +39,20 @@ class PaymentOutcome(BaseModel):
     funding: dict[str, Any] | None = None
 
 
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 class PaymentCallback(BaseModel):
     """A provider's callback in our terms (integer minor units, unified statuses and codes)."""
 
-    reference: str = Field(min_length=1, max_length=64)
-    status: str = Field(min_length=1, max_length=32)
+    # Printable only: a signed callback may still carry what PostgreSQL refuses (NUL).
+    reference: str = Field(min_length=1, max_length=64, pattern=_PRINTABLE)
+    status: str = Field(min_length=1, max_length=32, pattern=_PRINTABLE)
     amount: int | None = Field(default=None, ge=0)
-    currency: str | None = Field(default=None, max_length=3)
-    decline_code: str | None = Field(default=None, max_length=64)
-    provider_payment_id: str | None = Field(default=None, max_length=64)
-    event_id: str | None = Field(default=None, max_length=64)
+    currency: str | None = Field(default=None, max_length=3, pattern=_PRINTABLE)
+    decline_code: str | None = Field(default=None, max_length=64, pattern=_PRINTABLE)
+    provider_payment_id: str | None = Field(default=None, max_length=64, pattern=_PRINTABLE)
+    event_id: str | None = Field(default=None, max_length=64, pattern=_PRINTABLE)
 
 
 class CallbackNotUnderstood(ValueError):

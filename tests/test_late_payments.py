@@ -232,3 +232,21 @@ async def _case_when(
             return case
         await asyncio.sleep(0.05)
     raise AssertionError(f"no such late-payment case for {deposit_id}")
+
+
+async def test_a_signed_callback_with_a_nul_byte_is_refused_with_400(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Signed does not mean well-formed: a NUL in the reference never reaches the database."""
+    event = {
+        "reference": "dep_\x00x",
+        "status": "succeeded",
+        "amount": 1,
+        "currency": "KZT",
+        "provider_payment_id": "pay_x",
+        "event_id": "evt_nul",
+        "sent_at": "now",
+    }
+    body, headers = kzqr_callback(settings.webhook_secret("kzqr"), event)
+    answer = await api.post("/v1/webhooks/kzqr", content=body, headers=headers)
+    assert (answer.status_code, answer.json()["code"]) == (400, "invalid_callback"), answer.text
