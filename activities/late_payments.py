@@ -34,7 +34,7 @@ class OpenLateResult(BaseModel):
 
 class ResolveLateInput(BaseModel):
     case_id: int
-    resolution: Literal["credited", "refund_requested"]
+    resolution: Literal["credited", "refunded", "refund_requested"]
     ledger_transaction_id: int | None = None
     occurred_at: datetime
 

@@ -12,15 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 # The connector type each default provider speaks (providers.registry.CONNECTOR_TYPES).
 DEFAULT_CONNECTOR_TYPES: dict[str, str] = {
-    "kazcard": "common_card",
-    "altyncard": "altyncard",
     "kazbank": "kazbank",
-    "tengewallet": "tengewallet",
-    "bankapp": "bankapp",
-    "kzqr": "kzqr",
-    "payhub": "payhub",
     "halyk": "halyk_epay",
     "freedom": "freedom_pay",
+    "freedom_wallet": "freedom_pay_wallet",
     "cloudpayments": "cloudpayments",
     "kaspi_qr": "kaspi",
     "kaspi_pay": "kaspi",

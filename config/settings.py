@@ -25,21 +25,15 @@ DEV_CODEC_KEY = "ZGV2LW9ubHktY29kZWMta2V5LWNoYW5nZS1tZSEhISE="
 
 # The provider registry: which provider serves which method, for which amounts and cards.
 DEFAULT_PROVIDERS: tuple[ProviderRule, ...] = (
-    ProviderRule("kazcard", "card", priority=1, schemes=("visa", "mastercard")),
-    ProviderRule("altyncard", "card", priority=2, schemes=("visa", "mastercard", "unionpay")),
+    # Cards: Halyk ePay first, Freedom Pay (also UnionPay) and CloudPayments behind it.
+    ProviderRule("halyk", "card", priority=1, schemes=("visa", "mastercard")),
+    ProviderRule("freedom", "card", priority=2, schemes=("visa", "mastercard", "unionpay")),
+    ProviderRule("cloudpayments", "card", priority=3, schemes=("visa", "mastercard")),
+    # Bank transfer by IBAN, confirmed from the bank's statement lines.
     ProviderRule("kazbank", "bank_transfer", action_ttl_seconds=72 * 3600),
-    ProviderRule("tengewallet", "ewallet", max_amount_minor=1_000_000_00, action_ttl_seconds=1800),
-    ProviderRule("bankapp", "mobile_banking", action_ttl_seconds=900),
-    ProviderRule("kzqr", "qr", action_ttl_seconds=900),
-    ProviderRule("payhub", "aggregator", action_ttl_seconds=1800),
-    # Real providers' connectors (config/connectors.py), simulated until configured with a base
-    # URL; off in routing until an operator turns them on.
-    ProviderRule("halyk", "card", priority=3, schemes=("visa", "mastercard"), enabled=False),
-    ProviderRule("freedom", "card", priority=4, schemes=("visa", "mastercard"), enabled=False),
-    ProviderRule("cloudpayments", "card", priority=5, enabled=False),
-    ProviderRule("kaspi_qr", "qr", action_ttl_seconds=900, enabled=False),
-    ProviderRule("kaspi_pay", "mobile_banking", action_ttl_seconds=900, enabled=False),
-    ProviderRule("ioka", "aggregator", action_ttl_seconds=1800, enabled=False),
+    ProviderRule("kaspi_pay", "mobile_banking", action_ttl_seconds=900),
+    ProviderRule("kaspi_qr", "qr", action_ttl_seconds=900),
+    ProviderRule("ioka", "aggregator", action_ttl_seconds=1800),
 )
 
 
@@ -49,9 +43,8 @@ def _dev_webhook_secrets() -> dict[str, SecretStr]:
 
 
 def _dev_provider_secrets() -> dict[str, SecretStr]:
-    """Development secrets, one per provider (kazcard keeps the historical one)."""
+    """Development secrets, one per provider."""
     secrets = {rule.name: SecretStr(f"{DEV_SECRET}-{rule.name}") for rule in DEFAULT_PROVIDERS}
-    secrets["kazcard"] = SecretStr(DEV_SECRET)
     return secrets
 
 
@@ -83,7 +76,6 @@ class Settings(BaseSettings):
 
     # Providers.
     simulator_url: str = "http://127.0.0.1:8100"
-    card_provider: str = "kazcard"
     simulator_persist: bool = True  # keep simulated tokens and charges in data_dir between runs
     provider_http_timeout_seconds: float = Field(default=10.0, gt=0)
     provider_secrets: dict[str, SecretStr] = Field(default_factory=_dev_provider_secrets)
@@ -131,7 +123,7 @@ class Settings(BaseSettings):
 
     # Ledger: shards per busy house account; provider fees in basis points of the amount.
     ledger_house_shards: int = Field(default=8, ge=1, le=256)
-    provider_fee_bps: dict[str, int] = Field(default_factory=lambda: {"kazcard": 150})
+    provider_fee_bps: dict[str, int] = Field(default_factory=lambda: {"halyk": 150})
 
     # Supported currencies; KZT is the product's currency.
     currencies: frozenset[str] = frozenset({"KZT"})
@@ -160,10 +152,12 @@ class Settings(BaseSettings):
     # Withdrawals: the payout provider per method, amount bounds, review and four-eyes rules.
     payout_providers: dict[str, str] = Field(
         default_factory=lambda: {
-            "card": "kazcard",
-            "bank_transfer": "kazcard",
-            "ewallet": "kazcard",
-            "mobile_banking": "kazcard",
+            # Cards through Freedom Pay's own payout API (to a card it vaulted); the rest as
+            # outgoing transfers of the operator's bank (to an IBAN, a wallet account, a phone).
+            "card": "freedom",
+            "bank_transfer": "kazbank",
+            "ewallet": "kazbank",
+            "mobile_banking": "kazbank",
         }
     )
     # Their risk rules (large amount, new destination, low turnover, ...) are in the fraud rules.

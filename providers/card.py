@@ -3,7 +3,7 @@ idempotent on our reference.
 
 `CardProviderClient` runs a `CardConnector` spec; its default is the simulator's common
 `/tokens` and `/charges` API. An acquirer with an API of its own is a spec of its own
-(`providers.altyncard`).
+(`providers.connectors.*`).
 """
 
 from collections.abc import Callable, Mapping
@@ -41,6 +41,9 @@ class ChargeOutcome(BaseModel):
     amount: int
     currency: str
     action_url: str | None = None
+    # Fields the payer's browser POSTs to `action_url` (3-D Secure v1: PaReq and MD); the
+    # platform adds TermUrl, where the issuer's ACS posts the result back.
+    action_form: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ interface.
 States NEW | PAID | REJECTED | EXPIRED | CANCELLED; errors {errorCode, errorMessage}; API key in
 `X-Api-Key`; callbacks JSON signed `X-KazBank-Signature: sha256=<hex>` over `{unix ms}:{body}`.
 Money is a decimal string of tenge on the wire and integer tiyn here (`providers.amounts`).
+The statement of the operator's account (camt.053, CSV): `providers.reports.kazbank`.
 """
 
 from typing import Any

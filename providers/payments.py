@@ -4,9 +4,8 @@ the provider's callbacks.
 
 `PaymentProviderClient` runs a `PaymentConnector` spec; its default is the simulator's common
 `/payments` API and its callbacks (`providers.signing.sign`). Providers with an API of their own
-are specs of their own (`providers.kazbank`, `providers.tengewallet`, `providers.bankapp`,
-`providers.kzqr`, `providers.payhub`), translated at this boundary, so the activities see one
-interface.
+are specs of their own (`providers.kazbank`, `providers.connectors.*`), translated at this
+boundary, so the activities see one interface.
 """
 
 import json

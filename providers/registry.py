@@ -14,29 +14,19 @@ import httpx
 
 from config import Settings, get_settings
 from providers import connectors as connector_modules
-from providers.altyncard import AltynCardClient
-from providers.bankapp import BankAppClient
 from providers.card import CardProviderClient
 from providers.connectors import modules_by_type
 from providers.http import ProviderHttp
 from providers.kazbank import KazbankClient
-from providers.kzqr import KzqrClient
-from providers.payhub import PayHubClient
 from providers.payments import PaymentProviderClient
-from providers.tengewallet import TengeWalletClient
 
 if TYPE_CHECKING:
     from providers.payout import PayoutProviderClient
 
 BUILT_IN_TYPES: dict[str, type[ProviderHttp]] = {
     "common_card": CardProviderClient,
-    "altyncard": AltynCardClient,
     "common_payments": PaymentProviderClient,
     "kazbank": KazbankClient,
-    "tengewallet": TengeWalletClient,
-    "bankapp": BankAppClient,
-    "kzqr": KzqrClient,
-    "payhub": PayHubClient,
 }
 
 

@@ -1,12 +1,12 @@
 """The simulator's HTTP API: provider endpoints, player-facing pages, and `/admin` to steer it.
 
-Providers come from the same registry as the platform's (`Settings.providers`): card acquirers
-speak `/providers/{name}/tokens|charges` (AltynCard its own `/gateway/...` API,
-`simulator.card_dialects`), the asynchronous providers (bank transfer, e-wallet,
-mobile banking, QR, aggregator) speak `/providers/{name}/payments`, except those with an API of
-their own (`simulator.dialects`: KazBank's transfer instructions, TengeWallet's invoices,
-BankApp's push requests, KZQR's QR orders, PayHub's checkout sessions). Each authenticates with
-its own secret and signs its callbacks with it, in its own format.
+Providers come from the same registry as the platform's (`Settings.providers`) and speak the API
+of their connector type: the real providers' APIs (`simulator.connectors`: Halyk ePay, Freedom
+Pay, CloudPayments, Kaspi, ioka), the operator's bank (`simulator.dialects`: KazBank's transfer
+instructions), or, for a provider configured with the generic types `common_card` /
+`common_payments`, the simulator's own `/providers/{name}/tokens|charges|payments`. Each
+authenticates with its own secret and signs its callbacks with its webhook secret, in its own
+format.
 
 `/admin` steers them: each provider's misbehaviour (`simulator.behaviour.Behaviour`: latency,
 declines, 5xx before or after processing, dropped connections, throttling, expired credentials,
@@ -28,7 +28,6 @@ from pydantic import BaseModel, Field
 from config import Settings, get_settings
 from simulator.behaviour import Behaviour, BehaviourState
 from simulator.callbacks import CallbackSender
-from simulator.card_dialects import CARD_DIALECTS, card_dialects_router
 from simulator.cards import (
     CardProvider,
     Charge,
@@ -167,7 +166,7 @@ class Registry:
         return bool(getattr(plugin, "CALLBACKS", True)), getattr(plugin, "encode_callback", None)
 
     def notify_payment(self, provider: AsyncProvider, payment: Payment) -> None:
-        dialect = DIALECTS.get(provider.name)
+        dialect = DIALECTS.get(self.connector_type(provider.name))
         sends, plugin_encoder = self._plugin_encoder(provider.name)
         if not sends:
             return
@@ -235,13 +234,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry.behaviour(name).admit(name)
 
     def card_provider(name: str, authorization: str = Header(default="")) -> CardProvider:
-        if name not in registry.cards or name in CARD_DIALECTS or registry.speaks_own(name):
+        if name not in registry.cards or registry.speaks_own(name):
             raise SimulatorError(404, "unknown_provider", f"no card provider {name!r}")
         authorize(name, authorization)
         return registry.cards[name]
 
     def async_provider(name: str, authorization: str = Header(default="")) -> AsyncProvider:
-        if name not in registry.payments or name in DIALECTS or registry.speaks_own(name):
+        if (
+            name not in registry.payments
+            or registry.connector_type(name) in DIALECTS
+            or registry.speaks_own(name)
+        ):
             raise SimulatorError(404, "unknown_provider", f"no payment provider {name!r}")
         authorize(name, authorization)
         return registry.payments[name]
@@ -414,7 +417,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dialects_router(registry))
     for plugin in plugins().values():
         app.include_router(plugin.router(registry))
-    app.include_router(card_dialects_router(registry))
     app.include_router(pages_router(registry))
     app.include_router(payout_router(settings, store, registry.payouts))
     return app

@@ -80,6 +80,13 @@ async def test_the_reported_cardholder_is_judged_against_the_player(
     assert answer.headers["content-type"].startswith("application/xml")  # its signed answer
     shown = (await api.get(f"/v1/deposits/{deposit['id']}")).json()
     assert ("card_holder_mismatch" in shown["risk"]["reasons"]) is not matches
+    # Credited already: someone else's card puts the deposit in review and the person's
+    # withdrawals wait for it (issue 18); the player's own card changes nothing.
+    review = shown["risk"].get("review")
+    if matches:
+        assert review is None
+    else:
+        assert (review["mode"], review["status"]) == ("credit", "pending")
     async with sessions() as session:
         stored = await session.scalar(
             text("SELECT risk FROM deposits WHERE id = :id"), {"id": deposit["id"]}

@@ -277,6 +277,24 @@ async def test_a_held_payment_is_taken_before_it_is_reported() -> None:
     assert "invoiceID" not in form(halyk.tokens[1])
 
 
+async def test_a_late_hold_is_released_not_taken_when_the_deposit_moved_on() -> None:
+    """An inquiry for a deposit that already succeeded elsewhere (or expired) finds money only
+    held: it cancels the hold; the charge operation is never sent."""
+    statuses = iter(["status_auth.json", "status_auth.json", "status_cancel.json"])
+
+    def route(request: httpx.Request) -> httpx.Response:
+        if request.url.path == f"/operation/{TRANSACTION}/cancel":
+            return httpx.Response(200)
+        return answer(next(statuses))
+
+    halyk = Halyk(route)
+    outcome = await halyk.client().get_charge(REFERENCE, release_held=True)
+    assert outcome is not None
+    assert outcome.status == "cancelled"
+    assert f"POST /operation/{TRANSACTION}/cancel" in halyk.paths()
+    assert f"POST /operation/{TRANSACTION}/charge" not in halyk.paths()
+
+
 @pytest.mark.parametrize(
     "capture",
     [

@@ -33,6 +33,7 @@ CASES: list[tuple[str, str, dict[str, Any], str | None]] = [
     ("kaspi_qr", "qr", {}, "confirm"),
     ("kaspi_pay", "mobile_banking", {"phone": "+77011234567"}, "confirm"),
     ("ioka", "aggregator", {"return_url": "https://casino.example/back"}, "confirm"),
+    ("freedom_wallet", "ewallet", {"wallet_account": "+77011234567"}, "confirm"),
 ]
 
 

@@ -15,18 +15,23 @@ from datetime import timedelta
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deposits import DepositActivities
-    from activities.gateway_models import InquiryInput
+    from activities.gateway_models import InquiryInput, ProviderCallResult
     from activities.late_payments import (
         LatePaymentActivities,
         OpenLateInput,
         ResolveLateInput,
     )
     from activities.models import CreditDepositInput
-    from workflows.steps import StuckGuard
+    from activities.refunds import RefundActivities, RefundAtProviderInput
+    from workflows.steps import StuckGuard, reason
+
+# Released change: a case to refund is refunded through the connector that took the money
+# (before, it was only recorded as `refund_requested`). Older histories keep their path.
+REFUND_AT_PROVIDER = "late-refund-at-provider"
 
 
 class LatePaymentInput(BaseModel):
@@ -39,7 +44,8 @@ class LatePaymentInput(BaseModel):
 
 
 class LatePaymentResult(BaseModel):
-    # not_confirmed | not_late | credited | refund_requested | manual | already_resolved
+    # not_confirmed | not_late | credited | refunded | refund_requested | refund_pending
+    # | manual | already_resolved
     outcome: str
     case_id: int | None = None
 
@@ -98,6 +104,11 @@ class LatePaymentWorkflow:
             )
             transaction_id = credit.transaction_id
         resolution = "credited" if case.policy == "credit" else "refund_requested"
+        if case.policy == "refund" and workflow.patched(REFUND_AT_PROVIDER):
+            outcome = await self._refund(inp, guard, case.case_id, answer)
+            if outcome != "refunded":  # the case stays open for reconciliation or an operator
+                return LatePaymentResult(outcome=outcome, case_id=case.case_id)
+            resolution = "refunded"
         await guard.run(
             LatePaymentActivities.resolve_late_payment,
             ResolveLateInput(
@@ -108,3 +119,44 @@ class LatePaymentWorkflow:
             ),
         )
         return LatePaymentResult(outcome=resolution, case_id=case.case_id)
+
+    async def _refund(
+        self, inp: LatePaymentInput, guard: StuckGuard, case_id: int, answer: ProviderCallResult
+    ) -> str:
+        """The money goes back through the provider that took it, under a key of the case: asked
+        again only while the request never reached it; a refusal or an unknown outcome is flagged
+        stuck (refunding twice is worse than waiting for the provider's report)."""
+        try:
+            await workflow.execute_activity_method(
+                RefundActivities.refund_at_provider,
+                RefundAtProviderInput(
+                    refund_id=f"late-{case_id}",
+                    deposit_id=inp.deposit_id,
+                    provider=inp.provider,
+                    amount_minor=answer.amount_minor or inp.amount_minor,
+                    currency=answer.currency or inp.currency,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(
+                    maximum_attempts=5,
+                    non_retryable_error_types=[
+                        "RefundRefused",
+                        "RefundOutcomeUnknown",
+                        "NoRefunds",
+                    ],
+                ),
+            )
+        except ActivityError as err:
+            cause = err.cause
+            kind = cause.type if isinstance(cause, ApplicationError) else "timeout"
+            if kind in ("RefundRefused", "NoRefunds", "RefundNotSent"):
+                code = (
+                    str(cause.details[0])
+                    if isinstance(cause, ApplicationError) and cause.details
+                    else str(kind)
+                )
+                await guard.flag(f"late_refund_refused_at:{inp.provider}", reason("refused", code))
+                return "refund_refused"
+            await guard.flag(f"late_refund_outcome_unknown_at:{inp.provider}", kind or "unknown")
+            return "refund_pending"
+        return "refunded"

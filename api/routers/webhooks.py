@@ -1,20 +1,19 @@
 """Providers' callbacks: `POST /v1/webhooks/{provider}`.
 
 Verified before anything else, the way that provider signs (`providers.registry.payment_dialect`:
-by default HMAC-SHA256 over `{timestamp}.{raw body}`; KazBank, TengeWallet, BankApp, KZQR and
-PayHub sign their own way) with that provider's secret, and a timestamp within the tolerance
-(5 minutes). An unsigned, forged or replayed callback is 401 and changes nothing. A verified one
-becomes a signal to the payment's workflow (id derived from our reference, the deposit id). The
-signal is a hint: the workflow asks the provider, and only the provider's answer with the
-deposit's exact amount and currency credits it (every provider, whatever its signature scheme).
-Each delivery is taken once, by provider and event id (or the body's hash): the same delivery
-again is answered 200 `duplicate` and changes nothing. A success for a deposit that already
-expired or failed, or succeeded at another provider, is never dropped: it starts the deposit's
-`LatePaymentWorkflow`, which confirms it at the provider and applies the late-payment policy.
-A payment reported for another amount or currency than the deposit's (a bank transfer of the
-wrong sum) is not credited; it raises a critical `amount_mismatch` alert for the operators,
-since the money arrived at the provider all the same.
-"""
+by default HMAC-SHA256 over `{timestamp}.{raw body}`; KazBank and the real providers' connectors
+sign their own way) with that provider's secret, and a timestamp within the tolerance (5 minutes).
+An unsigned, forged or replayed callback is 401 and changes nothing. A verified one becomes a
+signal to the payment's workflow (id derived from our reference, the deposit id). The signal is a
+hint: the workflow asks the provider, and only the provider's answer with the deposit's exact
+amount and currency credits it (every provider, whatever its signature scheme). Each delivery is
+taken once, by provider and event id (or the body's hash): the same delivery again is answered 200
+`duplicate` and changes nothing. A success for a deposit that already expired or failed, or
+succeeded at another provider, is never dropped: it starts the deposit's `LatePaymentWorkflow`,
+which confirms it at the provider and applies the late-payment policy. A payment reported for
+another amount or currency than the deposit's (a bank transfer of the wrong sum) is not credited;
+it raises a critical `amount_mismatch` alert for the operators, since the money arrived at the
+provider all the same."""
 
 import hashlib
 import inspect

@@ -40,10 +40,10 @@ cache). Notifications (Check, Pay, Fail, Cancel, Refund) are JSON signed with
 caught by the event id, `{kind}:{TransactionId}`, and a callback is only a hint the workflow
 checks by inquiry); they are answered `{"code": 0}` (`callback_ack`).
 
-3-D Secure: the charge's `action_url` is the AcsUrl. A real ACS wants PaReq, MD (the
-TransactionId) and TermUrl POSTed to it as a form, and posts PaRes and MD back to TermUrl, where
-`complete_3ds` finishes the payment (nothing is charged until it does); `ChargeOutcome` cannot
-carry PaReq yet, so a real account needs the platform to render that form and serve a TermUrl.
+3-D Secure: the charge's `action_url` is the AcsUrl and its `action_form` PaReq and MD (the
+TransactionId); the deposit's `next_action` asks the payer's browser to POST them, with our
+TermUrl (`/v1/deposits/{id}/3ds`), to the ACS, which posts PaRes and MD back to TermUrl, where
+`complete_3ds` finishes the payment (nothing is charged until it does).
 
 Assumptions (unconfirmed, verify against the CloudPayments KZ sandbox before production): the
 KZ API root and that it speaks exactly the documented RU API; that `payments/cards/tokenize`
@@ -72,6 +72,10 @@ credited, and the deposit's cancel voids it); that `payments/void` accepts a tra
 3-D Secure; that `payments/find` also finds payouts by their InvoiceId, and that a payout is
 final when it answers (Authorized or AwaitingAuthentication there is read as still processing,
 an outcome not known yet); the StatusCode numbers, which are never read (the Status name is).
+
+Daily reports (reconciliation): `providers.reports.cloudpayments`, whose docstring gives
+the report's format and what the public sources do not confirm about it (no report API of this
+provider is publicly documented: the endpoint and format there are assumed).
 """
 
 import base64
@@ -287,6 +291,7 @@ def payment_outcome(answer: Any, reference: str, amount: int, currency: str) -> 
         amount=amount,
         currency=currency,
         action_url=str(model["AcsUrl"]),
+        action_form={"PaReq": str(model["PaReq"]), "MD": str(model["TransactionId"])},
     )
 
 

@@ -26,6 +26,8 @@ our reference; nothing else is random but the salt.
 - the result callback to `pg_result_url`: a form with pg_order_id, pg_payment_id, pg_amount,
   pg_currency, pg_result 1 | 0, pg_can_reject, pg_card_pan (masked), pg_card_owner (cardholder),
   pg_failure_code, pg_salt, pg_sig; the merchant answers signed XML (`callback_ack`)
+- the page, inquiry, cancel, refund and result callback are `PaymentPages`, shared with the
+  e-wallet connector (`providers.connectors.freedom_pay_wallet`, the payer sent to a wallet)
 - payouts, signed with the payout secret (`ConnectorConfig.payout_secret`, else the API one):
   `POST /api/reg2reg` (pg_order_id, pg_amount, pg_description, pg_order_time_limit, pg_user_id,
   pg_card_token_to, pg_post_link) to a saved card; `POST /api/status` (pg_order_id)
@@ -63,15 +65,19 @@ polls payouts); the callback signed for the script of our result URL, `/v1/webho
 secret key), without a timestamp (a replay verifies: it is only a hint the workflow confirms by
 inquiry, taken once per `{pg_payment_id}:{pg_result}`), and answered `pg_status` ok whatever we
 made of it; `pg_merchant_id` "500000" in development when `ConnectorConfig.merchant_id` is unset.
+
+Daily reports (reconciliation): `providers.reports.freedom_pay`, whose docstring gives the report's
+format and what the public sources do not confirm about it (no report API of this provider is
+publicly documented: the endpoint and format there are assumed).
 """
 
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl
 from xml.etree.ElementTree import Element, ParseError, SubElement, tostring
 
@@ -441,7 +447,7 @@ def result_callback(body: bytes) -> FreedomPayCallback:
         raise CallbackNotUnderstood(str(exc)) from exc
 
 
-# -- cards --------------------------------------------------------------------------------------
+# -- payments on Freedom Pay's page, and cards ------------------------------------------------
 
 
 class RefundOutcome(BaseModel):
@@ -453,7 +459,142 @@ class RefundOutcome(BaseModel):
     status: str  # the charge's, in ours (fully refunded: cancelled)
 
 
-class FreedomPayClient(_Signed, CardProviderClient):
+T = TypeVar("T")
+Parse = Callable[[Mapping[str, str]], T]
+# The statuses of a payment still waiting for the payer (what cancel.php can abandon).
+WAITING = frozenset(raw for raw, ours in VOCABULARY.statuses.items() if ours == "requires_action")
+
+
+class PaymentPages(_Signed):
+    """What Freedom Pay's payment clients share, whatever the payer pays with (a card, a
+    wallet): a payment opened on Freedom Pay's page (init_payment.php), found by our reference
+    (get_status.php), abandoned while unpaid (cancel.php), refunded (revoke.php), and the result
+    callback, signed for the script of our result URL (`callback_script`). Each client reads a
+    payment in its own terms (`parse`)."""
+
+    callback_script: ClassVar[str] = CALLBACK_SCRIPT
+
+    async def _open_page(
+        self,
+        *,
+        reference: str,
+        amount: int,
+        currency: str,
+        callback_url: str,
+        description: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> ChargeOutcome:
+        """init_payment.php (with the flow's `extra` fields): `requires_action`, the payer's
+        next step being `action_url`, until the page's result (callback or inquiry)."""
+        fields = {
+            "pg_order_id": reference,
+            "pg_amount": self.spec.money.encode(amount),
+            "pg_currency": currency,
+            "pg_description": description or f"Deposit {reference}",
+            "pg_result_url": callback_url,
+            **(extra or {}),
+        }
+        answer = await self._script(INIT_PATH, fields, self._secret)
+
+        def page(data: Mapping[str, str]) -> ChargeOutcome:
+            if not data["pg_redirect_url"] or not data["pg_payment_id"]:
+                raise ValueError("init_payment.php answered no payment page")
+            return ChargeOutcome(
+                reference=reference,
+                charge_id=data["pg_payment_id"],
+                status="requires_action",
+                amount=amount,
+                currency=currency,
+                action_url=data["pg_redirect_url"],
+            )
+
+        return self._parsed(page, answer.fields)
+
+    async def _payment(self, reference: str, parse: Parse[T]) -> T | None:
+        """get_status.php by our reference, read by `parse`; None: never seen."""
+        answer = await self._found(STATUS_PATH, {"pg_order_id": reference}, self._secret)
+        return None if answer is None else self._parsed(parse, answer.fields)
+
+    async def _close_page(self, reference: str, parse: Parse[T]) -> T | None:
+        """Abandon a payment waiting for the payer (cancel.php); a settled one is returned as
+        it is, an unknown one is None (Freedom Pay cancels by its payment id only: an inquiry
+        first)."""
+        answer = await self._found(STATUS_PATH, {"pg_order_id": reference}, self._secret)
+        if answer is None:
+            return None
+        current = self._parsed(parse, answer.fields)  # unreadable: nothing is sent
+        if answer.fields["pg_transaction_status"] not in WAITING:
+            return current
+        fields = {"pg_payment_id": answer.fields["pg_payment_id"], "pg_order_id": reference}
+        try:
+            await self._script(CANCEL_PATH, fields, self._secret)
+        except ProviderRejected as exc:
+            if exc.code != "cannot_revoke":  # settled meanwhile: the inquiry below tells
+                raise
+        return await self._payment(reference, parse)
+
+    async def refund(self, reference: str, amount: int, currency: str) -> RefundOutcome:
+        """Refund `amount` of a succeeded payment (revoke.php; all of it or part). Not
+        idempotent at Freedom Pay: after a lost answer, inquire (`refunded`) before asking
+        again."""
+        current = await self._payment(reference, lambda data: payment_outcome(data, reference))
+        if current is None:
+            raise ProviderRejected(self.provider, "not_found", f"no payment {reference!r}")
+        if current.status != "succeeded":
+            raise ProviderRejected(self.provider, "not_refundable", f"payment is {current.status}")
+        if currency != current.currency:
+            raise ProviderRejected(self.provider, "currency_mismatch", f"payment in {currency}")
+        fields = {
+            "pg_payment_id": current.charge_id,
+            "pg_order_id": reference,
+            "pg_refund_amount": self.spec.money.encode(amount),
+        }
+        await self._script(REVOKE_PATH, fields, self._secret)
+        after = await self._found(STATUS_PATH, {"pg_order_id": reference}, self._secret)
+        if after is None:
+            raise ProviderOutcomeUnknown(self.provider, "not_found", "refunded payment vanished")
+
+        def refunded(data: Mapping[str, str]) -> RefundOutcome:
+            outcome = payment_outcome(data, reference)
+            return RefundOutcome(
+                reference=reference,
+                charge_id=outcome.charge_id,
+                amount=outcome.amount,
+                refunded=_amount(data, "pg_refund_amount") if data.get("pg_refund_amount") else 0,
+                currency=outcome.currency,
+                status=outcome.status,
+            )
+
+        return self._parsed(refunded, after.fields)
+
+    @classmethod
+    def verify_callback(
+        cls,
+        secret: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        now: float,
+        tolerance_seconds: int,
+        script: str | None = None,
+    ) -> None:
+        """Raise SignatureError unless `pg_sig` signs the callback (for `script`, by default
+        the client's `callback_script`). It has no timestamp, so `now` and the tolerance
+        cannot apply: a replay verifies, and is only a hint."""
+        verify_result_callback(secret, body, script or cls.callback_script)
+
+    @classmethod
+    def parse_callback(cls, body: bytes) -> FreedomPayCallback:
+        return result_callback(body)
+
+    @classmethod
+    def callback_ack(cls, secret: str, *, script: str | None = None) -> tuple[bytes, str]:
+        """The merchant's answer to a result callback: signed XML, `pg_status` ok."""
+        signed = signed_xml(script or cls.callback_script, {"pg_status": "ok"}, secret, new_salt())
+        return signed, "application/xml"
+
+
+class FreedomPayClient(PaymentPages, CardProviderClient):
     """Freedom Pay's card API (see the module)."""
 
     spec = SPEC
@@ -499,106 +640,22 @@ class FreedomPayClient(_Signed, CardProviderClient):
     ) -> ChargeOutcome:
         """A payment on Freedom Pay's page (init_payment.php): `requires_action`, the player's
         next step being `action_url`, until the page's result (callback or inquiry)."""
-        fields = {
-            "pg_order_id": reference,
-            "pg_amount": self.spec.money.encode(amount),
-            "pg_currency": currency,
-            "pg_description": description or f"Deposit {reference}",
-            "pg_result_url": callback_url,
-        }
-        answer = await self._script(INIT_PATH, fields, self._secret)
-
-        def page(data: Mapping[str, str]) -> ChargeOutcome:
-            if not data["pg_redirect_url"] or not data["pg_payment_id"]:
-                raise ValueError("init_payment.php answered no payment page")
-            return ChargeOutcome(
-                reference=reference,
-                charge_id=data["pg_payment_id"],
-                status="requires_action",
-                amount=amount,
-                currency=currency,
-                action_url=data["pg_redirect_url"],
-            )
-
-        return self._parsed(page, answer.fields)
+        return await self._open_page(
+            reference=reference,
+            amount=amount,
+            currency=currency,
+            callback_url=callback_url,
+            description=description,
+        )
 
     async def get_charge(self, reference: str) -> ChargeOutcome | None:
         """Status inquiry by our reference; None means the provider never saw the charge."""
-        answer = await self._found(STATUS_PATH, {"pg_order_id": reference}, self._secret)
-        if answer is None:
-            return None
-        return self._parsed(self.spec.outcome, (answer.fields, reference))
+        return await self._payment(reference, lambda data: self.spec.outcome((data, reference)))
 
     async def cancel_charge(self, reference: str) -> ChargeOutcome | None:
         """Abandon a payment waiting for the player (cancel.php); a settled one is returned as it
         is, an unknown one is None (Freedom Pay cancels by its payment id only)."""
-        current = await self.get_charge(reference)
-        if current is None or current.status != "requires_action":
-            return current
-        fields = {"pg_payment_id": current.charge_id, "pg_order_id": reference}
-        try:
-            await self._script(CANCEL_PATH, fields, self._secret)
-        except ProviderRejected as exc:
-            if exc.code != "cannot_revoke":  # settled meanwhile: the inquiry below tells
-                raise
-        return await self.get_charge(reference)
-
-    async def refund(self, reference: str, amount: int, currency: str) -> RefundOutcome:
-        """Refund `amount` of a succeeded charge (revoke.php; all of it or part). Not idempotent
-        at Freedom Pay: after a lost answer, inquire (`refunded`) before asking again."""
-        current = await self.get_charge(reference)
-        if current is None:
-            raise ProviderRejected(self.provider, "not_found", f"no payment {reference!r}")
-        if current.status != "succeeded":
-            raise ProviderRejected(self.provider, "not_refundable", f"payment is {current.status}")
-        if currency != current.currency:
-            raise ProviderRejected(self.provider, "currency_mismatch", f"payment in {currency}")
-        fields = {
-            "pg_payment_id": current.charge_id,
-            "pg_order_id": reference,
-            "pg_refund_amount": self.spec.money.encode(amount),
-        }
-        await self._script(REVOKE_PATH, fields, self._secret)
-        after = await self._found(STATUS_PATH, {"pg_order_id": reference}, self._secret)
-        if after is None:
-            raise ProviderOutcomeUnknown(self.provider, "not_found", "refunded payment vanished")
-
-        def refunded(data: Mapping[str, str]) -> RefundOutcome:
-            outcome = payment_outcome(data, reference)
-            return RefundOutcome(
-                reference=reference,
-                charge_id=outcome.charge_id,
-                amount=outcome.amount,
-                refunded=_amount(data, "pg_refund_amount") if data.get("pg_refund_amount") else 0,
-                currency=outcome.currency,
-                status=outcome.status,
-            )
-
-        return self._parsed(refunded, after.fields)
-
-    @classmethod
-    def verify_callback(
-        cls,
-        secret: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        *,
-        now: float,
-        tolerance_seconds: int,
-        script: str = CALLBACK_SCRIPT,
-    ) -> None:
-        """Raise SignatureError unless `pg_sig` signs the callback. It has no timestamp, so
-        `now` and the tolerance cannot apply: a replay verifies, and is only a hint."""
-        verify_result_callback(secret, body, script)
-
-    @classmethod
-    def parse_callback(cls, body: bytes) -> FreedomPayCallback:
-        return result_callback(body)
-
-    @classmethod
-    def callback_ack(cls, secret: str, *, script: str = CALLBACK_SCRIPT) -> tuple[bytes, str]:
-        """The merchant's answer to a result callback: signed XML, `pg_status` ok."""
-        return signed_xml(script, {"pg_status": "ok"}, secret, new_salt()), "application/xml"
+        return await self._close_page(reference, lambda data: self.spec.outcome((data, reference)))
 
 
 # -- payouts ------------------------------------------------------------------------------------

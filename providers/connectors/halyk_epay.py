@@ -47,6 +47,10 @@ cancels); the error codes of `ERRORS` and that a reused invoice id is a 409; whe
 endpoint is (the OAuth host of `OAUTH_HOSTS` for Halyk's own API hosts, else
 `{API root}/oauth2/token`). Not configured, the client id and the terminal (`client_id`,
 `merchant_id`) are the provider's name and the client secret its API secret.
+
+Daily reports (reconciliation): `providers.reports.halyk_epay`, whose docstring gives the report's
+format and what the public sources do not confirm about it (no report API of this provider is
+publicly documented: the endpoint and format there are assumed).
 """
 
 import asyncio
@@ -646,13 +650,20 @@ class HalykEpayClient(CardProviderClient):
         except ProviderNotProcessed as exc:  # the payment is held there all the same
             raise ProviderOutcomeUnknown(self.provider, "not_captured", str(exc)) from exc
 
-    async def get_charge(self, reference: str) -> ChargeOutcome | None:
+    async def get_charge(
+        self, reference: str, *, release_held: bool = False
+    ) -> ChargeOutcome | None:
         """Status inquiry by our reference; None means Halyk never saw the invoice. A held
-        payment (AUTH) is taken first: ours, asked for, and never reported as only held."""
+        payment (AUTH) is taken first: ours, asked for, and never reported as only held —
+        unless the deposit has moved on (`release_held`: a late request that landed after
+        failover or expiry), when the hold is cancelled instead: taking it would charge the
+        payer a second time."""
         found = await self._status(reference)
         if found is None:
             return None
         if found.status_name == HELD:
+            if release_held:
+                return await self.cancel_charge(reference)
             return await self._capture(reference, found)
         return found.outcome
 

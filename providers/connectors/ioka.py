@@ -53,6 +53,10 @@ from something in front of it, so it stays unknown); the refund answer carries i
 (listed as required by 2.8.0; the requested amount is reported when it is absent); and the codes
 `BadGateway` and `ProcessingDeadlineReachedError` leave the outcome unknown whatever the HTTP
 status, since ioka may have reached the acquirer.
+
+Daily reports (reconciliation): `providers.reports.ioka`, whose docstring gives the report's
+format and what the public sources do not confirm about it (no report API of this provider is
+publicly documented: the endpoint and format there are assumed).
 """
 
 import hashlib
@@ -165,7 +169,7 @@ def verify(
         raise SignatureError(
             "signature_missing", f"{SIGNATURE_HEADER} and {TIMESTAMP_HEADER} required"
         )
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise SignatureError("invalid_timestamp", "timestamp is not unix seconds")
     given = signature.strip().lower()
     expected = sign(secret, int(timestamp), body)

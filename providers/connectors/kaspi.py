@@ -62,6 +62,10 @@ QrCodeScanWaitTimeout applies, our `expires_in_seconds` is not sent); the QrToke
 to encode in the QR; the DeviceToken kept in `api_secret` and the BIN in `merchant_id` (the
 configuration has no fields of those names); the method of a payment found by inquiry taken from
 the provider (`PROVIDER_METHODS`), else from the QR it carries.
+
+Daily reports (reconciliation): `providers.reports.kaspi`, whose docstring gives the report's
+format and what the public sources do not confirm about it (no report API of this provider is
+publicly documented: the endpoint and format there are assumed).
 """
 
 import json
@@ -230,7 +234,7 @@ def national_phone(phone: object) -> str:
     if not isinstance(phone, str) or len(phone) != 12 or not phone.startswith("+77"):
         raise ValueError(f"not a Kazakh mobile number +77XXXXXXXXX: {phone!r}")
     digits = phone[2:]
-    if not digits.isdigit():
+    if not (digits.isascii() and digits.isdigit()):
         raise ValueError(f"not a Kazakh mobile number +77XXXXXXXXX: {phone!r}")
     return digits
 
@@ -308,7 +312,7 @@ def _kaspi_id(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, int | str) or str(value) in ("", "0"):
         raise ValueError(f"not a Kaspi id: {value!r}")
     text = str(value)
-    if not text.lstrip("-").isdigit():
+    if not (text.isascii() and text.lstrip("-").isdigit()):
         raise ValueError(f"not a Kaspi id: {value!r}")
     return text
 

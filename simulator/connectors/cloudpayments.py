@@ -14,8 +14,10 @@ else the provider's name; the secret its provider secret), answered `{Success, M
 - `payments/tokens/charge` {Amount, Currency, AccountId, Token, InvoiceId, TrInitiatorCode} ->
   a transaction (Completed: Success true; Declined with Reason and ReasonCode: Success false), or
   for 4000000000003220 the 3-D Secure request: Success false, Model {TransactionId, PaReq,
-  AcsUrl}. AcsUrl is the simulator's 3-D Secure page, which here stands for the issuer's ACS,
-  our TermUrl and `post3ds` at once: passing or failing it there settles the payment.
+  AcsUrl}. AcsUrl is the simulator's 3-D Secure page `/pay/{name}/{reference}`: POSTed PaReq,
+  MD and TermUrl as a browser does, it is the issuer's ACS, whose buttons post PaRes and MD to
+  TermUrl (the platform then calls `post3ds`); its GET page and `/confirm` stand for the ACS,
+  TermUrl and `post3ds` at once (passing or failing it there settles the payment).
 - `payments/cards/post3ds` {TransactionId, PaRes}: the simulator's ACS answers a passed challenge
   with PaRes = base64 of `{TransactionId}:Y` (`pa_res`); any other PaRes fails authentication
   (Declined, 5206). A payment already settled on the page is answered as it is.
@@ -54,10 +56,12 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from html import escape
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
 
 from providers.amounts import InvalidAmount
@@ -381,6 +385,41 @@ def router(registry: "Registry") -> APIRouter:
             return payment_answer(name, made), 200
 
         return await answer(work)
+
+    @api.post("/pay/{name}/{reference}", response_model=None)
+    async def acs(name: str, reference: str, request: Request) -> HTMLResponse | JSONResponse:
+        """The issuer's ACS as a browser reaches it: PaReq, MD and TermUrl POSTed as a form. Its
+        buttons post PaRes (passed or failed) and MD to TermUrl; JSON clients get both forms."""
+        if not registry.speaks(name, CONNECTOR_TYPE) or name not in registry.cards:
+            raise SimulatorError(404, "unknown_provider", f"no cloudpayments provider {name!r}")
+        form = dict(parse_qsl((await request.body()).decode(errors="replace")))
+        charge = registry.cards[name].find_charge(reference)
+        md, term_url = form.get("MD", ""), form.get("TermUrl", "")
+        if charge is None or charge.status != "requires_action" or not md.isdigit():
+            raise SimulatorError(404, "not_found", f"no challenge for {reference!r}")
+        expected = base64.b64encode(f"{md}:{reference}".encode()).decode()
+        if transaction_id(charge.charge_id) != int(md) or form.get("PaReq") != expected:
+            raise SimulatorError(400, "bad_request", "PaReq and MD are not this challenge's")
+        if not term_url.startswith(("http://", "https://")):
+            raise SimulatorError(400, "bad_request", "TermUrl is required")
+        results = {
+            outcome: {"PaRes": pa_res(int(md), passed=outcome == "pass"), "MD": md}
+            for outcome in ("pass", "fail")
+        }
+        if "application/json" in request.headers.get("accept", ""):
+            return JSONResponse({"term_url": term_url, **results})
+        buttons = "".join(
+            f"<form method='post' action='{escape(term_url)}'>"
+            + "".join(
+                f"<input type='hidden' name='{k}' value='{escape(v)}'>" for k, v in fields.items()
+            )
+            + f"<button>{'Pass' if outcome == 'pass' else 'Fail'} the challenge</button></form>"
+            for outcome, fields in results.items()
+        )
+        return HTMLResponse(
+            "<!doctype html><html><head><title>3-D Secure</title></head><body>"
+            f"<h1>3-D Secure (simulated ACS)</h1><p>{escape(reference)}</p>{buttons}</body></html>"
+        )
 
     @api.post(prefix + "/cards/post3ds")
     async def post3ds(name: str, request: Request) -> JSONResponse:

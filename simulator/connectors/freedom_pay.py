@@ -8,7 +8,10 @@ by name;secret)` with a random `pg_salt`, checked here independently of the plat
 saved card by `pg_order_id`), `init_payment.php` (a payment on the page, paid with the 3-D Secure
 test card), `get_status.php`, `cancel.php`, `revoke.php` (refunds, partial or full, kept with the
 charge), and payouts to a saved card `api/reg2reg` and `api/status`, signed with the payout
-secret. The merchant id is the connector's (`"500000"` when unset).
+secret. The merchant id is the connector's (`"500000"` when unset). These routes match only
+providers of this type (`only_for`): the e-wallet twin (`simulator.connectors.
+freedom_pay_wallet`) answers the same script paths for its own, with this module's forms,
+signatures, errors and result callback.
 
 Errors answer HTTP 200 `pg_status` error with a code: 100 wrong signature (also a wrong secret),
 9998 unknown merchant (unsigned), 200 bad or missing parameter (or an unknown card token), 340
@@ -24,16 +27,20 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 from xml.etree.ElementTree import Element, SubElement, tostring
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
+from starlette.routing import Match
+from starlette.types import Scope
 
+from config import Settings
 from providers.amounts import from_decimal_string, to_decimal_string
 from simulator.behaviour import BehaviourState
 from simulator.cards import CardProvider, Charge, ChargeRequest, SimulatorError, TokenizeRequest
@@ -92,7 +99,9 @@ def _script_of(url: str | None) -> str:
     return path.rsplit("/", 1)[-1] or "result"
 
 
-def _remember(reference: str, vaulted: dict[str, Any] | None, result_url: str | None) -> None:
+def remember_order(reference: str, vaulted: dict[str, Any] | None, result_url: str | None) -> None:
+    """What the order's result callback tells of the card, if any, and the script its
+    result URL signs for (in memory only)."""
     if reference in _ORDERS:
         return
     if len(_ORDERS) >= _ORDERS_KEPT:
@@ -137,7 +146,8 @@ def _error(exc: SimulatorError, script: str, secret: str) -> Response:
     return _xml(fields, script, secret, status=exc.status, headers=exc.headers)
 
 
-def _minor(text: str | None, name: str = "pg_amount") -> int:
+def minor_amount(text: str | None, name: str = "pg_amount") -> int:
+    """A `pg_*` amount of a request in minor units, exactly; else error 200."""
     try:
         return from_decimal_string(text)
     except ValueError as exc:
@@ -145,15 +155,130 @@ def _minor(text: str | None, name: str = "pg_amount") -> int:
 
 
 Work = Callable[[dict[str, str]], Awaitable[dict[str, str]]]
+T = TypeVar("T")
+
+
+def merchant_of(settings: Settings, name: str) -> str:
+    return settings.connector(name).merchant_id or DEV_MERCHANT_ID
+
+
+def required(fields: Mapping[str, str], *names: str) -> None:
+    missing = [name for name in names if not fields.get(name)]
+    if missing:
+        raise SimulatorError(400, "bad_request", f"missing {', '.join(missing)}")
+
+
+async def serve_form(
+    request: Request,
+    *,
+    script: str,
+    secret: str,
+    merchant: str,
+    guard: BehaviourState,
+    label: str,
+    work: Work,
+    path_merchant: str | None = None,
+) -> Response:
+    """Check the merchant and the signature, let the behaviour in, then `work`: its fields are
+    answered in a signed XML `ok`, its SimulatorError as Freedom Pay's error."""
+    try:
+        try:
+            pairs = parse_qsl((await request.body()).decode(), keep_blank_values=True)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise SimulatorError(400, "bad_request", f"not a form: {exc}") from exc
+        fields = dict(pairs)
+        if fields.get("pg_merchant_id") != merchant or path_merchant not in (None, merchant):
+            raise SimulatorError(400, "unknown_merchant", "merchant not identified")
+        signed = _sig(script, [(k, v) for k, v in pairs if k != "pg_sig"], secret)
+        if not hmac.compare_digest(signed.encode(), fields.get("pg_sig", "").lower().encode()):
+            raise SimulatorError(400, "invalid_signature", "pg_sig does not match")
+        guard.admit(label)
+        answer = await work(fields)
+    except SimulatorError as exc:
+        return _error(exc, script, secret)
+    return _xml({"pg_status": "ok", **answer}, script, secret)
+
+
+def status_fields(
+    *,
+    pid: str,
+    reference: str,
+    amount: int,
+    currency: str,
+    status: str,
+    refunded: int = 0,
+    failure_code: str | None = None,
+    redirect_url: str | None = None,
+) -> dict[str, str]:
+    """get_status.php's answer about one payment; `status` is Freedom Pay's, before refunds (a
+    payment `ok` refunded in full reads `refunded`)."""
+    if status == "ok" and refunded >= amount:
+        status = "refunded"
+    fields = {
+        "pg_payment_id": pid,
+        "pg_order_id": reference,
+        "pg_amount": to_decimal_string(amount),
+        "pg_currency": currency,
+        "pg_transaction_status": status,
+        "pg_can_reject": "1" if status == "ok" else "0",
+        "pg_captured": "1" if status in ("ok", "refunded") else "0",
+    }
+    if refunded:
+        fields["pg_refund_amount"] = to_decimal_string(refunded)
+    if failure_code and status in ("failed", "revoked", "incomplete"):
+        fields["pg_failure_code"] = failure_code
+        fields["pg_failure_description"] = failure_code.replace("_", " ")
+    if status == "pending" and redirect_url:
+        fields["pg_redirect_url"] = redirect_url
+    return fields
+
+
+def find_named(
+    fields: Mapping[str, str],
+    by_payment_id: Mapping[str, str],
+    lookup: Callable[[str], T | None],
+    model_id: Callable[[T], str],
+) -> T:
+    """The payment a request names by pg_order_id, or by a pg_payment_id alone (one answered
+    before: `by_payment_id`); error 340 when there is none."""
+    pid = fields.get("pg_payment_id")
+    reference = fields.get("pg_order_id") or by_payment_id.get(pid or "")
+    found = lookup(reference) if reference else None
+    if found is None or (pid and payment_id(model_id(found)) != pid):
+        raise SimulatorError(404, "not_found", "payment not found")
+    return found
+
+
+def refund_amount(fields: Mapping[str, str], *, paid: bool, amount: int, refunded: int) -> int:
+    """What a revoke.php refunds: `pg_refund_amount`, or all that is left; error 490 when the
+    payment is not paid or that is more than is left."""
+    left = amount - refunded
+    asked = minor_amount(fields.get("pg_refund_amount") or "0", "pg_refund_amount") or left
+    if not paid or not 0 < asked <= left:
+        raise SimulatorError(400, "cannot_revoke", f"cannot refund {asked} of {left} left")
+    return asked
+
+
+def only_for(registry: "Registry", connector_type: str) -> type[APIRoute]:
+    """Routes that match only providers (`{name}`) of `connector_type`. Freedom Pay's card and
+    e-wallet twins share its script paths (init_payment.php, get_status.php, ...), and the first
+    route to match a path answers: each twin's routes let the other's providers through."""
+
+    class OnlyFor(APIRoute):
+        def matches(self, scope: Scope) -> tuple[Match, Scope]:
+            match, child = super().matches(scope)
+            name = child.get("path_params", {}).get("name") if match != Match.NONE else None
+            if name is not None and not registry.speaks(name, connector_type):
+                return Match.NONE, {}
+            return match, child
+
+    return OnlyFor
 
 
 def router(registry: "Registry") -> APIRouter:
-    api = APIRouter(tags=["freedom pay"])
+    api = APIRouter(tags=["freedom pay"], route_class=only_for(registry, CONNECTOR_TYPE))
     settings = registry.settings
     by_payment_id: dict[str, str] = {}  # pg_payment_id -> pg_order_id, as answered
-
-    def merchant(name: str) -> str:
-        return settings.connector(name).merchant_id or DEV_MERCHANT_ID
 
     def payout_secret(name: str) -> str:
         configured = settings.connector(name).payout_secret
@@ -180,49 +305,31 @@ def router(registry: "Registry") -> APIRouter:
         work: Work,
         path_merchant: str | None = None,
     ) -> Response:
-        """Check the merchant and the signature, let the behaviour in, then `work`."""
-        try:
-            try:
-                pairs = parse_qsl((await request.body()).decode(), keep_blank_values=True)
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise SimulatorError(400, "bad_request", f"not a form: {exc}") from exc
-            fields = dict(pairs)
-            expected = merchant(name)
-            if fields.get("pg_merchant_id") != expected or path_merchant not in (None, expected):
-                raise SimulatorError(400, "unknown_merchant", "merchant not identified")
-            signed = _sig(script, [(k, v) for k, v in pairs if k != "pg_sig"], secret)
-            if not hmac.compare_digest(signed.encode(), fields.get("pg_sig", "").lower().encode()):
-                raise SimulatorError(400, "invalid_signature", "pg_sig does not match")
-            guard.admit(label)
-            answer = await work(fields)
-        except SimulatorError as exc:
-            return _error(exc, script, secret)
-        return _xml({"pg_status": "ok", **answer}, script, secret)
+        return await serve_form(
+            request,
+            script=script,
+            secret=secret,
+            merchant=merchant_of(settings, name),
+            guard=guard,
+            label=label,
+            work=work,
+            path_merchant=path_merchant,
+        )
 
     def payment(name: str, charge: Charge) -> dict[str, str]:
         stored = registry.store.get_charge(name, charge.reference) or {}
-        refunded = int(stored.get("refunded", 0))
-        status = _STATUSES[charge.status]
-        if charge.status == "succeeded" and refunded >= charge.amount:
-            status = "refunded"
         pid = payment_id(charge.charge_id)
         by_payment_id[pid] = charge.reference
-        fields = {
-            "pg_payment_id": pid,
-            "pg_order_id": charge.reference,
-            "pg_amount": to_decimal_string(charge.amount),
-            "pg_currency": charge.currency,
-            "pg_transaction_status": status,
-            "pg_can_reject": "1" if status == "ok" else "0",
-            "pg_captured": "1" if charge.status == "succeeded" else "0",
-        }
-        if refunded:
-            fields["pg_refund_amount"] = to_decimal_string(refunded)
-        if charge.decline_code and status in ("failed", "revoked"):
-            fields["pg_failure_code"] = charge.decline_code
-            fields["pg_failure_description"] = charge.decline_code.replace("_", " ")
-        if status == "pending" and charge.action_url:
-            fields["pg_redirect_url"] = charge.action_url
+        fields = status_fields(
+            pid=pid,
+            reference=charge.reference,
+            amount=charge.amount,
+            currency=charge.currency,
+            status=_STATUSES[charge.status],
+            refunded=int(stored.get("refunded", 0)),
+            failure_code=charge.decline_code,
+            redirect_url=charge.action_url,
+        )
         card = _ORDERS.get(charge.reference, {})
         if "pan" in card:
             fields["pg_card_pan"] = card["pan"]
@@ -230,17 +337,7 @@ def router(registry: "Registry") -> APIRouter:
 
     def find(card: CardProvider, fields: dict[str, str]) -> Charge:
         """The payment named by pg_order_id, or by pg_payment_id alone (as answered before)."""
-        pid = fields.get("pg_payment_id")
-        reference = fields.get("pg_order_id") or by_payment_id.get(pid or "")
-        charge = card.find_charge(reference) if reference else None
-        if charge is None or (pid and payment_id(charge.charge_id) != pid):
-            raise SimulatorError(404, "not_found", "payment not found")
-        return charge
-
-    def required(fields: dict[str, str], *names: str) -> None:
-        missing = [name for name in names if not fields.get(name)]
-        if missing:
-            raise SimulatorError(400, "bad_request", f"missing {', '.join(missing)}")
+        return find_named(fields, by_payment_id, card.find_charge, lambda c: c.charge_id)
 
     # -- cards ----------------------------------------------------------------------------
 
@@ -283,13 +380,13 @@ def router(registry: "Registry") -> APIRouter:
                 order = ChargeRequest(
                     reference=fields["pg_order_id"],
                     token=fields["pg_card_token"],
-                    amount=_minor(fields["pg_amount"]),
+                    amount=minor_amount(fields["pg_amount"]),
                     currency=fields.get("pg_currency") or "KZT",
                     callback_url=fields.get("pg_result_url") or None,
                 )
             except ValidationError as exc:
                 raise SimulatorError(400, "bad_request", str(exc)) from exc
-            _remember(
+            remember_order(
                 order.reference, registry.store.get_token(name, order.token), order.callback_url
             )
             charge, answer_late = await card.charge(order, page_base=str(request.base_url))
@@ -321,13 +418,13 @@ def router(registry: "Registry") -> APIRouter:
                 order = ChargeRequest(
                     reference=reference,
                     token=token,
-                    amount=_minor(fields["pg_amount"]),
+                    amount=minor_amount(fields["pg_amount"]),
                     currency=fields.get("pg_currency") or "KZT",
                     callback_url=fields.get("pg_result_url") or None,
                 )
             except ValidationError as exc:
                 raise SimulatorError(400, "bad_request", str(exc)) from exc
-            _remember(reference, registry.store.get_token(name, token), order.callback_url)
+            remember_order(reference, registry.store.get_token(name, token), order.callback_url)
             charge, answer_late = await card.charge(order, page_base=str(request.base_url))
             if answer_late:
                 await asyncio.sleep(card.behaviour.behaviour.timeout_seconds)
@@ -384,10 +481,8 @@ def router(registry: "Registry") -> APIRouter:
             charge = find(card, fields)
             stored = registry.store.get_charge(name, charge.reference) or {}
             refunded = int(stored.get("refunded", 0))
-            left = charge.amount - refunded
-            asked = _minor(fields.get("pg_refund_amount") or "0", "pg_refund_amount") or left
-            if charge.status != "succeeded" or not 0 < asked <= left:
-                raise SimulatorError(400, "cannot_revoke", f"cannot refund {asked} of {left} left")
+            paid = charge.status == "succeeded"
+            asked = refund_amount(fields, paid=paid, amount=charge.amount, refunded=refunded)
             registry.store.put_charge(
                 name, charge.reference, {**stored, "refunded": refunded + asked}
             )
@@ -431,7 +526,7 @@ def router(registry: "Registry") -> APIRouter:
             try:
                 asked = PayoutRequest(
                     reference=fields["pg_order_id"],
-                    amount=_minor(fields["pg_amount"]),
+                    amount=minor_amount(fields["pg_amount"]),
                     currency=fields.get("pg_currency") or "KZT",
                     method="card",
                     destination={"card": {"token": token, "last4": vaulted.get("last4")}},

@@ -96,6 +96,20 @@ class _Access:
     invoice: dict[str, str] | None  # a payment's token: the invoice fields it was issued with
 
 
+# (id of the registry, provider) -> its access tokens: the reports API
+# (`simulator.reports.routes`) takes the same client tokens as the payment API.
+_TOKENS: dict[tuple[int, str], dict[str, _Access]] = {}
+
+
+def client_token_valid(registry: "Registry", name: str, authorization: str) -> bool:
+    """Whether `authorization` is `Bearer <a live client token>` of this terminal (a payment's
+    own token names an invoice and is no client token)."""
+    tokens = _TOKENS.get((id(registry), name), {})
+    token = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
+    access = tokens.get(token)
+    return access is not None and access.invoice is None and access.expires_at > time.monotonic()
+
+
 def _invoice_key(invoice: str) -> str:
     return f"halyk:invoice:{invoice}"
 
@@ -230,6 +244,7 @@ def _provider_router(registry: "Registry", name: str) -> APIRouter:
     store = registry.store
     settings = registry.settings
     tokens: dict[str, _Access] = {}
+    _TOKENS[(id(registry), name)] = tokens
     lock = asyncio.Lock()
 
     def invoice_record(invoice: str) -> dict[str, Any] | None:
