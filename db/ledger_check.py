@@ -4,6 +4,7 @@ Each check is one SQL query that returns the offending rows; none found means it
 """
 
 from dataclasses import dataclass
+from datetime import date
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,6 +106,29 @@ SETTLED_CHECK = (
 )
 
 
+# With `--through DATE`: the clearing of postings dated through DATE (an Almaty day; a
+# reconciliation's settlement is dated to the day it settles, migration 0110 `recon_postings`)
+# must be zero: every day up to DATE reconciled and settled. Holds still pending are in flight
+# and left out; what they post is dated the day it posts.
+SETTLED_THROUGH_CHECK = (
+    "provider clearing of postings dated through {through} is zero",
+    """
+    SELECT a.owner_id || ' ' || a.currency || ' ' || sum(
+        CASE WHEN e.side = 'D' THEN e.amount_minor ELSE -e.amount_minor END)
+    FROM ledger_entries e
+    JOIN ledger_transactions t ON t.id = e.transaction_id
+    JOIN ledger_accounts a ON a.id = e.account_id
+    LEFT JOIN recon_postings rp ON rp.ledger_transaction_id = t.id
+    WHERE a.type = 'provider_clearing' AND t.phase IN ('posted', 'post_pending')
+      AND coalesce(rp.business_date, (t.created_at AT TIME ZONE 'Asia/Almaty')::date)
+          <= CAST(:through AS date)
+      AND (CAST(:owner AS varchar) IS NULL OR a.owner_id = CAST(:owner AS varchar))
+    GROUP BY a.owner_id, a.currency
+    HAVING sum(CASE WHEN e.side = 'D' THEN e.amount_minor ELSE -e.amount_minor END) <> 0
+    """,
+)
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str
@@ -115,11 +139,36 @@ class CheckResult:
         return not self.offenders
 
 
-async def run_checks(session: AsyncSession, *, expect_settled: bool = False) -> list[CheckResult]:
-    checks = list(CHECKS.items()) + ([SETTLED_CHECK] if expect_settled else [])
+async def run_checks(
+    session: AsyncSession,
+    *,
+    expect_settled: bool = False,
+    through: date | None = None,
+    provider: str | None = None,
+) -> list[CheckResult]:
+    """The invariants; with `expect_settled`, provider clearing at zero too: all of it, or
+    (with `through`) that of postings dated through that day; `provider` narrows it to one."""
+    checks: list[tuple[str, str]] = list(CHECKS.items())
+    params: dict[str, object] = {}
+    if expect_settled and through is not None:
+        name, query = SETTLED_THROUGH_CHECK
+        checks.append((name.format(through=through.isoformat()), query))
+        params = {"through": through, "owner": f"provider:{provider}" if provider else None}
+    elif expect_settled:
+        name, query = SETTLED_CHECK
+        if provider is not None:
+            query = query.replace(
+                "WHERE a.type = 'provider_clearing'",
+                "WHERE a.type = 'provider_clearing' AND a.owner_id = :owner",
+            )
+            params = {"owner": f"provider:{provider}"}
+        checks.append((name, query))
     results = []
     for name, query in checks:
-        rows = await session.execute(text(query))
+        statement = text(query)
+        rows = await session.execute(
+            statement, {k: v for k, v in params.items() if f":{k}" in query}
+        )
         results.append(CheckResult(name, [str(row[0]) for row in rows]))
     return results
 

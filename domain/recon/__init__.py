@@ -1,0 +1,1 @@
+"""Reconciliation: the providers' and the bank's records of money, matched with ours."""
