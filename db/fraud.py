@@ -1,9 +1,16 @@
 """Facts for the fraud rules, read from PostgreSQL in one round trip through indexes only.
 
 `deposit_facts` and `withdrawal_facts` build `PaymentFacts`; `record_decision` stores a decision
-with the signals (card, device, IP, destination) later payments are linked by. Every query is a
-range on an index of migration 0010 (`fraud_decisions` by player, card, device, IP and
-destination; deposits by player and time; ledger entries by wallet and transaction).
+with the signals (card fingerprint, device, IP, destination) later payments are linked by, the
+facts and every rule's result (its explanation). Every query is a range on an index of
+migrations 0010 and 0160 (`fraud_decisions` by player, card, device, IP and destination;
+deposits by player and time; ledger entries by wallet and transaction; the live list entries).
+
+`lock_subjects` serializes decisions that share a person, card or device (transaction-scoped
+advisory locks, taken before the facts are read and held until the decision is committed), so
+concurrent payments cannot all pass a velocity limit that each alone would see as unreached.
+Velocity counts only payments the engine let through (approved or reviewed, provider-declined
+ones included): a device the engine declined is not kept declined by its own declines.
 """
 
 from dataclasses import dataclass
@@ -21,12 +28,15 @@ from domain.fraud.engine import Decision
 from domain.fraud.facts import (
     Dimension,
     LimitUse,
+    ListHit,
     PaymentFacts,
     PaymentKind,
+    Signal,
     Velocity,
     Window,
+    facts_to_json,
 )
-from domain.fraud.geo import bin_country, card_key, ip_country, names_match
+from domain.fraud.geo import bin_country, card_key, ip_country, names_match, valid_ip
 from domain.iin import age_on
 from domain.ledger import player_wallet
 
@@ -38,6 +48,12 @@ _COLUMNS: dict[Dimension, str] = {
     "destination": "destination_key",
 }
 _PERIOD_DAYS = {"daily": 1, "weekly": 7, "monthly": 30}
+# Every account of the player's person (one IIN, migration 0150): velocity by player, the
+# self-exclusion, cool-off, limits and the deposits counted against them apply to the person.
+_PERSON_ACCOUNTS = (
+    "(SELECT id FROM players WHERE person_id = "
+    "(SELECT person_id FROM players WHERE id = :player_id))"
+)
 
 
 def _velocity_cte(dimension: Dimension) -> str:
@@ -45,7 +61,11 @@ def _velocity_cte(dimension: Dimension) -> str:
     counted = "(f.decision <> 'decline' AND coalesce(d.status, '') NOT IN ('declined', 'failed'))"
     parts = []
     for window in ("10m", "1h", "24h"):
-        parts.append(f"count(*) FILTER (WHERE f.created_at >= :t{window}) AS c{window}")
+        # Attempts the engine itself declined do not count (provider-declined ones do).
+        parts.append(
+            f"count(*) FILTER (WHERE f.created_at >= :t{window} AND f.decision <> 'decline') "
+            f"AS c{window}"
+        )
         parts.append(
             f"coalesce(sum(f.amount_minor) FILTER (WHERE f.created_at >= :t{window} "
             f"AND {counted}), 0) AS s{window}"
@@ -54,11 +74,16 @@ def _velocity_cte(dimension: Dimension) -> str:
         "count(*) FILTER (WHERE f.created_at >= :t1h AND f.amount_minor <= :small_amount "
         "AND d.status = 'failed' AND d.status_reason LIKE 'provider_declined%') AS declines"
     )
+    match = (
+        f"f.player_id IN {_PERSON_ACCOUNTS}" if dimension == "player" else f"f.{column} = :{column}"
+    )
     return (
         f"v_{dimension} AS (SELECT {', '.join(parts)} FROM fraud_decisions f "  # noqa: S608
         "LEFT JOIN deposits d ON d.id = f.payment_id "
-        f"WHERE f.{column} = :{column} AND f.kind = :kind AND f.created_at >= :t24h "
-        "AND f.created_at <= :now AND f.payment_id <> :payment_id)"
+        f"WHERE {match} AND f.kind = :kind AND f.created_at >= :t24h "
+        # No upper bound: a payment created a moment later but decided first (they are
+        # serialized by lock_subjects) counts, or concurrent payments would each miss the others.
+        "AND f.payment_id <> :payment_id)"
     )
 
 
@@ -70,23 +95,37 @@ def _identities_cte(dimension: Dimension) -> str:
         "(SELECT iin FROM pl_row)) AS others FROM (SELECT (SELECT iin FROM players "
         "WHERE id = x.player_id) AS iin FROM "
         f"(SELECT DISTINCT player_id FROM fraud_decisions WHERE {column} = :{column} "
-        "AND created_at >= :identity_since AND created_at <= :now) x) y)"
+        "AND created_at >= :identity_since) x) y)"
     )
 
 
 _PLAYER_CTE = "pl_row AS (SELECT iin, birth_date, full_name FROM players WHERE id = :player_id)"
+_LISTS_CTE = (
+    # Live block and allow list entries naming any of the payment's identifiers (migration 0160:
+    # the unique index on kind and value, the GiST index on networks).
+    "lst AS (SELECT coalesce(jsonb_agg(jsonb_build_object('list_type', list_type, 'kind', kind, "
+    "'entry_id', id) ORDER BY id), '[]') AS hits FROM risk_list_entries "
+    "WHERE removed_at IS NULL AND (expires_at IS NULL OR expires_at > :now) AND ("
+    "(kind = 'iin' AND value = (SELECT iin FROM pl_row)) "
+    "OR (kind = 'card' AND value = :l_card) OR (kind = 'device' AND value = :l_device) "
+    "OR (kind = 'iban' AND value = :l_iban) OR (kind = 'phone' AND value = :l_phone) "
+    "OR (kind = 'wallet' AND value = :l_wallet) "
+    "OR (kind = 'ip' AND network >>= CAST(:l_ip AS inet))))"
+)
 _RG_CTES = (
-    "rg_x AS (SELECT EXISTS (SELECT 1 FROM rg_self_exclusions WHERE player_id = :player_id "
-    "AND until > :now) AS self_excluded)",
-    "rg_l AS (SELECT jsonb_object_agg(period, amount_minor) AS limits FROM ("
+    # A cool-off (migration 0150) stops deposits as a self-exclusion does.
+    "rg_x AS (SELECT (EXISTS (SELECT 1 FROM rg_self_exclusions WHERE player_id IN "  # noqa: S608
+    f"{_PERSON_ACCOUNTS} AND until > :now) OR EXISTS (SELECT 1 FROM rg_cool_offs "
+    f"WHERE player_id IN {_PERSON_ACCOUNTS} AND until > :now)) AS self_excluded)",
+    "rg_l AS (SELECT jsonb_object_agg(period, amount_minor) AS limits FROM ("  # noqa: S608
     "SELECT DISTINCT ON (period) period, amount_minor FROM rg_deposit_limits "
-    "WHERE player_id = :player_id AND effective_from <= :now "
+    f"WHERE player_id IN {_PERSON_ACCOUNTS} AND effective_from <= :now "
     "ORDER BY period, effective_from DESC, id DESC) l WHERE amount_minor IS NOT NULL)",
-    "rg_s AS (SELECT "
+    "rg_s AS (SELECT "  # noqa: S608
     "coalesce(sum(amount_minor) FILTER (WHERE created_at >= :d1), 0) AS daily, "
     "coalesce(sum(amount_minor) FILTER (WHERE created_at >= :d7), 0) AS weekly, "
     "coalesce(sum(amount_minor), 0) AS monthly FROM deposits "
-    "WHERE player_id = :player_id AND created_at >= :d30 AND created_at <= :now "
+    f"WHERE player_id IN {_PERSON_ACCOUNTS} AND created_at >= :d30 AND created_at <= :now "
     "AND id <> :payment_id AND currency = :currency "
     "AND status NOT IN ('declined', 'failed', 'expired'))",
 )
@@ -132,6 +171,15 @@ _CARD_DEPOSITED_CTE = (
 )
 
 
+_ACCOUNT_DEPOSITED_CTE = (
+    # The wallet or phone of a payout is one the player deposited from (the closed loop).
+    "adep AS (SELECT EXISTS (SELECT 1 FROM deposits WHERE player_id = :player_id "
+    "AND status = 'succeeded' AND ((method = 'ewallet' AND details->>'account' = :l_wallet) "
+    "OR (method = 'mobile_banking' AND details->>'phone' = :l_phone))) AS deposited, "
+    "true AS account_deposited)"
+)
+
+
 @dataclass(frozen=True)
 class Signals:
     """The identifiers a payment is linked to others by, as stored with its decision."""
@@ -142,6 +190,11 @@ class Signals:
     ip: str | None = None
     ip_country: str | None = None
     destination_key: str | None = None
+    # For the lists: the account the money comes from or goes to, normalized as the API did.
+    iban: str | None = None
+    phone: str | None = None
+    wallet: str | None = None
+    card_holder_matches: bool | None = None
 
     @classmethod
     def of(
@@ -150,18 +203,44 @@ class Signals:
         card: dict[str, Any] | None = None,
         client: dict[str, Any] | None = None,
         destination_key: str | None = None,
+        account: dict[str, Any] | None = None,
     ) -> "Signals":
+        """`card`: the payment's card as stored (fingerprint, BIN, last four, whether the holder
+        name matched); `client`: device and IP; `account`: a deposit's `details` or a
+        withdrawal's `destination` (IBAN, phone, wallet account)."""
         card = card or {}
         client = client or {}
-        ip = client.get("ip") or None
+        account = account or {}
+        ip = valid_ip(client.get("ip"))
+        holder = card.get("holder_matches")
+
+        def text_of(*keys: str) -> str | None:
+            value = next((account[k] for k in keys if isinstance(account.get(k), str)), None)
+            return value.strip() or None if value else None
+
+        device = client.get("device_id")
         return cls(
-            card_key=card_key(card.get("bin"), card.get("last4")),
+            card_key=card_key(card.get("bin"), card.get("last4"), card.get("fingerprint")),
             card_country=bin_country(card.get("bin"), card.get("issuer_country")),
-            device_id=client.get("device_id") or None,
+            device_id=device.strip() or None if isinstance(device, str) else None,
             ip=ip,
             ip_country=ip_country(ip),
             destination_key=destination_key,
+            iban=text_of("iban"),
+            phone=text_of("phone"),
+            wallet=text_of("wallet_account", "account"),
+            card_holder_matches=holder if isinstance(holder, bool) else None,
         )
+
+    @property
+    def missing(self) -> tuple[Signal, ...]:
+        """The client signals this payment came without."""
+        absent: list[Signal] = []
+        if self.device_id is None:
+            absent.append("device")
+        if self.ip is None:
+            absent.append("ip")
+        return tuple(absent)
 
 
 @dataclass(frozen=True)
@@ -196,7 +275,7 @@ def build_query(
     dimensions = tuple(d for d, v in values.items() if v is not None)
     linked: tuple[Dimension, ...] = ("device", "card", "destination")
     identity_dimensions = tuple(d for d in linked if values[d] is not None)
-    ctes = [_PLAYER_CTE]
+    ctes = [_PLAYER_CTE, _LISTS_CTE]
     ctes += [_velocity_cte(d) for d in dimensions]
     ctes += [_identities_cte(d) for d in identity_dimensions]
     ctes.append(_PREVIOUS_IP_CTE)
@@ -210,6 +289,8 @@ def build_query(
             ctes.append(_DEVICE_CTE)
         if card_for_payout and signals.card_key is not None:
             ctes.append(_CARD_DEPOSITED_CTE)
+        elif signals.wallet is not None or signals.phone is not None:
+            ctes.append(_ACCOUNT_DEPOSITED_CTE)
     names = [cte.split(" AS ", 1)[0] for cte in ctes]
     sql = f"WITH {', '.join(ctes)} SELECT * FROM {', '.join(names)}"  # noqa: S608
     days = rules.fact
@@ -235,6 +316,16 @@ def build_query(
         "device_known_before": now - timedelta(hours=days("known_device_min_hours", 24)),
     }
     params.update({_COLUMNS[d]: values[d] for d in dimensions})
+    params.update(
+        {
+            "l_card": signals.card_key,
+            "l_device": signals.device_id,
+            "l_ip": signals.ip,
+            "l_iban": signals.iban,
+            "l_phone": signals.phone,
+            "l_wallet": signals.wallet,
+        }
+    )
     return FactsQuery(sql, params, dimensions, identity_dimensions, kind)
 
 
@@ -272,6 +363,10 @@ async def _run(
         return part
 
     player = take(3)
+    list_hits = tuple(
+        ListHit(list_type=h["list_type"], kind=h["kind"], entry_id=int(h["entry_id"]))
+        for h in take(1)["hits"] or ()
+    )
     velocity: dict[Dimension, Velocity] = {}
     declines: dict[Dimension, int] = {}
     for dimension in query.dimensions:
@@ -296,6 +391,9 @@ async def _run(
         "card_country": signals.card_country,
         "ip_country": signals.ip_country,
         "previous_ip_country": previous_ip,
+        "list_hits": list_hits,
+        "missing_signals": signals.missing,
+        "card_holder_matches": signals.card_holder_matches,
     }
     if query.kind == "deposit":
         excluded = take(1)["self_excluded"]
@@ -317,10 +415,13 @@ async def _run(
             facts["device_known"] = bool(take(1)["known"])
         card_deposited = None
         if cursor < len(values):
-            card_deposited = bool(take(1)["deposited"])
-            facts["destination_card_deposited"] = card_deposited
+            deposited = take(len(values) - cursor)
+            card_deposited = bool(deposited["deposited"])
+            if "account_deposited" not in deposited:
+                facts["destination_card_deposited"] = card_deposited
         if paid_before is not None:
-            # Paid out there before, or (a card) deposited with: a destination the player uses.
+            # Paid out there before, or deposited with (a card, a wallet, a phone): a destination
+            # the player uses, the closed loop's way back.
             facts["destination_used_before"] = paid_before or bool(card_deposited)
         if destination_iin is not None or destination_name is not None:
             facts["destination_name_matches"] = (
@@ -378,14 +479,18 @@ async def withdrawal_facts(
     destination_iin: str | None = None,
     card: dict[str, Any] | None = None,
     client: dict[str, Any] | None = None,
+    account: dict[str, Any] | None = None,
 ) -> tuple[PaymentFacts, Signals]:
     """Facts for a withdrawal, and the signals to pass to `record_decision` afterwards.
 
     `destination_fingerprint` is `domain.withdrawals.destination_fingerprint(method, value)`;
     for a payout to a card pass `card` ({bin, last4}) too, so the "card never used for a deposit"
-    rule can run. `destination_name` (account holder) or `destination_iin` feed the name rule.
+    rule can run. `destination_name` (account holder) or `destination_iin` feed the name rule;
+    `account` (the destination: IBAN, phone, wallet account) is checked against the lists.
     """
-    signals = Signals.of(card=card, client=client, destination_key=destination_fingerprint)
+    signals = Signals.of(
+        card=card, client=client, destination_key=destination_fingerprint, account=account
+    )
     query = build_query(
         kind="withdrawal",
         payment_id=withdrawal_id,
@@ -422,9 +527,11 @@ async def record_decision(
     signals: Signals,
     decision: Decision,
     created_at: datetime,
+    facts: PaymentFacts | None = None,
 ) -> None:
-    """Store (or, on a retried activity, replace) the payment's decision and signals, and
-    show it on the payment (`risk`), in one statement."""
+    """Store (or, on a retried activity, replace) the payment's decision, signals and
+    explanation (facts, every rule's result, the rule set's hash), and show it on the payment
+    (`risk`), in one statement."""
     values = {
         "payment_id": payment_id,
         "kind": kind,
@@ -443,11 +550,15 @@ async def record_decision(
         "reasons": list(decision.reasons),
         "version": decision.version,
         "created_at": created_at,
+        "facts": facts_to_json(facts) if facts is not None else None,
+        "rule_results": [r.as_json() for r in decision.results],
+        "rules_hash": decision.rules_hash or None,
     }
     statement = insert(FraudDecision).values(**values)
+    replaced = ("decision", "score", "reasons", "version", "facts", "rule_results", "rules_hash")
     stored = statement.on_conflict_do_update(
         index_elements=["payment_id"],
-        set_={k: statement.excluded[k] for k in ("decision", "score", "reasons", "version")},
+        set_={k: statement.excluded[k] for k in replaced},
     ).cte("stored_decision")
     # The payment shows its decision (`risk`): written by the same statement.
     payment = cast(Table, (Deposit if kind == "deposit" else Withdrawal).__table__)
@@ -461,3 +572,29 @@ async def record_decision(
 
 async def get_decision(session: AsyncSession, *, payment_id: str) -> FraudDecision | None:
     return await session.get(FraudDecision, payment_id)
+
+
+_LOCK_PERSON = text(
+    "SELECT pg_advisory_xact_lock(hashtextextended('fraud:person:' || coalesce("
+    "(SELECT person_id FROM players WHERE id = :player_id), :player_id), 0))"
+)
+_LOCK_KEYS = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM "
+    "(SELECT k FROM unnest(CAST(:keys AS text[])) k ORDER BY k) ordered"
+)
+
+
+async def lock_subjects(session: AsyncSession, *, player_id: str, signals: Signals) -> None:
+    """Serialize decisions about one person, card or device until this transaction ends.
+
+    The person first, then the card and the device in a fixed order: two transactions never
+    wait for each other in a cycle.
+    """
+    await session.execute(_LOCK_PERSON, {"player_id": player_id})
+    keys = [
+        f"fraud:{name}:{value}"
+        for name, value in (("card", signals.card_key), ("device", signals.device_id))
+        if value is not None
+    ]
+    if keys:
+        await session.execute(_LOCK_KEYS, {"keys": keys})

@@ -1,11 +1,12 @@
-"""Tables of the anti-fraud engine: decisions (with the signals they were made on), responsible-
-gaming limits and self-exclusions, and monitoring alerts. Migration 0010 creates them."""
+"""Tables of the anti-fraud engine: decisions (with the signals they were made on, the facts and
+each rule's result), responsible-gaming limits and self-exclusions, monitoring alerts (migration
+0010), block and allow lists with their audit trail, and deposits held for review (0160)."""
 
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, func, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import CIDR, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models import Base
@@ -45,7 +46,7 @@ class FraudDecision(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     method: Mapped[str] = mapped_column(String(32))
-    card_key: Mapped[str | None] = mapped_column(String(16))
+    card_key: Mapped[str | None] = mapped_column(String(64))  # fingerprint (0160) or BIN:last4
     card_country: Mapped[str | None] = mapped_column(String(2))
     device_id: Mapped[str | None] = mapped_column(String(128))
     ip: Mapped[str | None] = mapped_column(String(64))
@@ -57,6 +58,10 @@ class FraudDecision(Base):
     version: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column()
     decided_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # The explanation (0160): the facts the rules read, every rule's result, the rule set's hash.
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    rule_results: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    rules_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class DepositLimit(Base):
@@ -105,3 +110,55 @@ class Alert(Base):
     handled_at: Mapped[datetime | None] = mapped_column()
     handled_by: Mapped[str | None] = mapped_column(String(128))
     note: Mapped[str | None] = mapped_column(String(500))
+
+
+class RiskListEntry(Base):
+    """A block or allow list entry; removed (never deleted) by an operator, or expired."""
+
+    __tablename__ = "risk_list_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    list_type: Mapped[str] = mapped_column(String(8))
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(128))
+    network: Mapped[str | None] = mapped_column(CIDR)
+    reason: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime | None] = mapped_column()
+    removed_at: Mapped[datetime | None] = mapped_column()
+    removed_by: Mapped[str | None] = mapped_column(String(128))
+    removed_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class RiskListEvent(Base):
+    """The audit trail of the lists: who added, changed or removed an entry, when and why."""
+
+    __tablename__ = "risk_list_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("risk_list_entries.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class DepositReview(Base):
+    """A deposit the engine sent to review: held (not credited) or credited with the person's
+    withdrawals blocked, until an operator approves or rejects it."""
+
+    __tablename__ = "deposit_reviews"
+
+    deposit_id: Mapped[str] = mapped_column(ForeignKey("deposits.id"), primary_key=True)
+    player_id: Mapped[str] = mapped_column(ForeignKey("players.id"))
+    mode: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), server_default="pending")
+    score: Mapped[int] = mapped_column(Integer)
+    reasons: Mapped[list[str]] = mapped_column(JSONB, server_default="[]")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decided_by_name: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(String(500))

@@ -1,8 +1,9 @@
 """The rule-set overlay the test session runs with, and helpers to change it in a test.
 
-The suite's fixtures give every player the same card (4242...), device ("dev-1") and IP, and the
-same IIN, so rules that link payments across players (card, device and IP velocity, card testing
-by device, multi-accounting) would fire on unrelated tests. The overlay lifts those thresholds;
+The suite's fixtures give every player the same card (4242...), device ("dev-1") and IP (each
+player is a person of their own: `make_iin` gives a new IIN each time), so rules that link
+payments across players (card, device and IP velocity, card testing by device,
+multi-accounting) would fire on unrelated tests. The overlay lifts those thresholds;
 tests of those rules tighten them again by rewriting the overlay, which the worker re-reads.
 """
 

@@ -4,6 +4,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -12,6 +13,7 @@ from temporalio.client import Client
 
 from domain.fraud.config import DEFAULT_RULES_PATH, load_rule_set
 from tests.conftest import (
+    _result,
     card_deposit,
     deposit_and_wait,
     make_iin,
@@ -19,6 +21,7 @@ from tests.conftest import (
     player_body,
 )
 from tests.fraud_helpers import overlay
+from tests.histories_helpers import keep
 
 VERSION = load_rule_set(DEFAULT_RULES_PATH).version
 
@@ -83,33 +86,121 @@ async def test_deposit_limit_refuses_and_raising_it_waits(api: httpx.AsyncClient
     assert (await api.get(f"/v1/players/{player_id}/limits")).json()["daily"]["amount"] == 600_000
 
 
-async def test_large_deposit_is_reviewed_with_reasons_and_an_alert(
+async def wait_status(
+    api: httpx.AsyncClient, deposit_id: str, *statuses: str, tries: int = 400
+) -> dict[str, Any]:
+    """Poll the deposit until it reaches one of `statuses`."""
+    shown: dict[str, Any] = {}
+    for _ in range(tries):
+        shown = (await api.get(f"/v1/deposits/{deposit_id}")).json()
+        if shown["status"] in statuses:
+            return shown
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"deposit {deposit_id} stayed {shown.get('status')}: {shown}")
+
+
+async def test_large_deposit_is_held_for_review_with_reasons_and_an_alert(
     api: httpx.AsyncClient, operator_api: httpx.AsyncClient, temporal_client: Client
 ) -> None:
+    """A review is never an approval: the deposit is paid, not credited, until an operator
+    approves it; the alert is handled by the decision."""
     player_id = await new_player(api)
-    deposit = await deposit_and_wait(api, temporal_client, card_deposit(player_id, 1_500_000_00))
-
-    assert deposit["status"] == "succeeded"  # deposits under review proceed; people look later
-    assert deposit["risk"].pop("version")  # the rule set that decided
-    assert deposit["risk"] == {
+    created = await post_deposit(api, card_deposit(player_id, 1_500_000_00))
+    assert created.status_code == 202, created.text
+    deposit_id = created.json()["id"]
+    held = await wait_status(api, deposit_id, "in_review")
+    risk = dict(held["risk"])
+    assert risk.pop("version")  # the rule set that decided
+    assert risk == {
         "decision": "review",
         "score": 40,
         "reasons": ["large_amount", "financial_monitoring_threshold"],
+        "review": {
+            "mode": "hold",
+            "status": "pending",
+            "decided_by": None,
+            "decided_by_name": None,
+            "decided_at": None,
+            "reason": None,
+        },
     }
+    assert held["ledger"] == []  # not credited
+    balance = (await api.get(f"/v1/players/{player_id}")).json()["balance"]
+    assert balance["available"] == 0
     alerts = (await operator_api.get("/v1/ops/alerts", params={"kind": "payment_review"})).json()
-    mine = [a for a in alerts["data"] if a["details"]["payment_id"] == deposit["id"]]
+    mine = [a for a in alerts["data"] if a["details"]["payment_id"] == deposit_id]
     assert len(mine) == 1
     assert mine[0]["status"] == "open"
     assert mine[0]["details"]["version"].startswith(VERSION)
-
-    handled = await operator_api.post(
-        f"/v1/ops/alerts/{mine[0]['id']}/handle", json={"note": "KYC documents on file"}
+    queue = (await operator_api.get("/v1/risk/reviews")).json()["data"]
+    item = next(r for r in queue if r["deposit_id"] == deposit_id)
+    assert (item["score"], item["reasons"], item["mode"]) == (
+        40,
+        ["large_amount", "financial_monitoring_threshold"],
+        "hold",
     )
-    assert handled.status_code == 200
-    assert handled.json()["status"] == "handled"
-    assert handled.json()["handled_by"]
-    again = await operator_api.post(f"/v1/ops/alerts/{mine[0]['id']}/handle")
-    assert again.json()["note"] == "KYC documents on file"  # handling twice is harmless
+
+    assert (await api.post(f"/v1/deposits/{deposit_id}/approve")).status_code == 403
+    approved = await operator_api.post(
+        f"/v1/deposits/{deposit_id}/approve", json={"reason": "KYC documents on file"}
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["risk"]["review"]["status"] == "approved"
+    again = await operator_api.post(f"/v1/deposits/{deposit_id}/approve")
+    assert again.status_code == 200  # approving twice is harmless
+    rejected = await operator_api.post(
+        f"/v1/deposits/{deposit_id}/reject", json={"reason": "changed my mind"}
+    )
+    assert (rejected.status_code, rejected.json()["code"]) == (409, "invalid_state")
+    done = await wait_status(api, deposit_id, "succeeded")
+    assert [t["kind"] for t in done["ledger"]]
+    await _result(temporal_client.get_workflow_handle(done["workflow_id"]))
+    await keep(temporal_client, done["workflow_id"], "deposit_card_review_approved")
+    balance = (await api.get(f"/v1/players/{player_id}")).json()["balance"]
+    assert balance["available"] == 1_500_000_00
+    alerts = (await operator_api.get("/v1/ops/alerts", params={"kind": "payment_review"})).json()
+    mine = [a for a in alerts["data"] if a["details"]["payment_id"] == deposit_id]
+    assert mine[0]["status"] == "handled"  # by the decision
+
+
+async def test_a_rejected_review_is_declined_and_refunded(
+    api: httpx.AsyncClient, operator_api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    player_id = await new_player(api)
+    created = await post_deposit(api, card_deposit(player_id, number="4111111111111111"))
+    deposit_id = created.json()["id"]
+    held = await wait_status(api, deposit_id, "in_review")
+    assert held["risk"]["reasons"] == ["card_country_not_allowed"]
+    no_reason = await operator_api.post(f"/v1/deposits/{deposit_id}/reject", json={})
+    assert no_reason.status_code == 422
+    rejected = await operator_api.post(
+        f"/v1/deposits/{deposit_id}/reject", json={"reason": "foreign card, player unreachable"}
+    )
+    assert rejected.status_code == 200, rejected.text
+    shown = await wait_status(api, deposit_id, "declined")
+    assert str(shown["status_reason"]).startswith("risk_review_rejected")
+    assert shown["ledger"] == []
+    review = shown["risk"]["review"]
+    assert (review["status"], review["reason"]) == ("rejected", "foreign card, player unreachable")
+    assert review["decided_by"]
+    approve = await operator_api.post(f"/v1/deposits/{deposit_id}/approve")
+    assert (approve.status_code, approve.json()["code"]) == (409, "invalid_state")
+    await _result(temporal_client.get_workflow_handle(str(shown["workflow_id"])))
+    await keep(temporal_client, str(shown["workflow_id"]), "deposit_card_review_rejected")
+    balance = (await api.get(f"/v1/players/{player_id}")).json()["balance"]
+    assert balance["available"] == 0
+
+
+async def test_an_approved_deposit_cannot_be_reviewed(
+    api: httpx.AsyncClient, operator_api: httpx.AsyncClient, temporal_client: Client
+) -> None:
+    player_id = await new_player(api)
+    deposit = await deposit_and_wait(api, temporal_client, card_deposit(player_id))
+    assert deposit["status"] == "succeeded"
+    refused = await operator_api.post(f"/v1/deposits/{deposit['id']}/approve")
+    assert (refused.status_code, refused.json()["code"]) == (409, "invalid_state")
+    missing = await operator_api.post("/v1/deposits/dep_nope/approve")
+    assert (missing.status_code, missing.json()["code"]) == (404, "deposit_not_found")
 
 
 async def test_alerts_need_an_operator(
@@ -152,7 +243,7 @@ async def test_changing_the_rule_file_changes_decisions(
     assert versions == {before["id"]: f"{VERSION}+test", after["id"]: f"{VERSION}+stricter"}
 
 
-_CARD_ACQUIRERS = ("kazcard", "altyncard")
+_CARD_ACQUIRERS = ("halyk", "freedom")
 
 
 def fresh_card() -> str:
@@ -198,7 +289,10 @@ async def test_card_testing_declines_after_small_declines(
 
 
 async def test_players_sharing_a_device_are_reviewed(
-    api: httpx.AsyncClient, temporal_client: Client, fraud_overlay: Path
+    api: httpx.AsyncClient,
+    operator_api: httpx.AsyncClient,
+    temporal_client: Client,
+    fraud_overlay: Path,
 ) -> None:
     device = f"dev-{uuid.uuid4().hex[:8]}"
     ids = []
@@ -211,20 +305,19 @@ async def test_players_sharing_a_device_are_reviewed(
             (await deposit_and_wait(api, temporal_client, with_device(card_deposit(p), device)))[
                 "risk"
             ]
-            for p in ids
+            for p in ids[:2]
         ]
-    assert [d["decision"] for d in decisions] == ["approve", "approve", "review"]
-    assert decisions[2]["reasons"] == ["multi_account_device"]
-
-
-async def test_foreign_card_is_reviewed(api: httpx.AsyncClient, temporal_client: Client) -> None:
-    player_id = await new_player(api)
-    deposit = await deposit_and_wait(
-        api, temporal_client, card_deposit(player_id, number="4111111111111111")
+        third = await post_deposit(api, with_device(card_deposit(ids[2]), device))
+        held = await wait_status(api, third.json()["id"], "in_review")
+    assert [d["decision"] for d in decisions] == ["approve", "approve"]
+    assert held["risk"]["decision"] == "review"
+    assert held["risk"]["reasons"] == ["multi_account_device"]
+    alerts = await operator_api.get("/v1/ops/alerts", params={"kind": "multi_account_device"})
+    assert any(a["details"]["payment_id"] == held["id"] for a in alerts.json()["data"])
+    rejected = await operator_api.post(
+        f"/v1/deposits/{held['id']}/reject", json={"reason": "a ring of accounts"}
     )
-    assert deposit["card"]["issuer_country"] == "US"
-    assert deposit["risk"]["decision"] == "review"
-    assert deposit["risk"]["reasons"] == ["card_country_not_allowed"]
+    assert rejected.status_code == 200, rejected.text
 
 
 async def test_withdrawal_decisions_come_from_the_rule_file(

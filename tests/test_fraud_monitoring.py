@@ -31,7 +31,7 @@ async def withdrawal(
     *,
     status: str,
     updated_at: datetime,
-    provider: str = "kazcard",
+    provider: str = "halyk",
 ) -> str:
     withdrawal_id = f"wd_{uid()}"
     await withdrawal_store.create_withdrawal(

@@ -9,7 +9,7 @@ import pytest
 
 from domain.fraud import PaymentFacts, RuleConfig, RuleSource, Velocity, Window, evaluate
 from domain.fraud.config import DEFAULT_RULES_PATH, RuleConfigError, load_rule_set, parse_rule_set
-from domain.fraud.facts import DIMENSIONS, WINDOWS, LimitUse
+from domain.fraud.facts import DIMENSIONS, WINDOWS, LimitUse, ListHit
 from domain.fraud.geo import bin_country, card_key, ip_country, names_match
 from domain.fraud.rules import RULES, velocity_code
 from domain.risk import RiskVerdict
@@ -112,6 +112,23 @@ CASES: dict[str, tuple[dict[str, Any], PaymentFacts, PaymentFacts]] = {
         facts(deposit_limits=(LimitUse("daily", 1_000_000, 500_001),)),
         facts(deposit_limits=(LimitUse("weekly", 1_000_000, 500_000),)),
     ),
+    "blocklisted": (
+        {},
+        facts(list_hits=(ListHit("block", "iin", 1),)),
+        facts(list_hits=(ListHit("allow", "iin", 1),)),
+    ),
+    "allowlisted": (
+        {},
+        facts(list_hits=(ListHit("allow", "device", 2),)),
+        facts(list_hits=(ListHit("block", "device", 2),)),
+    ),
+    "card_holder_mismatch": (
+        {},
+        facts(card_holder_matches=False),
+        facts(card_holder_matches=True),
+    ),
+    "missing_device": ({}, facts(missing_signals=("device",)), facts(missing_signals=("ip",))),
+    "missing_ip": ({}, facts(missing_signals=("ip",)), facts(missing_signals=("device",))),
 }
 for _dim in DIMENSIONS:
     for _win in WINDOWS:

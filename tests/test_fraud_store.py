@@ -35,14 +35,18 @@ def uid() -> str:
 
 
 async def player(
-    session: AsyncSession, birth: str = "900101", name: str = "Aigerim Tulegenova"
+    session: AsyncSession,
+    birth: str = "900101",
+    name: str = "Aigerim Tulegenova",
+    *,
+    iin: str | None = None,
 ) -> str:
     player_id = f"pl_{uid()}"
     await player_store.create_player(
         session,
         player_id=player_id,
         external_id=f"ext-{uid()}",
-        iin=make_iin(birth),
+        iin=iin or make_iin(birth),
         full_name=name,
         birth_date=datetime.strptime(birth, "%y%m%d").replace(year=1900 + int(birth[:2])).date(),
         phone="+77011234567",
@@ -88,7 +92,7 @@ async def deposit_row(
         amount_minor=amount,
         currency="KZT",
         method="card",
-        provider="kazcard",
+        provider="halyk",
         card=card,
         client=None,
         workflow_id=f"deposit-{deposit_id}",
@@ -132,11 +136,13 @@ async def test_velocity_per_player_card_device_and_ip(
         await decided(session, me, signals=shared, decision=declined, amount=1_000)
         facts = await deposit_facts(session, me, shared)
     player_v = facts.velocity["player"]
-    assert (player_v.w10m.count, player_v.w1h.count, player_v.w24h.count) == (2, 3, 3)
-    assert player_v.w24h.sum_minor == 200_000  # the declined one is counted, not summed
+    # An attempt the engine itself declined is neither counted nor summed (issue 18): a device
+    # the engine blocked is not kept blocked by its own declines.
+    assert (player_v.w10m.count, player_v.w1h.count, player_v.w24h.count) == (1, 2, 2)
+    assert player_v.w24h.sum_minor == 200_000
     for dimension in ("card", "device", "ip"):
         v = facts.velocity[dimension]
-        assert (v.w10m.count, v.w24h.count, v.w24h.sum_minor) == (2, 4, 200_007)
+        assert (v.w10m.count, v.w24h.count, v.w24h.sum_minor) == (1, 3, 200_007)
     assert "destination" not in facts.velocity
 
 
@@ -146,7 +152,10 @@ async def test_identities_sharing_a_device_are_distinct_iins(
     device = fraud_store.Signals(device_id=f"dev-{uid()}", card_key=f"555555:{uid()[:4]}")
     async with sessions.begin() as session:
         me = await player(session)
-        same_person_elsewhere = await player(session)  # same IIN: another casino account
+        same_person_elsewhere = await player(  # same IIN: another account of the person
+            session,
+            iin=(await player_store.get_player(session, player_id=me)).iin,  # type: ignore[union-attr]
+        )
         stranger1, stranger2 = await player(session, "850505"), await player(session, "880808")
         for who in (me, same_person_elsewhere, stranger1):
             await decided(session, who, signals=device)
@@ -214,12 +223,15 @@ async def test_responsible_gaming_facts(sessions: async_sessionmaker[AsyncSessio
         assert [(u.period, u.limit_minor, u.used_minor) for u in facts.deposit_limits] == [
             ("daily", 500_000, 400_000)
         ]
-        assert evaluate(facts, RULES).reasons == ("deposit_limit_exceeded",)
+        # No device or IP came with it: the missing signals score too (issue 18).
+        missing = ("missing_device", "missing_ip")
+        assert evaluate(facts, RULES).reasons == ("deposit_limit_exceeded", *missing)
+        assert facts.missing_signals == ("device", "ip")
         assert not facts.self_excluded
         await rg.self_exclude(session, player_id=me, until=NOW + timedelta(days=1), reason=None)
         facts = await deposit_facts(session, me, fraud_store.Signals(), amount=100_000)
     assert facts.self_excluded
-    assert evaluate(facts, RULES).reasons == ("self_excluded",)
+    assert evaluate(facts, RULES).reasons == ("self_excluded", *missing)
 
 
 async def test_withdrawal_facts_cycling_destination_device_and_ip(
@@ -233,7 +245,7 @@ async def test_withdrawal_facts_cycling_destination_device_and_ip(
             spec=deposit_credit(
                 deposit_id=f"dep_{uid()}",
                 player_id=me,
-                provider="kazcard",
+                provider="halyk",
                 amount_minor=1_000_000_00,
                 currency="KZT",
             ),
@@ -343,7 +355,7 @@ async def paid_withdrawal(session: AsyncSession, player_id: str, *, destination_
         method="bank_transfer",
         destination={"iban": "KZ.."},
         destination_fingerprint=destination_key[:32],
-        provider="kazcard",
+        provider="halyk",
         approvals_needed=1,
         workflow_id=f"withdrawal-{withdrawal_id}",
         created_at=at,
@@ -456,7 +468,7 @@ async def test_wallet_daily_totals_follow_every_posting(
     deposit = deposit_credit(
         deposit_id=f"dep_{uid()}",
         player_id=me,
-        provider="kazcard",
+        provider="halyk",
         amount_minor=300_000_00,
         currency="KZT",
     )

@@ -6,14 +6,30 @@ combines the hits into approve, review or decline.
 """
 
 from domain.fraud.config import RuleConfig, RuleSet, RuleSource, load_rule_set
-from domain.fraud.engine import Decision, Hit, evaluate, evaluate_deposit, evaluate_withdrawal
-from domain.fraud.facts import PaymentFacts, Velocity, Window
+from domain.fraud.engine import (
+    Decision,
+    Hit,
+    RuleResult,
+    evaluate,
+    evaluate_deposit,
+    evaluate_withdrawal,
+)
+from domain.fraud.facts import (
+    ListHit,
+    PaymentFacts,
+    Velocity,
+    Window,
+    facts_from_json,
+    facts_to_json,
+)
 
 __all__ = [
     "Decision",
     "Hit",
+    "ListHit",
     "PaymentFacts",
     "RuleConfig",
+    "RuleResult",
     "RuleSet",
     "RuleSource",
     "Velocity",
@@ -21,5 +37,7 @@ __all__ = [
     "evaluate",
     "evaluate_deposit",
     "evaluate_withdrawal",
+    "facts_from_json",
+    "facts_to_json",
     "load_rule_set",
 ]

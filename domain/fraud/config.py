@@ -2,10 +2,17 @@
 
 A rule runs for a payment kind only when the file configures it under `[deposit.rules.<code>]` or
 `[withdrawal.rules.<code>]`, with its `action` (`decline`, `review` or `flag`), `score` and
-parameters. The file's `version` is stored with every decision. `RuleSource` re-reads the files
-when they change, so editing thresholds changes decisions without code or a restart.
+parameters; `shadow = true` evaluates and stores it without letting it act (a candidate rule
+watched on live traffic before it is trusted). The file's `version` label and the content hash of
+the rule set (`RuleSet.content_hash`: any change gives another, whoever forgot to bump the label)
+are stored with every decision. `[deposit] review_mode` says what a deposit in review does:
+`hold` (not credited until an operator approves it) or `credit` (credited, the person's
+withdrawals blocked until it is reviewed). `RuleSource` re-reads the files when they change, so
+editing thresholds changes decisions without code or a restart.
 """
 
+import hashlib
+import json
 import threading
 import tomllib
 from dataclasses import dataclass, field
@@ -13,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Action = Literal["decline", "review", "flag"]
+ReviewMode = Literal["hold", "credit"]
 ParamValue = int | str | list[str]
 DEFAULT_RULES_PATH = Path(__file__).resolve().parents[2] / "config" / "fraud_rules.toml"
 
@@ -26,6 +34,7 @@ class RuleConfig:
     action: Action
     score: int
     params: dict[str, ParamValue] = field(default_factory=dict)
+    shadow: bool = False  # evaluated and stored, never acts
 
     def int(self, name: str) -> int:
         value = self.params.get(name)
@@ -45,6 +54,7 @@ class KindRules:
     review_score: int
     decline_score: int
     rules: dict[str, RuleConfig]
+    review_mode: ReviewMode = "hold"
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class RuleSet:
     deposit: KindRules
     withdrawal: KindRules
     facts: dict[str, int]  # look-backs and thresholds the fact queries need
+    content_hash: str = ""  # SHA-256 of the rule set as parsed (canonical JSON)
 
     def fact(self, name: str, default: int) -> int:
         return self.facts.get(name, default)
@@ -87,14 +98,19 @@ def parse_rule_set(document: dict[str, Any]) -> RuleSet:
                 raise RuleConfigError(f"[{kind}.rules.{code}] must be a table")
             if not raw.get("enabled", True):
                 continue
+            shadow = raw.get("shadow", False)
+            if not isinstance(shadow, bool):
+                raise RuleConfigError(f"[{kind}.rules.{code}].shadow must be true or false")
             action = raw.get("action")
             if action not in ("decline", "review", "flag"):
                 raise RuleConfigError(f"[{kind}.rules.{code}].action must be decline|review|flag")
             score = raw.get("score", 0)
             if not isinstance(score, int) or score < 0:
                 raise RuleConfigError(f"[{kind}.rules.{code}].score must be a non-negative integer")
-            params = {k: v for k, v in raw.items() if k not in ("action", "score", "enabled")}
-            config = RuleConfig(action=action, score=score, params=params)
+            params = {
+                k: v for k, v in raw.items() if k not in ("action", "score", "enabled", "shadow")
+            }
+            config = RuleConfig(action=action, score=score, params=params, shadow=shadow)
             rule = RULES[code]
             for name in rule.params:
                 if name not in params:
@@ -108,7 +124,10 @@ def parse_rule_set(document: dict[str, Any]) -> RuleSet:
         decline = section.get("decline_score", 100)
         if not isinstance(review, int) or not isinstance(decline, int) or review > decline:
             raise RuleConfigError(f"[{kind}] review_score must be an integer <= decline_score")
-        return KindRules(review_score=review, decline_score=decline, rules=rules)
+        mode = section.get("review_mode", "hold")
+        if mode not in ("hold", "credit"):
+            raise RuleConfigError(f"[{kind}].review_mode must be hold|credit")
+        return KindRules(review_score=review, decline_score=decline, rules=rules, review_mode=mode)
 
     facts = document.get("facts", {})
     if not isinstance(facts, dict) or not all(isinstance(v, int) for v in facts.values()):
@@ -118,7 +137,16 @@ def parse_rule_set(document: dict[str, Any]) -> RuleSet:
         deposit=kind_rules("deposit"),
         withdrawal=kind_rules("withdrawal"),
         facts=dict(facts),
+        content_hash=content_hash(document),
     )
+
+
+def content_hash(document: dict[str, Any]) -> str:
+    """SHA-256 of the rule document as canonical JSON: the same rules give the same hash,
+    whatever the file's layout, comments or version label."""
+    rules = {k: v for k, v in document.items() if k != "version"}
+    canonical = json.dumps(rules, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def load_rule_set(path: Path, overlay: Path | None = None) -> RuleSet:

@@ -2,11 +2,13 @@
 
 Counts and sums describe *earlier* payments (the one being judged is excluded); rules add the
 current payment themselves. `None` means "not known" (no device sent, no card on the payment, ...)
-and a rule never fires on an unknown fact.
+and a rule never fires on an unknown fact; that a signal the merchant should send is missing is a
+fact of its own (`missing_signals`). Every decision stores its facts as JSON (`facts_to_json`),
+so a backtest can run another rule set over them (`facts_from_json`).
 """
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 PaymentKind = Literal["deposit", "withdrawal"]
 Dimension = Literal["player", "card", "device", "ip", "destination"]
@@ -43,6 +45,18 @@ class LimitUse:
 
 
 @dataclass(frozen=True)
+class ListHit:
+    """A block or allow list entry that names this payment's person, card, device, IP, ..."""
+
+    list_type: Literal["block", "allow"]
+    kind: str
+    entry_id: int
+
+
+Signal = Literal["device", "ip"]
+
+
+@dataclass(frozen=True)
 class PaymentFacts:
     kind: PaymentKind
     amount_minor: int
@@ -67,6 +81,36 @@ class PaymentFacts:
     destination_card_deposited: bool | None = None
     # The player was paid out to this destination before (or, a card, deposited with it).
     destination_used_before: bool | None = None
+    # The cardholder name given with the card (or reported by the provider) is the player's.
+    card_holder_matches: bool | None = None
+    # Client signals the payment came without (no device id, no or no valid IP address).
+    missing_signals: tuple[Signal, ...] = ()
+    # Block and allow list entries that name the payment's identifiers (checked first).
+    list_hits: tuple[ListHit, ...] = ()
 
     def velocity_of(self, dimension: Dimension) -> Velocity | None:
         return self.velocity.get(dimension)
+
+
+def facts_to_json(facts: PaymentFacts) -> dict[str, Any]:
+    """The facts as stored with the decision (plain JSON, amounts in minor units)."""
+    data = asdict(facts)
+    data["velocity"] = {
+        dimension: {name: asdict(velocity.window(name)) for name in WINDOWS}
+        for dimension, velocity in facts.velocity.items()
+    }
+    return data
+
+
+def facts_from_json(data: dict[str, Any]) -> PaymentFacts:
+    """Facts as `facts_to_json` stored them; fields added later take their defaults."""
+    known = {f for f in PaymentFacts.__dataclass_fields__}
+    values = {k: v for k, v in data.items() if k in known}
+    values["velocity"] = {
+        dimension: Velocity(*(Window(**windows.get(name, {})) for name in WINDOWS))
+        for dimension, windows in (data.get("velocity") or {}).items()
+    }
+    values["deposit_limits"] = tuple(LimitUse(**use) for use in data.get("deposit_limits") or ())
+    values["missing_signals"] = tuple(data.get("missing_signals") or ())
+    values["list_hits"] = tuple(ListHit(**hit) for hit in data.get("list_hits") or ())
+    return PaymentFacts(**values)

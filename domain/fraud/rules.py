@@ -2,7 +2,8 @@
 
 Which rules run for deposits and for withdrawals, with which action, score and thresholds, is
 configuration (`config/fraud_rules.toml`). A rule returns True when it fires; it never fires on a
-fact that is unknown.
+fact that is unknown. A `mandatory` rule (the law, the player's own limits, the block list) also
+applies to a payment an allow list names; the others are then evaluated and stored, not counted.
 """
 
 from collections.abc import Callable
@@ -21,32 +22,60 @@ class Rule:
     params: tuple[str, ...]
     check: Predicate
     list_params: tuple[str, ...] = ()
+    mandatory: bool = False
 
 
 RULES: dict[str, Rule] = {}
 
 
 def rule(
-    code: str, description: str, *params: str, list_params: tuple[str, ...] = ()
+    code: str,
+    description: str,
+    *params: str,
+    list_params: tuple[str, ...] = (),
+    mandatory: bool = False,
 ) -> Callable[[Predicate], Predicate]:
     def register(check: Predicate) -> Predicate:
         if code in RULES:
             raise ValueError(f"rule {code} registered twice")
-        RULES[code] = Rule(code, description, (*params, *list_params), check, list_params)
+        RULES[code] = Rule(
+            code, description, (*params, *list_params), check, list_params, mandatory
+        )
         return check
 
     return register
 
 
+# -- lists: checked first -------------------------------------------------------------------
+
+
+@rule(
+    "blocklisted",
+    "a block list names the person (IIN), card, device, IP or network, IBAN, phone or wallet",
+    mandatory=True,
+)
+def _blocklisted(f: PaymentFacts, c: RuleConfig) -> bool:
+    return any(hit.list_type == "block" for hit in f.list_hits)
+
+
+@rule(
+    "allowlisted",
+    "an allow list names the payment: only mandatory rules (law, limits, block list) count",
+    mandatory=True,
+)
+def _allowlisted(f: PaymentFacts, c: RuleConfig) -> bool:
+    return any(hit.list_type == "allow" for hit in f.list_hits)
+
+
 # -- amounts ------------------------------------------------------------------------------------
 
 
-@rule("amount_below_minimum", "amount under the minimum", "min_amount")
+@rule("amount_below_minimum", "amount under the minimum", "min_amount", mandatory=True)
 def _below_minimum(f: PaymentFacts, c: RuleConfig) -> bool:
     return f.amount_minor < c.int("min_amount")
 
 
-@rule("amount_above_maximum", "amount over the maximum", "max_amount")
+@rule("amount_above_maximum", "amount over the maximum", "max_amount", mandatory=True)
 def _above_maximum(f: PaymentFacts, c: RuleConfig) -> bool:
     return f.amount_minor > c.int("max_amount")
 
@@ -60,6 +89,7 @@ def _large_amount(f: PaymentFacts, c: RuleConfig) -> bool:
     "financial_monitoring_threshold",
     "amount at or over the threshold reported to the financial-monitoring authority",
     "min_amount",
+    mandatory=True,
 )
 def _reportable(f: PaymentFacts, c: RuleConfig) -> bool:
     return f.amount_minor >= c.int("min_amount")
@@ -123,6 +153,27 @@ def _multi_account_rule(dimension: Dimension) -> None:
 
 for _dimension in ("device", "card", "destination"):
     _multi_account_rule(_dimension)
+
+
+@rule(
+    "card_holder_mismatch",
+    "the cardholder name (given with the card or reported by the provider) is not the player's",
+)
+def _card_holder_mismatch(f: PaymentFacts, c: RuleConfig) -> bool:
+    return f.card_holder_matches is False
+
+
+# -- missing signals: configured only where the merchant sends them ---------------------------
+
+
+@rule("missing_device", "no device id came with the payment, though the merchant sends one")
+def _missing_device(f: PaymentFacts, c: RuleConfig) -> bool:
+    return "device" in f.missing_signals
+
+
+@rule("missing_ip", "no (valid) client IP came with the payment, though the merchant sends one")
+def _missing_ip(f: PaymentFacts, c: RuleConfig) -> bool:
+    return "ip" in f.missing_signals
 
 
 # -- withdrawals: cycling, destination ownership, account takeover ----------------------------
@@ -199,16 +250,25 @@ def _ip_country(f: PaymentFacts, c: RuleConfig) -> bool:
     return f.ip_country is not None and f.ip_country not in c.strings("allowed_countries")
 
 
-@rule("underage", "the player is younger than the minimum age (from the IIN)", "min_age")
+@rule(
+    "underage",
+    "the player is younger than the minimum age (from the IIN)",
+    "min_age",
+    mandatory=True,
+)
 def _underage(f: PaymentFacts, c: RuleConfig) -> bool:
     return f.player_age is not None and f.player_age < c.int("min_age")
 
 
-@rule("self_excluded", "the player is self-excluded")
+@rule("self_excluded", "the player is self-excluded", mandatory=True)
 def _self_excluded(f: PaymentFacts, c: RuleConfig) -> bool:
     return f.self_excluded
 
 
-@rule("deposit_limit_exceeded", "the deposit would pass a responsible-gaming deposit limit")
+@rule(
+    "deposit_limit_exceeded",
+    "the deposit would pass a responsible-gaming deposit limit",
+    mandatory=True,
+)
 def _deposit_limit(f: PaymentFacts, c: RuleConfig) -> bool:
     return any(use.used_minor + f.amount_minor > use.limit_minor for use in f.deposit_limits)
