@@ -3,29 +3,41 @@
 
 Money stays integer minor units end to end (sums are `bigint`/`numeric` in PostgreSQL and
 `int` here); only rates and durations are floats. A payment belongs to the window by its
-`created_at`; times to complete come from `payment_events` (the first time the payment reached
-its success status, minus its creation).
+`created_at`; times to complete come from `payment_completions` (the first time the payment
+reached its success status, minus its creation). Every figure is read from the rollups that
+triggers keep (db/rollups.py, migration 0170): whole UTC hours from `payment_hourly` (plus its
+pending deltas), the fractions of an hour at the window's edges from the payments themselves.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import rollups
+
 GroupBy = Literal["method", "provider", "day"]
 
-# Whitelisted key expressions over the alias `p` (never user text in SQL).
+DEFAULT_TIME_ZONE = "Asia/Almaty"
+WORK_MEM = "64MB"
+TOTAL = "\x00total"  # the key of the total over all groups (GROUPING SETS), never a group's
+
+# Whitelisted key expressions over a row source with `at`, `method`, `provider` (never user
+# text in SQL; the zone is a bound parameter).
 _KEYS: dict[str, str] = {
-    "method": "p.method",
-    "provider": "coalesce(p.provider, 'unassigned')",
-    "day": "to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    # Byte order (COLLATE "C"): the percentiles sort by the key, and a locale's order is slower.
+    "method": 'r.method COLLATE "C"',
+    "provider": 'r.provider COLLATE "C"',
+    # The index of the local day in :bounds (their UTC starts, see day_bounds): a binary search
+    # per row instead of a time zone conversion.
+    "day": "width_bucket(r.at, CAST(:bounds AS timestamptz[]))",
     "total": "'total'",
 }
-_FRAUD = "p.risk->>'decision' IN ('review', 'decline')"
-_DEPOSIT_UNSUCCESSFUL = ("failed", "declined", "expired")
-_WITHDRAWAL_UNSUCCESSFUL = ("rejected", "failed", "cancelled")
+_DEPOSIT_UNSUCCESSFUL = rollups.DEPOSIT_UNSUCCESSFUL
+_WITHDRAWAL_UNSUCCESSFUL = rollups.WITHDRAWAL_UNSUCCESSFUL
 
 
 @dataclass
@@ -68,6 +80,8 @@ def _empty_withdrawals() -> dict[str, Any]:
         "p95_seconds_to_pay": None,
         "unsuccessful_reasons": [],
         "fraud_hits": 0,
+        "paid_in_time": 0,
+        "paid_in_time_rate": None,
     }
 
 
@@ -77,15 +91,78 @@ async def _by_key(
     rows = (await session.execute(text(sql), params)).mappings().all()
     out: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        out.setdefault(str(row["k"]), []).append(dict(row))
+        out.setdefault(TOTAL if row["k"] is None else str(row["k"]), []).append(dict(row))
     return out
 
 
-def _window(table: str, key: str) -> str:
+def _grouped(key: str, select: str, source: str, by: tuple[str, ...], having: str = "") -> str:
+    """`select` over `source` per `by` and the key; for a group key, the total over all groups
+    too, in the same pass (GROUPING SETS: its rows have k NULL, read as TOTAL)."""
+    inner = f"SELECT {_KEYS[key]} AS k, r.* FROM ({source}) r"
+    cols = ", ".join(f"x.{c}" for c in by)
+    if key == "total":
+        sets = ", ".join(["x.k", *(f"x.{c}" for c in by)])
+    else:
+        sets = f"GROUPING SETS ((x.k{', ' if by else ''}{cols}), ({cols}))"
+    keys = "x.k" + "".join(f", x.{c}" for c in by)
+    return f"SELECT {keys}, {select} FROM ({inner}) x GROUP BY {sets} {having}"
+
+
+def day_bounds(start: datetime, end: datetime, zone: str) -> tuple[list[datetime], list[str]]:
+    """The UTC instants at which each calendar day in `zone` touching [start, end) begins, one
+    past the last, and each day's label (YYYY-MM-DD): `width_bucket(at, bounds)` = i means the
+    day labels[i - 1]."""
+    tz = ZoneInfo(zone)
+    day = start.astimezone(tz).date()
+    last = (end - timedelta(microseconds=1)).astimezone(tz).date()
+    bounds: list[datetime] = []
+    labels: list[str] = []
+    while day <= last + timedelta(days=1):
+        bounds.append(datetime.combine(day, time(), tz).astimezone(UTC))
+        labels.append(day.isoformat())
+        day += timedelta(days=1)
+    return bounds, labels[:-1]
+
+
+def _ceil_hour(value: datetime) -> datetime:
+    floor = value.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == value else floor + timedelta(hours=1)
+
+
+def hour_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The whole UTC hours inside [start, end): read from the hourly rollup; the fractions of an
+    hour at either edge are read from the payments themselves (indexed by `created_at`)."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    first, last = _ceil_hour(start), end.replace(minute=0, second=0, microsecond=0)
+    return (first, last) if first < last else (end, end)
+
+
+def _status_rows(kind: str, table: str) -> str:
+    """Rows (at, method, provider, status, reason, n, amount_minor, fraud) for the window: the
+    rollup and its pending deltas for whole hours, the payments for the edges."""
+    payments = rollups.payment_rows(kind, table)
+    cols = "hour AS at, method, provider, status, reason, n, amount_minor, fraud"
+    where = "kind = :kind AND currency = :currency AND hour >= :hs AND hour < :he"
     return (
-        f"SELECT p.*, {_KEYS[key]} AS k FROM {table} p "
-        "WHERE p.created_at >= :start AND p.created_at < :end AND p.currency = :currency"
+        f"SELECT {cols} FROM payment_hourly WHERE {where} "
+        f"UNION ALL SELECT {cols} FROM payment_hourly_deltas WHERE {where} "
+        f"UNION ALL SELECT created_at AS at, method, provider, status, reason, n, amount_minor, "
+        f"fraud FROM ({payments} WHERE p.currency = :currency AND ("
+        "(p.created_at >= :start AND p.created_at < :hs) OR "
+        "(p.created_at >= :he AND p.created_at < :end))) x"
     )
+
+
+_TIMING_SELECT = (
+    "percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds) AS median, "
+    "percentile_cont(0.95) WITHIN GROUP (ORDER BY x.seconds) AS p95, "
+    "count(*) FILTER (WHERE x.in_time) AS in_time, "
+    "count(*) FILTER (WHERE x.in_time IS NOT NULL) AS with_deadline"
+)
+_TIMING_SOURCE = (
+    "SELECT created_at AS at, method, provider, seconds, in_time FROM payment_completions "
+    "WHERE kind = :kind AND currency = :currency AND created_at >= :start AND created_at < :end"
+)
 
 
 def _rate(numerator: int, denominator: int) -> float | None:
@@ -96,68 +173,77 @@ def _seconds(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
+async def _statuses(
+    session: AsyncSession, kind: str, table: str, key: str, params: dict[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
+    return await _by_key(
+        session,
+        _grouped(
+            key,
+            "sum(x.n) AS n, sum(x.amount_minor) AS amount, sum(x.fraud) AS fraud",
+            _status_rows(kind, table),
+            ("status", "reason"),
+            "HAVING sum(x.n) <> 0",
+        ),
+        {**params, "kind": kind},
+    )
+
+
+def _reasons(rows: list[dict[str, Any]], bad: tuple[str, ...]) -> list[dict[str, Any]]:
+    found = [
+        {"status": r["status"], "reason": r["reason"], "count": int(r["n"])}
+        for r in rows
+        if r["status"] in bad
+    ]
+    return sorted(found, key=lambda r: (-r["count"], r["status"], r["reason"]))
+
+
+def _fold_statuses(
+    fig: dict[str, Any], rows: list[dict[str, Any]], done: str, volume: str, attempted: str
+) -> None:
+    for row in rows:
+        n, amount = int(row["n"]), int(row["amount"])
+        fig["count"] += n
+        fig["by_status"][row["status"]] = fig["by_status"].get(row["status"], 0) + n
+        fig[attempted] += amount
+        fig["fraud_hits"] += int(row["fraud"])
+        if row["status"] == done:
+            fig[done] += n
+            fig[volume] += amount
+
+
 async def _deposit_figures(
     session: AsyncSession, key: str, params: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
-    w = _window("deposits", key)
-    bad = ", ".join(f"'{s}'" for s in _DEPOSIT_UNSUCCESSFUL)
-    statuses = await _by_key(
-        session,
-        f"WITH p AS ({w}) SELECT k, status, count(*) AS n, sum(amount_minor) AS amount, "
-        f"count(*) FILTER (WHERE {_FRAUD}) AS fraud FROM p GROUP BY k, status",
-        params,
-    )
+    statuses = await _statuses(session, "deposit", "deposits", key, params)
     timing = await _by_key(
-        session,
-        f"WITH p AS ({w}), done AS ("
-        "  SELECT p.k, extract(epoch FROM min(e.occurred_at) - p.created_at) AS secs FROM p"
-        "  JOIN payment_events e ON e.payment_id = p.id AND e.status = 'succeeded'"
-        "  WHERE p.status = 'succeeded' GROUP BY p.id, p.k, p.created_at) "
-        "SELECT k, percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS median, "
-        "percentile_cont(0.95) WITHIN GROUP (ORDER BY secs) AS p95 FROM done GROUP BY k",
-        params,
-    )
-    reasons = await _by_key(
-        session,
-        f"WITH p AS ({w}) SELECT k, status, coalesce(status_reason, 'unspecified') AS reason, "
-        f"count(*) AS n FROM p WHERE status IN ({bad}) GROUP BY k, status, reason "
-        "ORDER BY n DESC, status, reason",
-        params,
+        session, _grouped(key, _TIMING_SELECT, _TIMING_SOURCE, ()), {**params, "kind": "deposit"}
     )
     # A first-time depositor's first succeeded deposit ever lies in the window (and the group).
     first = await _by_key(
         session,
-        "WITH firsts AS (SELECT DISTINCT ON (player_id) * FROM deposits "
-        "  WHERE status = 'succeeded' AND currency = :currency "
-        "  ORDER BY player_id, created_at, id) "
-        f"SELECT {_KEYS[key]} AS k, count(*) AS n FROM firsts p "
-        "WHERE p.created_at >= :start AND p.created_at < :end GROUP BY 1",
+        _grouped(
+            key,
+            "count(*) AS n",
+            "SELECT first_at AS at, method, provider FROM player_first_deposits "
+            "WHERE currency = :currency AND first_at >= :start AND first_at < :end",
+            (),
+        ),
         params,
     )
     out: dict[str, dict[str, Any]] = {}
     for k, rows in statuses.items():
         fig = out.setdefault(k, _empty_deposits())
-        for row in rows:
-            n, amount = int(row["n"]), int(row["amount"])
-            fig["count"] += n
-            fig["by_status"][row["status"]] = n
-            fig["attempted_volume_minor"] += amount
-            fig["fraud_hits"] += int(row["fraud"])
-            if row["status"] == "succeeded":
-                fig["succeeded"] = n
-                fig["volume_minor"] = amount
+        _fold_statuses(fig, rows, "succeeded", "volume_minor", "attempted_volume_minor")
         finished = fig["succeeded"] + sum(fig["by_status"].get(s, 0) for s in _DEPOSIT_UNSUCCESSFUL)
         fig["approval_rate"] = _rate(fig["succeeded"], finished)
         if fig["succeeded"]:
             fig["average_minor"] = fig["volume_minor"] // fig["succeeded"]
+        fig["unsuccessful_reasons"] = _reasons(rows, _DEPOSIT_UNSUCCESSFUL)
     for k, rows in timing.items():
         fig = out.setdefault(k, _empty_deposits())
         fig["median_seconds_to_complete"] = _seconds(rows[0]["median"])
         fig["p95_seconds_to_complete"] = _seconds(rows[0]["p95"])
-    for k, rows in reasons.items():
-        out.setdefault(k, _empty_deposits())["unsuccessful_reasons"] = [
-            {"status": r["status"], "reason": r["reason"], "count": int(r["n"])} for r in rows
-        ]
     for k, rows in first.items():
         out.setdefault(k, _empty_deposits())["first_time_depositors"] = int(rows[0]["n"])
     return out
@@ -166,53 +252,26 @@ async def _deposit_figures(
 async def _withdrawal_figures(
     session: AsyncSession, key: str, params: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
-    w = _window("withdrawals", key)
-    bad = ", ".join(f"'{s}'" for s in _WITHDRAWAL_UNSUCCESSFUL)
-    statuses = await _by_key(
-        session,
-        f"WITH p AS ({w}) SELECT k, status, count(*) AS n, sum(amount_minor) AS amount, "
-        f"count(*) FILTER (WHERE {_FRAUD}) AS fraud FROM p GROUP BY k, status",
-        params,
-    )
+    statuses = await _statuses(session, "withdrawal", "withdrawals", key, params)
     timing = await _by_key(
         session,
-        f"WITH p AS ({w}), done AS ("
-        "  SELECT p.k, extract(epoch FROM min(e.occurred_at) - p.created_at) AS secs FROM p"
-        "  JOIN payment_events e ON e.payment_id = p.id AND e.status = 'paid'"
-        "  WHERE p.status = 'paid' GROUP BY p.id, p.k, p.created_at) "
-        "SELECT k, percentile_cont(0.5) WITHIN GROUP (ORDER BY secs) AS median, "
-        "percentile_cont(0.95) WITHIN GROUP (ORDER BY secs) AS p95 FROM done GROUP BY k",
-        params,
-    )
-    reasons = await _by_key(
-        session,
-        f"WITH p AS ({w}) SELECT k, status, coalesce(status_reason, 'unspecified') AS reason, "
-        f"count(*) AS n FROM p WHERE status IN ({bad}) GROUP BY k, status, reason "
-        "ORDER BY n DESC, status, reason",
-        params,
+        _grouped(key, _TIMING_SELECT, _TIMING_SOURCE, ()),
+        {**params, "kind": "withdrawal"},
     )
     out: dict[str, dict[str, Any]] = {}
     for k, rows in statuses.items():
         fig = out.setdefault(k, _empty_withdrawals())
-        for row in rows:
-            n, amount = int(row["n"]), int(row["amount"])
-            fig["count"] += n
-            fig["by_status"][row["status"]] = n
-            fig["requested_volume_minor"] += amount
-            fig["fraud_hits"] += int(row["fraud"])
-            if row["status"] == "paid":
-                fig["paid"] = n
-                fig["paid_volume_minor"] = amount
+        _fold_statuses(fig, rows, "paid", "paid_volume_minor", "requested_volume_minor")
         finished = fig["paid"] + sum(fig["by_status"].get(s, 0) for s in _WITHDRAWAL_UNSUCCESSFUL)
         fig["approval_rate"] = _rate(fig["paid"], finished)
+        fig["unsuccessful_reasons"] = _reasons(rows, _WITHDRAWAL_UNSUCCESSFUL)
     for k, rows in timing.items():
         fig = out.setdefault(k, _empty_withdrawals())
         fig["median_seconds_to_pay"] = _seconds(rows[0]["median"])
         fig["p95_seconds_to_pay"] = _seconds(rows[0]["p95"])
-    for k, rows in reasons.items():
-        out.setdefault(k, _empty_withdrawals())["unsuccessful_reasons"] = [
-            {"status": r["status"], "reason": r["reason"], "count": int(r["n"])} for r in rows
-        ]
+        # The payout deadline for winnings (migration 0150): the share paid by it.
+        fig["paid_in_time"] = int(rows[0]["in_time"])
+        fig["paid_in_time_rate"] = _rate(int(rows[0]["in_time"]), int(rows[0]["with_deadline"]))
     return out
 
 
@@ -240,11 +299,34 @@ async def summary(
     end: datetime,
     group_by: GroupBy | None,
     currency: str = "KZT",
+    time_zone: str = DEFAULT_TIME_ZONE,
 ) -> tuple[Figures, list[Figures]]:
-    """The totals over [start, end) and, when asked, the same figures per group."""
-    params = {"start": start, "end": end, "currency": currency}
-    total = (await _figures(session, "total", params)).get("total") or Figures(
-        key="total", deposits=_empty_deposits(), withdrawals=_empty_withdrawals()
-    )
-    groups = list((await _figures(session, group_by, params)).values()) if group_by else []
-    return total, groups
+    """The totals over [start, end) and, when asked, the same figures per group (days are
+    calendar days in `time_zone`). Reads the rollups (db/rollups.py), never the history."""
+    hs, he = hour_span(start, end)
+    # The percentiles sort a window's completion times: in memory, not spilled to disk.
+    await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    params: dict[str, Any] = {
+        "start": start,
+        "end": end,
+        "hs": hs,
+        "he": he,
+        "currency": currency,
+    }
+
+    def empty() -> Figures:
+        return Figures(key="total", deposits=_empty_deposits(), withdrawals=_empty_withdrawals())
+
+    if group_by is None:
+        return (await _figures(session, "total", params)).get("total") or empty(), []
+    labels: list[str] = []
+    if group_by == "day":
+        params["bounds"], labels = day_bounds(start, end, time_zone)
+    found = await _figures(session, group_by, params)  # the groups and their total, one pass
+    total = found.pop(TOTAL, None) or empty()
+    total.key = "total"
+    groups = list(found.values())
+    for figures in groups:
+        if group_by == "day":
+            figures.key = labels[int(figures.key) - 1]
+    return total, sorted(groups, key=lambda f: f.key)

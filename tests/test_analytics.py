@@ -98,8 +98,8 @@ async def test_group_by_day_and_provider(
     }
     assert days["2001-03-02"]["net_deposits_minor"] == 70_000
     providers = {g["key"]: g for g in (await _summary(operator_api, group_by="provider"))["groups"]}
-    assert set(providers) == {"kazcard", "kaspi", "kzbank"}
-    assert providers["kazcard"]["withdrawals"]["paid_volume_minor"] == 60_000
+    assert set(providers) == {"halyk", "kaspi", "kzbank"}
+    assert providers["halyk"]["withdrawals"]["paid_volume_minor"] == 60_000
     assert providers["kaspi"]["deposits"]["unsuccessful_reasons"] == [
         {"status": "failed", "reason": "insufficient_funds", "count": 1}
     ]

@@ -163,10 +163,16 @@ async def test_dashboard_in_chromium(
                 await expect(page.locator(selector)).to_have_text(text)
             assert await page.locator("#chart-days svg rect").count() == 4  # 2 days x 2 series
             await expect(page.locator("#table-method")).to_contain_text("ewallet")
-            await expect(page.locator("#table-provider")).to_contain_text("kazcard")
+            await expect(page.locator("#table-provider")).to_contain_text("halyk")
             await expect(page.locator("#table-reasons")).to_contain_text("insufficient_funds")
+            # Player segments and the player 360 (issue 19).
+            dormant = page.locator('#table-segments tr[data-segment="dormant"]')
+            await expect(dormant).to_have_count(1)
+            await page.fill("#profile-player", player)
+            await page.click("#profile-form button")
+            await expect(page.locator("#profile-table")).to_contain_text(player)
             # Provider health from GET /v1/ops/providers, with each circuit's state.
-            circuit = page.locator('#providers span[data-provider="kazcard"]')
+            circuit = page.locator('#providers span[data-provider="halyk"]')
             await expect(circuit).to_have_text(re.compile("closed|open|half_open"))
             # The stuck list reads the database: the fixture's long-gone "processing" deposit.
             stuck_link = page.locator("#stuck a", has_text="Temporal UI").first

@@ -1,15 +1,23 @@
-"""`GET /metrics` for Prometheus, computed from PostgreSQL at scrape time.
+"""`GET /metrics` for Prometheus, read from PostgreSQL's rollups at scrape time.
 
 The API may run as several replicas, so nothing is counted in process memory: every scrape
-reads the current figures (a handful of indexed aggregates). No personal data in any label.
+reads the current figures from the rollups triggers keep (db/rollups.py; never the payment
+history), on the analytics pool. No personal data in any label.
+
+A scrape costs several aggregates, so it is not for everyone: with `PAY_METRICS_TOKEN` set
+(required in production) it needs `Authorization: Bearer <token>`, checked before any query, and
+the edge (deploy/nginx) never forwards `/metrics`: Prometheus scrapes each replica on the
+internal network.
 """
 
+import hmac
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -20,32 +28,27 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import AnalyticsSessionDep, SettingsDep
+from api.errors import Problem
+from api.routers.analytics import fold_rollups
 from api.routers.ops import DEPOSIT_OPEN, WITHDRAWAL_OPEN
 from db import gateway as gateway_store
+from db import rollups
 from domain.routing import CircuitState
 
 router = APIRouter(tags=["ops"])
 
-LATENCY_BUCKETS_MS = (25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+LATENCY_BUCKETS_MS = rollups.LATENCY_BUCKETS_MS
 
+# Both from the rollups the triggers keep (db/rollups.py, migration 0170): a few hundred rows
+# however long the history, pending deltas included.
 _PAYMENTS_SQL = text(
-    """
-    SELECT 'deposit' AS kind, method, coalesce(provider, 'unassigned') AS provider, status,
-           currency, count(*) AS n, sum(amount_minor) AS amount
-    FROM deposits GROUP BY method, provider, status, currency
-    UNION ALL
-    SELECT 'withdrawal', method, provider, status, currency, count(*), sum(amount_minor)
-    FROM withdrawals GROUP BY method, provider, status, currency
-    """
-)
-
-_BUCKET_COLUMNS = ", ".join(
-    f"count(*) FILTER (WHERE latency_ms <= {ms}) AS le_{ms}" for ms in LATENCY_BUCKETS_MS
+    "SELECT kind, method, provider, status, currency, n, amount_minor AS amount "  # noqa: S608 - constants only
+    f"FROM ({rollups.ACTUAL['payment_totals']}) t"
 )
 _LATENCY_SQL = text(
-    f"SELECT provider, step, outcome, count(*) AS n, sum(latency_ms) AS total, {_BUCKET_COLUMNS} "  # noqa: S608 - constants only
-    "FROM payment_attempts GROUP BY provider, step, outcome"
+    "SELECT *, total_ms AS total "  # noqa: S608 - constants only
+    f"FROM ({rollups.ACTUAL['provider_call_totals']}) t"
 )
 
 _BACKLOG_SQL = text(
@@ -91,6 +94,21 @@ class _SnapshotCollector(Collector):
             amount.add_metric(values, float(row["amount"]))
         yield count
         yield amount
+
+        # Monotonic: every payment ever created (a status change moves a payment between the
+        # gauges above, never out of this), so rate() works on it.
+        created = CounterMetricFamily(
+            "kzpay_payments_created",
+            "Payments created, by kind, method, provider and currency",
+            labels=["kind", "method", "provider", "currency"],
+        )
+        sums: dict[tuple[str, ...], float] = {}
+        for row in self.snapshot.payments:
+            key = tuple(str(row[k]) for k in ("kind", "method", "provider", "currency"))
+            sums[key] = sums.get(key, 0.0) + float(row["n"])
+        for labels_of, n in sorted(sums.items()):
+            created.add_metric(list(labels_of), n)
+        yield created
 
         latency = HistogramMetricFamily(
             "kzpay_provider_call_latency_seconds",
@@ -148,14 +166,40 @@ class _SnapshotCollector(Collector):
         yield failures
 
 
+_token = HTTPBearer(
+    auto_error=False,
+    scheme_name="MetricsToken",
+    description="PAY_METRICS_TOKEN, as `Authorization: Bearer <token>` (when it is set)",
+)
+
+
+async def metrics_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_token)],
+) -> None:
+    """Lets a scrape through with the metrics token, or anyone when none is configured."""
+    expected = settings.metrics_token
+    if expected is None:
+        return
+    given = credentials.credentials.strip() if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise Problem(
+            401,
+            "unauthorized",
+            "Send the metrics token (PAY_METRICS_TOKEN) as `Authorization: Bearer <token>`",
+        )
+
+
 @router.get(
     "/metrics",
     response_class=Response,
+    dependencies=[Depends(metrics_token)],
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
 )
-async def metrics(session: SessionDep, settings: SettingsDep) -> Response:
+async def metrics(session: AnalyticsSessionDep, settings: SettingsDep) -> Response:
     """Prometheus text: payments, provider latency histograms and circuits, workflow backlog."""
     params = {"deposit_open": list(DEPOSIT_OPEN), "withdrawal_open": list(WITHDRAWAL_OPEN)}
+    await fold_rollups(session)
     now = datetime.now(UTC)
     cooldown = settings.circuit_policy().cooldown
     names = sorted({rule.name for rule in settings.providers})

@@ -142,22 +142,98 @@ function renderTotals(t) {
       : `<tr><td colspan="4" class="muted">none</td></tr>`);
 }
 
-async function renderQueue() {
-  const queue = await api("/v1/withdrawals?status=in_review&limit=50");
-  setText("kpi-review-queue", String(queue.data.length) + (queue.next_cursor ? "+" : ""));
-  $("queue").innerHTML = `<tr><th>withdrawal</th><th>player</th><th>method</th><th class="num">amount</th><th>since</th><th></th></tr>`
-    + (queue.data.length ? queue.data.map((w) => `<tr data-id="${esc(w.id)}"><td>${esc(w.id)}${w.escalated_at ? ' <span class="badge bad">escalated</span>' : ""}</td>`
-      + `<td>${esc(w.player_id)}</td><td>${esc(w.method)}</td><td class="num">${money(w.amount, w.currency)}</td>`
-      + `<td>${esc(w.created_at)}</td><td><button class="approve" data-id="${esc(w.id)}">Approve</button> `
-      + `<input class="reason" data-id="${esc(w.id)}" placeholder="reason"> <button class="reject" data-id="${esc(w.id)}">Reject</button></td></tr>`).join("")
-      : `<tr><td colspan="6" class="muted">nothing waits for review</td></tr>`);
+function riskCells(risk) {
+  if (!risk) return `<td class="num">–</td><td>–</td>`;
+  return `<td class="num">${risk.score}</td><td>${(risk.reasons || []).map((r) => `<span class="badge">${esc(r)}</span>`).join(" ") || "–"}</td>`;
 }
 
-async function review(id, action) {
+function decisionCell(id, kind) {
+  return `<td><button class="approve" data-kind="${kind}" data-id="${esc(id)}">Approve</button> `
+    + `<input class="reason" data-id="${esc(id)}" placeholder="reason"> <button class="reject" data-kind="${kind}" data-id="${esc(id)}">Reject</button></td>`;
+}
+
+let withdrawalsWaiting = 0, depositsWaiting = 0;
+function showReviewCount() { setText("kpi-review-queue", `${withdrawalsWaiting} wd · ${depositsWaiting} dep`); }
+
+async function renderQueue() {
+  const queue = await api("/v1/withdrawals?status=in_review&order=deadline&limit=50");
+  withdrawalsWaiting = queue.data.length;
+  showReviewCount();
+  $("queue").innerHTML = `<tr><th>withdrawal</th><th>player</th><th>method</th><th class="num">amount</th><th class="num">score</th><th>reasons</th><th>since</th><th></th></tr>`
+    + (queue.data.length ? queue.data.map((w) => `<tr data-id="${esc(w.id)}"><td>${esc(w.id)}${w.escalated_at ? ' <span class="badge bad">escalated</span>' : ""}</td>`
+      + `<td>${esc(w.player_id)}</td><td>${esc(w.method)}</td><td class="num">${money(w.amount, w.currency)}</td>`
+      + riskCells(w.risk) + `<td>${esc(w.created_at)}</td>` + decisionCell(w.id, "withdrawals") + `</tr>`).join("")
+      : `<tr><td colspan="8" class="muted">nothing waits for review</td></tr>`);
+}
+
+// Issue 18: deposits the risk engine sent to review, risk alerts, block and allow lists.
+async function renderDepositQueue() {
+  const queue = await api("/v1/risk/reviews?status=pending&limit=50");
+  depositsWaiting = queue.data.length;
+  showReviewCount();
+  $("deposit-queue").innerHTML = `<tr><th>deposit</th><th>player</th><th>method</th><th class="num">amount</th><th>held</th><th class="num">score</th><th>reasons</th><th>since</th><th></th></tr>`
+    + (queue.data.length ? queue.data.map((r) => `<tr data-id="${esc(r.deposit_id)}"><td>${esc(r.deposit_id)} <span class="badge">${esc(r.deposit_status)}</span></td>`
+      + `<td>${esc(r.player_id)}</td><td>${esc(r.method)}</td><td class="num">${money(r.amount, r.currency)}</td>`
+      + `<td>${r.mode === "hold" ? "not credited" : "credited, withdrawals blocked"}</td>`
+      + riskCells(r) + `<td>${esc(r.created_at)}</td>` + decisionCell(r.deposit_id, "deposits") + `</tr>`).join("")
+      : `<tr><td colspan="9" class="muted">no deposit waits for review</td></tr>`);
+}
+
+const RISK_ALERTS = ["multi_account_device", "multi_account_card", "card_testing", "blocklisted", "card_holder_mismatch", "payment_review"];
+async function renderRiskAlerts() {
+  const lists = await Promise.all(RISK_ALERTS.map((kind) => api(`/v1/ops/alerts?status=open&kind=${kind}&limit=10`).catch(() => ({ data: [] }))));
+  const alerts = lists.flatMap((l) => l.data).sort((a, b) => b.id - a.id).slice(0, 12);
+  $("risk-alerts").innerHTML = alerts.length
+    ? alerts.map((a) => `<li data-kind="${esc(a.kind)}"><span class="badge ${a.severity === "high" ? "bad" : ""}">${esc(a.kind)}</span> ${esc(a.message)}</li>`).join("")
+    : `<li class="muted">no open risk alerts</li>`;
+}
+
+async function renderLists() {
+  const lists = await api("/v1/risk/lists?limit=50");
+  $("lists").innerHTML = `<tr><th>list</th><th>kind</th><th>value</th><th>reason</th><th>by</th><th>expires</th><th></th></tr>`
+    + (lists.data.length ? lists.data.map((e) => `<tr data-entry="${e.id}"><td><span class="badge ${e.list_type === "block" ? "bad" : ""}">${esc(e.list_type)}</span></td>`
+      + `<td>${esc(e.kind)}</td><td title="${esc(e.value)}">${esc(e.value.length > 24 ? e.value.slice(0, 12) + "…" + e.value.slice(-6) : e.value)}</td>`
+      + `<td>${esc(e.reason)}</td><td>${esc(e.created_by)}</td><td>${esc(e.expires_at || "never")}</td>`
+      + `<td><button class="secondary remove-entry" data-entry="${e.id}">Remove</button></td></tr>`).join("")
+      : `<tr><td colspan="7" class="muted">the lists are empty</td></tr>`);
+}
+
+function idempotencyKey() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  return `${Date.now().toString(16)}-${Math.random().toString(16).slice(2)}-${Math.random().toString(16).slice(2)}`;
+}
+
+async function addListEntry() {
+  const expires = $("list-expires").value;
+  const body = { list_type: $("list-type").value, kind: $("list-kind").value, value: $("list-value").value.trim(), reason: $("list-reason").value.trim() };
+  if (expires) body.expires_at = `${expires}:00Z`;
+  try {
+    await api("/v1/risk/lists", { method: "POST", body: JSON.stringify(body), headers: { "Idempotency-Key": idempotencyKey() } });
+    $("list-value").value = ""; $("list-reason").value = ""; $("list-expires").value = "";
+    showError("");
+  } catch (error) {
+    showError(`add to the ${body.list_type} list: ${error.message}`);
+  }
+  await refresh();
+}
+
+async function removeListEntry(id) {
+  const reason = prompt("Why is this entry removed?");
+  if (!reason) return;
+  try {
+    await api(`/v1/risk/lists/${encodeURIComponent(id)}/remove`, { method: "POST", body: JSON.stringify({ reason }) });
+    showError("");
+  } catch (error) {
+    showError(`remove entry ${id}: ${error.message}`);
+  }
+  await refresh();
+}
+
+async function review(id, action, kind = "withdrawals") {
   const reasonInput = document.querySelector(`input.reason[data-id="${CSS.escape(id)}"]`);
   const reason = reasonInput && reasonInput.value ? reasonInput.value : (action === "reject" ? "rejected from the dashboard" : null);
   try {
-    await api(`/v1/withdrawals/${encodeURIComponent(id)}/${action}`, { method: "POST", body: JSON.stringify(reason ? { reason } : {}) });
+    await api(`/v1/${kind}/${encodeURIComponent(id)}/${action}`, { method: "POST", body: JSON.stringify(reason ? { reason } : {}) });
     showError("");
   } catch (error) {
     showError(`${action} ${id}: ${error.message}`);
@@ -205,12 +281,102 @@ async function renderProviders() {
   }
 }
 
+// Hosted checkout: page opened -> method chosen -> submitted -> succeeded (GET /v1/analytics/checkout-funnel).
+async function renderFunnel() {
+  try {
+    const f = await api(`/v1/analytics/checkout-funnel?${rangeQuery()}`);
+    const t = f.totals;
+    setText("funnel-totals", `${t.created} sessions · opened ${t.opened} → method chosen ${t.method_chosen}`
+      + ` → submitted ${t.submitted} → succeeded ${t.succeeded} (${percent(t.conversion)} of opened)`);
+    const methods = f.by_method.map((m) => `<tr><td>${esc(m.method)}</td><td></td><td class="num">${m.chosen}</td>`
+      + `<td class="num">${m.submitted} (${m.attempts})</td><td class="num">${m.succeeded}</td>`
+      + `<td class="num">${percent(m.conversion)}</td><td class="num">${money(m.volume_minor, f.currency)}</td></tr>`);
+    const providers = f.by_provider.map((p) => `<tr data-provider="${esc(p.provider)}"><td>${esc(p.method)}</td><td>${esc(p.provider)}</td>`
+      + `<td></td><td class="num">${p.attempts}</td><td class="num">${p.succeeded}</td>`
+      + `<td class="num">${percent(p.approval_rate)}</td><td></td></tr>`);
+    $("table-funnel").innerHTML = `<tr><th>method</th><th>provider</th><th class="num">chosen</th>`
+      + `<th class="num">submitted (payments)</th><th class="num">succeeded</th><th class="num">conversion</th>`
+      + `<th class="num">volume</th></tr>`
+      + ([...methods, ...providers].join("") || `<tr><td colspan="7" class="muted">no checkout sessions in this range</td></tr>`);
+  } catch (error) {
+    setText("funnel-totals", `checkout funnel unavailable (${error.message})`);
+  }
+}
+
+// Player segments (GET /v1/analytics/segments): who is new, active, churning, dormant, VIP, risky.
+async function renderSegments() {
+  try {
+    const s = await api("/v1/analytics/segments");
+    $("table-segments").innerHTML = `<tr><th>segment</th><th class="num">players</th><th class="num">deposits</th>`
+      + `<th class="num">withdrawals</th><th class="num">net deposits</th></tr>`
+      + s.data.map((g) => `<tr data-segment="${esc(g.segment)}"><td>${esc(g.segment.replaceAll("_", " "))}</td>`
+        + `<td class="num">${g.players}</td><td class="num">${money(g.deposits_minor, s.currency)}</td>`
+        + `<td class="num">${money(g.withdrawals_minor, s.currency)}</td>`
+        + `<td class="num">${money(g.net_deposits_minor, s.currency)}</td></tr>`).join("");
+  } catch (error) {
+    $("table-segments").innerHTML = `<tr><td class="muted">segments unavailable (${esc(error.message)})</td></tr>`;
+  }
+}
+
+// Player 360 (GET /v1/players/{id}/profile): identity masked, behaviour, links, risk, limits.
+async function showProfile(playerId) {
+  try {
+    const p = await api(`/v1/players/${encodeURIComponent(playerId)}/profile`);
+    const b = p.behaviour;
+    const row = (label, value) => `<tr><th>${esc(label)}</th><td>${value}</td></tr>`;
+    const hours = b.hour_of_day.map((n, h) => (n ? `${h}h:${n}` : "")).filter(Boolean).join(" ");
+    $("profile").innerHTML = `<table id="profile-table">`
+      + row("player", esc(p.player_id)) + row("name", esc(p.identity.full_name))
+      + row("IIN", esc(p.identity.iin)) + row("phone", esc(p.identity.phone))
+      + row("balance", money(p.balance_minor, p.currency))
+      + row("deposits", `${b.deposit_count} · ${money(b.deposits_minor, p.currency)}`)
+      + row("last 7 / 30 / 90 days", ["7d", "30d", "90d"].map((w) => `${b.deposits[w].count} (${money(b.deposits[w].amount_minor, p.currency)})`).join(" / "))
+      + row("average deposit", b.average_deposit_minor === null ? "–" : money(b.average_deposit_minor, p.currency))
+      + row("net deposits", money(b.net_deposits_minor, p.currency))
+      + row("withdrawal ratio", percent(b.withdrawal_ratio))
+      + row("first / last deposit", `${esc(String(b.first_deposit_at ?? "–").slice(0, 16))} / ${esc(String(b.last_deposit_at ?? "–").slice(0, 16))}`)
+      + row("active days", String(b.active_days))
+      + row("hour of day", esc(hours || "–"))
+      + row("flagged deposits", String(b.flagged_deposits))
+      + row("linked accounts", esc(p.linked_accounts.map((l) => `${l.player_id} (${l.link})`).join(", ") || "none"))
+      + row("risk decisions", esc(p.risk_decisions.map((d) => `${d.decision} ${d.score}`).join(", ") || "none"))
+      + row("limits", esc(p.limits.map((l) => `${l.period} ${l.amount_minor ?? "removed"}`).join(", ") || "none"))
+      + row("exclusions", esc(p.exclusions.map((e) => `until ${String(e.until).slice(0, 10)}`).join(", ") || "none"))
+      + `</table>`;
+  } catch (error) {
+    $("profile").innerHTML = `<p class="muted">${esc(error.message)}</p>`;
+  }
+}
+
 function showError(message) {
   $("error").hidden = !message;
   $("error").textContent = message;
 }
 
-async function refresh() {
+// One refresh at a time: asked for while one runs, it runs once more after it; the timer
+// starts counting only when a refresh has finished, so a slow database never piles them up.
+let running = null;
+let queued = false;
+function refresh() {
+  if (running) { queued = true; return running; }
+  running = (async () => {
+    try {
+      do { queued = false; await refreshNow(); } while (queued);
+    } finally {
+      running = null;
+    }
+  })();
+  return running;
+}
+
+function schedule() {
+  timer = setTimeout(async () => {
+    if (!document.hidden) await refresh();
+    schedule();
+  }, REFRESH_MS);
+}
+
+async function refreshNow() {
   if (!apiKey()) { $("main").hidden = true; setText("status", "enter an operator API key"); return; }
   try {
     const [totals, days, methods, providers] = await Promise.all([
@@ -224,7 +390,8 @@ async function refresh() {
     breakdownTable($("table-provider"), providers.groups);
     $("main").hidden = false;
     setText("status", `${totals.from.slice(0, 16)} → ${totals.to.slice(0, 16)} UTC · ${totals.currency}`);
-    await Promise.all([renderQueue(), renderStuck(), renderProviders()]);
+    await Promise.all([renderQueue(), renderStuck(), renderProviders(), renderFunnel(), renderSegments()]);
+    await Promise.all([renderDepositQueue(), renderRiskAlerts(), renderLists()]);
     setText("updated-at", `updated ${new Date().toISOString().slice(11, 19)} UTC`);
     document.body.dataset.loaded = "true";
     showError("");
@@ -257,11 +424,15 @@ function start() {
   });
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button.approve, button.reject");
-    if (button) review(button.dataset.id, button.classList.contains("approve") ? "approve" : "reject");
+    if (button) review(button.dataset.id, button.classList.contains("approve") ? "approve" : "reject", button.dataset.kind || "withdrawals");
+    const remove = event.target.closest("button.remove-entry");
+    if (remove) removeListEntry(remove.dataset.entry);
   });
+  $("list-form").addEventListener("submit", (event) => { event.preventDefault(); addListEntry(); });
+  $("profile-form").addEventListener("submit", (event) => { event.preventDefault(); showProfile($("profile-player").value.trim()); });
   setText("refresh-seconds", String(REFRESH_MS / 1000));
   refresh();
-  timer = setInterval(refresh, REFRESH_MS);
+  schedule();
 }
 
 start();

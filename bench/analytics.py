@@ -1,0 +1,432 @@
+# ruff: noqa: S608  (SQL built from this module's constants and integers only)
+"""`python -m bench.analytics`: the analytics reads at scale, timed (issue 19).
+
+It starts its own embedded PostgreSQL (or uses `--database-url` / `PAY_DATABASE_URL`), then
+
+1. times the database side of one card deposit (insert, processing, succeeded with its event,
+   the rollup triggers included) on the empty database;
+2. seeds `--players`, `--deposits` and `--withdrawals` over `--days` straight into PostgreSQL
+   (INSERT ... SELECT generate_series, triggers off), plus provider attempts and success events,
+   then recomputes the rollups from that history (`db.rollups.rebuild`, timed) and checks them;
+3. seeds one wallet with `--wallet-entries` postings through the posting functions (the stored
+   running balance trigger on);
+4. times, through the ASGI app with an operator key: the summary (30 days: totals, by day,
+   method, provider; 180 days by day), `/metrics`, the segments, the cohorts, the harm markers,
+   a player profile, a statement page at the start and deep in the wallet, the dashboard's
+   analytics refresh (its four summaries, the segments and the checkout funnel, concurrently);
+   and the card deposit's database side again on the loaded database.
+
+It prints p50/p95 per read and the goals (read p95 < 150 ms, refresh < 500 ms, deposit within
+10 % of the empty database). Defaults run in a few minutes; `--deposits 1000000 --withdrawals
+150000 --players 100000` is the issue's full size.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import psycopg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bench.ledger import embedded_database
+from db import ledger as ledger_store
+from db import rollups
+from db.engine import make_engine, make_sessionmaker
+from db.migrate import upgrade
+from domain.ledger import TransactionSpec, deposit_credit
+
+READ_P95_MS = 150.0
+REFRESH_MS = 500.0
+
+
+def _sync_url(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _seed(url: str, args: argparse.Namespace, out: Callable[[str], None]) -> None:
+    """Players, deposits, withdrawals, events and attempts over `days`, triggers off."""
+    days, players = args.days, args.players
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=days)
+    statements = [
+        f"""INSERT INTO persons (id, iin, birth_date)
+            SELECT 'bp_' || i, lpad(i::text, 12, '0'), date '1990-01-01'
+            FROM generate_series(1, {players}) i""",
+        f"""INSERT INTO players (id, external_id, iin, full_name, birth_date, phone, created_at,
+                                 person_id)
+            SELECT 'bpl_' || i, 'bench-' || i, lpad(i::text, 12, '0'), 'Bench Player',
+                   date '1990-01-01', '+77010000000',
+                   timestamptz '{start.isoformat()}' + (i % {days}) * interval '1 day',
+                   'bp_' || i
+            FROM generate_series(1, {players}) i""",
+        f"""INSERT INTO deposits (id, player_id, amount_minor, currency, method, status,
+                                  status_reason, provider, risk, workflow_id, created_at,
+                                  updated_at)
+            SELECT 'bdep_' || i, 'bpl_' || (1 + (i * 7919) % {players}),
+                   100000 + (i * 37) % 5000000, 'KZT',
+                   (ARRAY['card', 'card', 'card', 'ewallet', 'qr', 'bank_transfer'])[1 + i % 6],
+                   s.status,
+                   CASE WHEN s.status IN ('failed', 'declined') THEN 'insufficient_funds' END,
+                   (ARRAY['halyk', 'kaspi', 'freedom', 'cloudpayments', 'ioka'])[1 + i % 5],
+                   CASE WHEN i % 50 = 0 THEN '{{"decision": "review"}}'::jsonb
+                        ELSE '{{"decision": "approve"}}'::jsonb END,
+                   'deposit-bdep_' || i, t.at, t.at
+            FROM generate_series(1::bigint, {args.deposits}) i,
+                 LATERAL (SELECT timestamptz '{start.isoformat()}'
+                          + (i::float8 / {args.deposits}) * interval '{days} days' AS at) t,
+                 LATERAL (SELECT CASE WHEN i % 10 < 8 THEN 'succeeded'
+                                      WHEN i % 10 = 8 THEN 'failed'
+                                      WHEN i % 100 = 99 THEN 'processing'
+                                      ELSE 'declined' END AS status) s""",
+        """INSERT INTO payment_events (payment_id, status, occurred_at)
+           SELECT id, 'succeeded', created_at + ((hashtext(id) & 1023) % 120 + 2) * interval '1 s'
+           FROM deposits WHERE id LIKE 'bdep_%' AND status = 'succeeded'""",
+        """INSERT INTO payment_attempts (payment_id, step, attempt_no, provider, outcome,
+                                         latency_ms, created_at)
+           SELECT id, 'charge', 1, provider, CASE WHEN status = 'failed' THEN 'declined'
+                  ELSE 'ok' END, 20 + (hashtext(id) & 4095) % 900, created_at
+           FROM deposits WHERE id LIKE 'bdep_%'""",
+        f"""INSERT INTO withdrawals (id, player_id, amount_minor, currency, method, destination,
+                                     destination_fingerprint, status, status_reason, provider,
+                                     risk, approvals_needed, workflow_id, created_at, updated_at,
+                                     payout_deadline)
+            SELECT 'bwd_' || i, 'bpl_' || (1 + (i * 104729) % {players}),
+                   200000 + (i * 53) % 9000000, 'KZT',
+                   (ARRAY['card', 'ewallet', 'bank_transfer'])[1 + i % 3],
+                   '{{"display": "bench"}}'::jsonb, md5(i::text)::varchar(32),
+                   CASE WHEN i % 10 < 8 THEN 'paid' WHEN i % 10 = 8 THEN 'rejected'
+                        ELSE 'in_review' END,
+                   CASE WHEN i % 10 = 8 THEN 'operator: bench' END,
+                   (ARRAY['halyk', 'kaspi', 'kzbank'])[1 + i % 3],
+                   '{{"decision": "approve"}}'::jsonb, 1, 'withdrawal-bwd_' || i, t.at, t.at,
+                   t.at + interval '3 days'
+            FROM generate_series(1::bigint, {args.withdrawals}) i,
+                 LATERAL (SELECT timestamptz '{start.isoformat()}'
+                          + (i::float8 / {args.withdrawals}) * interval '{days} days' AS at) t""",
+        """INSERT INTO payment_events (payment_id, status, occurred_at)
+           SELECT id, 'paid', created_at + ((hashtext(id) & 8191) % 7200 + 60) * interval '1 s'
+           FROM withdrawals WHERE id LIKE 'bwd_%' AND status = 'paid'""",
+    ]
+    with psycopg.connect(_sync_url(url), autocommit=True) as db:
+        db.execute("SET session_replication_role = replica")  # bulk load: triggers off
+        for sql in statements:
+            began = time.perf_counter()
+            db.execute(sql)
+            out(f"  seeded in {time.perf_counter() - began:5.1f} s: {' '.join(sql.split()[:3])}")
+        db.execute("SET session_replication_role = DEFAULT")
+        db.execute("ANALYZE")
+
+
+def _rebuild(url: str, out: Callable[[str], None]) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    began = time.perf_counter()
+    with engine.begin() as connection:
+        rollups.rebuild(connection)
+    out(f"  rollups recomputed from history in {time.perf_counter() - began:.1f} s")
+    engine.dispose()
+    with psycopg.connect(_sync_url(url), autocommit=True) as db:
+        db.execute("ANALYZE")
+
+
+async def _deposit_write(sessions: async_sessionmaker[AsyncSession], n: int) -> list[float]:
+    """The database side of one card deposit, n times: insert, processing, succeeded + event."""
+    from sqlalchemy import text
+
+    times: list[float] = []
+    async with sessions() as session:
+        player = await session.scalar(text("SELECT id FROM players LIMIT 1"))
+    for _ in range(n):
+        dep = f"dep_{uuid.uuid4().hex[:20]}"
+        began = time.perf_counter()
+        async with sessions.begin() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO deposits (id, player_id, amount_minor, currency, method, status, "
+                    "provider, risk, workflow_id) VALUES (:id, :p, 500000, 'KZT', 'card', "
+                    "'pending', 'halyk', '{\"decision\": \"approve\"}', :wf)"
+                ),
+                {"id": dep, "p": player, "wf": f"deposit-{dep}"},
+            )
+        async with sessions.begin() as session:
+            await session.execute(
+                text("UPDATE deposits SET status = 'processing' WHERE id = :id"), {"id": dep}
+            )
+        async with sessions.begin() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO payment_events (payment_id, status, occurred_at) "
+                    "VALUES (:id, 'succeeded', now())"
+                ),
+                {"id": dep},
+            )
+            await session.execute(
+                text("UPDATE deposits SET status = 'succeeded', updated_at = now() WHERE id = :id"),
+                {"id": dep},
+            )
+        times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+async def _wallet(sessions: async_sessionmaker[AsyncSession], player: str, entries: int) -> None:
+    specs: list[TransactionSpec] = [
+        deposit_credit(
+            deposit_id=f"bench-{uuid.uuid4().hex[:16]}",
+            player_id=player,
+            provider="halyk",
+            amount_minor=1_000 + i,
+            currency="KZT",
+        )
+        for i in range(entries)
+    ]
+    for i in range(0, len(specs), 500):
+        async with sessions.begin() as session:
+            await ledger_store.post_transactions(session, specs=specs[i : i + 500])
+
+
+def _percentiles(times: list[float]) -> tuple[float, float]:
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p95
+
+
+async def _time(
+    name: str,
+    call: Callable[[], Awaitable[None]],
+    repeat: int,
+    out: Callable[[str], None],
+    goal_ms: float,
+) -> bool:
+    await call()  # warm
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        await call()
+        times.append((time.perf_counter() - began) * 1000)
+    p50, p95 = _percentiles(times)
+    ok = p95 < goal_ms
+    out(f"  {name:<44} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  {'ok' if ok else 'OVER'}")
+    return ok
+
+
+async def _reads(url: str, args: argparse.Namespace, out: Callable[[str], None]) -> bool:
+    from api.app import create_app
+    from config import Settings
+    from db.api_keys import issue_key
+    from domain.roles import Role
+
+    settings = Settings(environment="test", database_url=url)
+    app = create_app(settings)
+    engine = make_engine(url, pool_size=2)
+    sessions = make_sessionmaker(engine)
+    async with sessions.begin() as session:
+        key = (await issue_key(session, name="bench", role=Role.OPERATOR)).secret
+        merchant = (await issue_key(session, name="bench", role=Role.MERCHANT)).secret
+    wallet_player = "bpl_1"
+    began = time.perf_counter()
+    await _wallet(sessions, wallet_player, args.wallet_entries)
+    out(f"  {args.wallet_entries:,} wallet postings in {time.perf_counter() - began:.1f} s")
+    ok = True
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            httpx.AsyncClient(
+                transport=transport,
+                base_url="http://api",
+                headers={"Authorization": f"Bearer {key}"},
+            ) as api,
+            httpx.AsyncClient(
+                transport=transport,
+                base_url="http://api",
+                headers={"Authorization": f"Bearer {merchant}"},
+            ) as merchant_api,
+        ):
+
+            def get(
+                path: str, params: dict[str, str] | None = None, client: httpx.AsyncClient = api
+            ) -> Callable[[], Awaitable[None]]:
+                async def call() -> None:
+                    response = await client.get(path, params=params)
+                    if response.status_code != 200:
+                        raise RuntimeError(f"{path} {params}: {response.status_code}")
+
+                return call
+
+            now = datetime.now(UTC)
+            month = {"from": (now - timedelta(days=30)).isoformat(), "to": now.isoformat()}
+            half = {"from": (now - timedelta(days=180)).isoformat(), "to": now.isoformat()}
+            summary = "/v1/analytics/summary"
+            reads: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+                ("summary 30 d", get(summary, month)),
+                ("summary 30 d group_by=day", get(summary, {"group_by": "day", **month})),
+                ("summary 30 d group_by=method", get(summary, {"group_by": "method", **month})),
+                ("summary 30 d group_by=provider", get(summary, {"group_by": "provider", **month})),
+                ("summary 180 d group_by=day", get(summary, {"group_by": "day", **half})),
+                ("/metrics", get("/metrics")),
+                ("segments", get("/v1/analytics/segments")),
+                ("cohorts (6 months)", get("/v1/analytics/cohorts")),
+                ("harm markers (list)", get("/v1/analytics/harm-markers")),
+                ("player profile", get(f"/v1/players/{wallet_player}/profile")),
+                (
+                    "statement, first page",
+                    get(f"/v1/players/{wallet_player}/statement", {"limit": "50"}, merchant_api),
+                ),
+            ]
+            for name, call in reads:
+                ok &= await _time(name, call, args.repeat, out, READ_P95_MS)
+            # A page deep in the wallet: the cursor of the last page.
+            async with sessions() as session:
+                from sqlalchemy import text
+
+                deep = await session.scalar(
+                    text(
+                        "SELECT max(entry_id) - 50 FROM ledger_entry_balances b JOIN "
+                        "ledger_accounts a ON a.id = b.account_id WHERE a.owner_id = :p"
+                    ),
+                    {"p": wallet_player},
+                )
+            import base64
+
+            cursor = base64.urlsafe_b64encode(f"e{deep}".encode()).decode()
+            ok &= await _time(
+                "statement, last page",
+                get(f"/v1/players/{wallet_player}/statement", {"cursor": cursor}, merchant_api),
+                args.repeat,
+                out,
+                READ_P95_MS,
+            )
+            dashboard = [
+                get(summary),
+                get(summary, {"group_by": "day"}),
+                get(summary, {"group_by": "method"}),
+                get(summary, {"group_by": "provider"}),
+                get("/v1/analytics/segments"),
+            ]
+            funnel = await api.get("/v1/analytics/checkout-funnel")
+            if funnel.status_code == 200:
+                dashboard.append(get("/v1/analytics/checkout-funnel"))
+
+            async def refresh() -> None:
+                await asyncio.gather(*(call() for call in dashboard))
+
+            ok &= await _time(
+                f"dashboard analytics refresh ({len(dashboard)} requests)",
+                refresh,
+                args.repeat,
+                out,
+                REFRESH_MS,
+            )
+    await engine.dispose()
+    return ok
+
+
+async def _deposit_timing(url: str, n: int) -> float:
+    engine = make_engine(url, pool_size=2)
+    try:
+        times = await _deposit_write(make_sessionmaker(engine), n)
+    finally:
+        await engine.dispose()
+    return _percentiles(times)[0]
+
+
+async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) -> int:
+    with psycopg.connect(_sync_url(url), autocommit=True) as db:
+        db.execute(
+            "INSERT INTO persons (id, iin, birth_date) VALUES ('bp_0', '000000000000', "
+            "'1990-01-01') ON CONFLICT DO NOTHING"
+        )
+        db.execute(
+            "INSERT INTO players (id, external_id, iin, full_name, birth_date, phone, person_id) "
+            "VALUES ('bpl_0', 'bench-0', '000000000000', 'Bench', '1990-01-01', '+77010000000', "
+            "'bp_0') ON CONFLICT DO NOTHING"
+        )
+    with psycopg.connect(_sync_url(url), autocommit=True) as db:
+        seeded = db.execute("SELECT count(*) FROM deposits WHERE id LIKE 'bdep_%'").fetchone()
+    if seeded and seeded[0]:
+        out(f"reusing the {seeded[0]:,} seeded deposits already in the database")
+        empty = await _deposit_timing(url, args.deposit_samples)
+        out(f"card deposit, database side (seeded database): p50 {empty:.2f} ms")
+    else:
+        empty = await _deposit_timing(url, args.deposit_samples)
+        out(f"card deposit, database side, empty database: p50 {empty:.2f} ms")
+        out(
+            f"seeding {args.players:,} players, {args.deposits:,} deposits, "
+            f"{args.withdrawals:,} withdrawals over {args.days} days"
+        )
+        _seed(url, args, out)
+        _rebuild(url, out)
+    engine = make_engine(url, pool_size=1)
+    async with make_sessionmaker(engine)() as session:
+        began = time.perf_counter()
+        counts, _ = await rollups.check(session)
+    await engine.dispose()
+    out(
+        f"  rollup check in {time.perf_counter() - began:.1f} s: "
+        f"{'ok' if not any(counts.values()) else counts}"
+    )
+    out("reads (through the ASGI app):")
+    ok = await _reads(url, args, out)
+    loaded = await _deposit_timing(url, args.deposit_samples)
+    within = loaded <= empty * 1.1 + 0.5  # half a millisecond of timer noise
+    out(
+        f"card deposit, database side, loaded database: p50 {loaded:.2f} ms "
+        f"({(loaded / empty - 1) * 100:+.0f} % vs empty; {'ok' if within else 'OVER'})"
+    )
+    return 0 if ok and within else 1
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__)
+    parser.add_argument("--deposits", type=int, default=100_000)
+    parser.add_argument("--withdrawals", type=int, default=None, help="default: deposits * 0.15")
+    parser.add_argument("--players", type=int, default=None, help="default: deposits / 10")
+    parser.add_argument("--days", type=int, default=180)
+    parser.add_argument("--wallet-entries", type=int, default=5_000)
+    parser.add_argument("--repeat", type=int, default=20, help="timed calls per read")
+    parser.add_argument("--deposit-samples", type=int, default=50)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("PAY_DATABASE_URL") or None,
+        help="a scratch PostgreSQL (default: PAY_DATABASE_URL, else a fresh embedded one)",
+    )
+    args = parser.parse_args(argv)
+    if args.withdrawals is None:
+        args.withdrawals = int(args.deposits * 0.15)
+    if args.players is None:
+        args.players = max(args.deposits // 10, 10)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="bench-analytics-") as directory:
+        cleanup: Callable[[], None] | None = None
+        if args.database_url:
+            url = args.database_url
+        else:
+            out("starting an embedded PostgreSQL")
+            url, cleanup = embedded_database(Path(directory))
+        try:
+            upgrade(url)
+            return asyncio.run(bench(args, url, out))
+        finally:
+            if cleanup is not None:
+                cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
