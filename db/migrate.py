@@ -6,21 +6,24 @@ from alembic import command
 from alembic.config import Config
 
 from db.engine import normalize_url
+from db.roles import DatabaseRoles
 
 _HERE = Path(__file__).resolve().parent
 
 
-def alembic_config(database_url: str) -> Config:
+def alembic_config(database_url: str, roles: DatabaseRoles | None = None) -> Config:
+    """`roles`: the PostgreSQL roles migration 0130 grants (default: the settings' defaults)."""
     config = Config()
     config.set_main_option("script_location", str(_HERE / "migrations"))
     config.set_main_option("sqlalchemy.url", normalize_url(database_url).replace("%", "%%"))
+    config.attributes["roles"] = roles or DatabaseRoles.defaults()
     return config
 
 
-def upgrade(database_url: str) -> None:
+def upgrade(database_url: str, roles: DatabaseRoles | None = None) -> None:
     # "heads": independent features add migrations on branches off the same parent
     # (e.g. withdrawals and fraud both revise 0002); all of them apply.
-    command.upgrade(alembic_config(database_url), "heads")
+    command.upgrade(alembic_config(database_url, roles), "heads")
 
 
 def main() -> None:
@@ -34,7 +37,7 @@ def main() -> None:
     configure_logging(settings)
     if not settings.database_url:
         raise SystemExit("PAY_DATABASE_URL is not set: nothing to migrate")
-    upgrade(settings.database_url)
+    upgrade(settings.database_url, DatabaseRoles.from_settings(settings))
     logging.getLogger("db.migrate").info("migrations applied")
 
 

@@ -6,7 +6,9 @@ exercise exactly what a newcomer runs.
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import httpx
 from temporalio.client import Client
 
 from config import Settings, child_environment
+from config.temporal_tls import temporal_tls
 from db.migrate import upgrade
 from stack.dev_keys import ensure_dev_keys
 from stack.search_attributes import dev_server_flags, ensure_search_attributes
@@ -156,7 +159,9 @@ class Stack:
 
     async def _register_search_attributes(self) -> list[str]:
         client = await Client.connect(
-            self.settings.temporal_target, namespace=self.settings.temporal_namespace
+            self.settings.temporal_target,
+            namespace=self.settings.temporal_namespace,
+            tls=temporal_tls(self.settings),
         )
         return await ensure_search_attributes(client, self.settings.temporal_namespace)
 
@@ -248,6 +253,9 @@ class Stack:
     def kill(self, name: str) -> int:
         """SIGKILL one component (no graceful shutdown); returns the pid it had."""
         component = self._component(name)
+        # Its whole process group: the API's worker processes (PAY_API_WORKERS) die with it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(component.process.pid, signal.SIGKILL)
         component.process.kill()
         component.process.wait()
         component.log_file.close()

@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings, get_settings
 from config.logging import configure_logging
+from config.temporal_tls import temporal_tls
 from stack.search_attributes import ensure_search_attributes
 
 logger = logging.getLogger("stack.temporal_setup")
@@ -55,7 +56,9 @@ async def _connect(settings: Settings, attempts: int, delay: float) -> Client:
     for attempt in range(1, attempts + 1):
         try:
             return await Client.connect(
-                settings.temporal_target, namespace=settings.temporal_namespace
+                settings.temporal_target,
+                namespace=settings.temporal_namespace,
+                tls=temporal_tls(settings),
             )
         except RuntimeError as exc:  # the core SDK's connection errors
             if attempt == attempts:

@@ -136,11 +136,17 @@ def production(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "production",
         "idempotency_secret": "i" * 40,
-        "provider_secrets": {"kazcard": "k" * 40},
-        "webhook_secrets": {"kazcard": "w" * 40},
+        "provider_secrets": {"halyk": "k" * 40},
+        "webhook_secrets": {"halyk": "w" * 40},
         "codec_keys": {"2025": _key(KEY_A)},
         "codec_active_key": "2025",
         "operator_session_secret": "s" * 40,
+        "metrics_token": "m" * 40,
+        "exclusion_registry_secret": "r" * 24,
+        "esu_secret": "e" * 24,
+        # No provider is configured: production needs every configured provider's secrets.
+        "providers": (),
+        "payout_providers": {},
     }
     values.update(overrides)
     return Settings(**values)

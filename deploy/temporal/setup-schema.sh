@@ -2,13 +2,21 @@
 # One-shot job (temporalio/admin-tools): creates Temporal's persistence and visibility databases
 # in PostgreSQL if they are missing and migrates both schemas to the image's version.
 # Safe to run on every `docker compose up`: each step is a no-op when already done.
+# It connects as Temporal's own role (POSTGRES_USER), which owns both databases
+# (deploy/postgres/init-roles.sh), over TLS verifying the server's name when SQL_TLS_CA_FILE is set.
 set -eu
 : "${POSTGRES_SEEDS:?}" "${POSTGRES_USER:?}" "${SQL_PASSWORD:?}"
 SCHEMA_DIR=/etc/temporal/schema/postgresql/v12
 
 sql_tool() {
-    temporal-sql-tool --plugin postgres12 --ep "$POSTGRES_SEEDS" -p "${DB_PORT:-5432}" \
-        -u "$POSTGRES_USER" "$@"
+    if [ -n "${SQL_TLS_CA_FILE:-}" ]; then
+        temporal-sql-tool --plugin postgres12 --ep "$POSTGRES_SEEDS" -p "${DB_PORT:-5432}" \
+            -u "$POSTGRES_USER" --tls --tls-ca-file "$SQL_TLS_CA_FILE" \
+            --tls-enable-host-verification "$@"
+    else
+        temporal-sql-tool --plugin postgres12 --ep "$POSTGRES_SEEDS" -p "${DB_PORT:-5432}" \
+            -u "$POSTGRES_USER" "$@"
+    fi
 }
 
 setup() {
