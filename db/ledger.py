@@ -243,6 +243,15 @@ async def _autocommit(
     engine: AsyncEngine, query: str, params: dict[str, object], *, attempts: int
 ) -> list[tuple[Any, ...]]:
     """Run one statement in its own implicit transaction on a pooled driver connection."""
+    return (await _autocommit_all(engine, [(query, params)], attempts=attempts))[0]
+
+
+async def _autocommit_all(
+    engine: AsyncEngine, queries: Sequence[tuple[str, dict[str, object]]], *, attempts: int
+) -> list[list[tuple[Any, ...]]]:
+    """Run statements one after the other, each in its own implicit transaction, on one pooled
+    driver connection; all of them again on deadlock or serialization failure (so each must be
+    safe to repeat: the ledger's postings are idempotent)."""
     for attempt in range(1, attempts + 1):
         try:
             async with engine.connect() as conn:
@@ -252,7 +261,10 @@ async def _autocommit(
                 assert driver is not None
                 await driver.set_autocommit(True)
                 try:
-                    return await (await driver.execute(query, params)).fetchall()
+                    return [
+                        await (await driver.execute(query, params)).fetchall()
+                        for query, params in queries
+                    ]
                 finally:
                     if driver.closed or driver.info.transaction_status != TransactionStatus.IDLE:
                         await conn.invalidate()
@@ -263,10 +275,22 @@ async def _autocommit(
             error = _ERRORS.get(state)
             if error is not None:
                 raise error(str(exc).splitlines()[0]) from exc
-            if state not in _RETRYABLE or attempt == attempts:
+            # A connection lost (a pooled one PostgreSQL closed: a pool without pre-ping meets
+            # it here) is tried again on another: every statement here is idempotent.
+            lost = isinstance(exc, psycopg.OperationalError) and state in ("", "57P01", "57P02")
+            if (state not in _RETRYABLE and not lost) or attempt == attempts:
                 raise
             await asyncio.sleep(0.005 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+_Queued = tuple[
+    dict[str, object], "asyncio.Future[tuple[PostedTransaction, int | None]]", str | None
+]
+_BALANCES = (
+    "SELECT code, posted_credits - posted_debits - pending_debits FROM ledger_accounts "
+    "WHERE code = ANY(%(codes)s)"
+)
 
 
 class LedgerBatcher:
@@ -280,6 +304,10 @@ class LedgerBatcher:
     accounts, so batches that shared house shards would run one after the other; with the house
     shard count a multiple of `parallel`, two lanes never touch the same house shard and their
     batches only meet on a player wallet now and then.
+
+    `post_and_balance` also answers an account's available balance right after the batch (the
+    wallet API's answer): one more statement per batch, on the same connection, whatever the
+    number of postings in it that asked.
     """
 
     def __init__(
@@ -290,22 +318,38 @@ class LedgerBatcher:
             raise TypeError("LedgerBatcher needs a sessionmaker bound to an AsyncEngine")
         self._engine = engine
         self._max_batch = max_batch
-        self._lanes: list[list[tuple[dict[str, object], asyncio.Future[PostedTransaction]]]] = [
-            [] for _ in range(max(parallel, 1))
-        ]
+        self._lanes: list[list[_Queued]] = [[] for _ in range(max(parallel, 1))]
         self._senders: dict[int, asyncio.Task[None]] = {}
 
     async def post(self, spec: TransactionSpec) -> PostedTransaction:
-        return await self._submit(_spec_item(spec), shard_key=spec.key)
+        posted, _ = await self._submit(_spec_item(spec), shard_key=spec.key, balance_of=None)
+        return posted
+
+    async def post_and_balance(
+        self, spec: TransactionSpec, *, account_code: str
+    ) -> tuple[PostedTransaction, int]:
+        """Post `spec`; with the available balance (credits - debits - pending debits) of
+        `account_code` just after its batch committed."""
+        posted, balance = await self._submit(
+            _spec_item(spec), shard_key=spec.key, balance_of=account_code
+        )
+        return posted, balance or 0
 
     async def resolve(self, resolution: PendingResolution) -> PostedTransaction:
         # A resolution moves the pending transfer's accounts, whose shards its key chose.
-        return await self._submit(_resolution_item(resolution), shard_key=resolution.pending_key)
+        posted, _ = await self._submit(
+            _resolution_item(resolution), shard_key=resolution.pending_key, balance_of=None
+        )
+        return posted
 
-    async def _submit(self, item: dict[str, object], *, shard_key: str) -> PostedTransaction:
-        future: asyncio.Future[PostedTransaction] = asyncio.get_running_loop().create_future()
+    async def _submit(
+        self, item: dict[str, object], *, shard_key: str, balance_of: str | None
+    ) -> tuple[PostedTransaction, int | None]:
+        future: asyncio.Future[tuple[PostedTransaction, int | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
         lane = shard_for(shard_key, len(self._lanes))
-        self._lanes[lane].append((item, future))
+        self._lanes[lane].append((item, future, balance_of))
         sender = self._senders.get(lane)
         if sender is None or sender.done():  # a finished sender may not have left the dict yet
             self._senders[lane] = asyncio.create_task(self._drain(lane))
@@ -316,29 +360,35 @@ class LedgerBatcher:
         while queue:
             batch = queue[: self._max_batch]
             del queue[: self._max_batch]
-            try:
-                rows = await _autocommit(
-                    self._engine,
+            codes = sorted({code for _, _, code in batch if code is not None})
+            queries: list[tuple[str, dict[str, object]]] = [
+                (
                     "SELECT idx, tx_id, created, error_state, error_message "
                     "FROM ledger_post_batch(%(items)s::jsonb)",
-                    {"items": json.dumps([item for item, _ in batch])},
-                    attempts=8,
+                    {"items": json.dumps([item for item, _, _ in batch])},
                 )
+            ]
+            if codes:
+                queries.append((_BALANCES, {"codes": codes}))
+            try:
+                results = await _autocommit_all(self._engine, queries, attempts=8)
             except Exception as exc:  # the whole batch failed: every caller hears it
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            for idx, tx_id, created, state, message in rows:
-                item, future = batch[idx]
+            balances = (
+                {str(code): int(available) for code, available in results[-1]} if codes else {}
+            )
+            for idx, tx_id, created, state, message in results[0]:
+                item, future, code = batch[idx]
                 if future.done():
                     continue
                 if state is not None:
                     future.set_exception(_ERRORS.get(state, LedgerError)(message))
                 else:
-                    future.set_result(
-                        PostedTransaction(id=int(tx_id), key=str(item["key"]), created=created)
-                    )
+                    posted = PostedTransaction(id=int(tx_id), key=str(item["key"]), created=created)
+                    future.set_result((posted, balances.get(code) if code else None))
 
 
 async def post(
@@ -425,6 +475,34 @@ async def statement(
     For a wallet (a liability) balance means credits minus debits; pending holds are listed
     with the balance unchanged, and the line that posts them moves it.
     """
+    # A player wallet's balances are stored with its entries (migration 0170): a page is an
+    # index range, however long the history. Other accounts still sum their whole history.
+    stored = await session.execute(
+        text(
+            """
+            SELECT e.id, t.id AS tx_id, t.key, t.kind, e.side, e.amount_minor, t.phase,
+                   t.created_at, b.balance_after
+            FROM ledger_accounts a
+            JOIN ledger_entries e ON e.account_id = a.id
+            JOIN ledger_entry_balances b ON b.account_id = a.id AND b.entry_id = e.id
+            JOIN ledger_transactions t ON t.id = e.transaction_id
+            WHERE a.code = :code AND a.type = 'player_wallet'
+              AND e.id > coalesce(CAST(:after AS bigint), 0)
+            ORDER BY e.id
+            LIMIT :limit
+            """
+        ),
+        {"code": account_code, "after": after_entry_id, "limit": limit},
+    )
+    found = stored.all()
+    is_wallet = bool(found) or bool(
+        await session.scalar(
+            text("SELECT true FROM ledger_accounts WHERE code = :code AND type = 'player_wallet'"),
+            {"code": account_code},
+        )
+    )
+    if is_wallet:
+        return [_statement_line(row) for row in found]
     rows = await session.execute(
         text(
             """
@@ -447,17 +525,18 @@ async def statement(
         ),
         {"code": account_code, "after": after_entry_id, "limit": limit},
     )
-    return [
-        StatementLine(
-            entry_id=row.id,
-            transaction_id=row.tx_id,
-            transaction_key=row.key,
-            kind=row.kind,
-            side=row.side,
-            amount_minor=row.amount_minor,
-            phase=row.phase,
-            balance_after_minor=int(row.balance_after),
-            created_at=row.created_at,
-        )
-        for row in rows
-    ]
+    return [_statement_line(row) for row in rows]
+
+
+def _statement_line(row: Any) -> StatementLine:
+    return StatementLine(
+        entry_id=row.id,
+        transaction_id=row.tx_id,
+        transaction_key=row.key,
+        kind=row.kind,
+        side=row.side,
+        amount_minor=row.amount_minor,
+        phase=row.phase,
+        balance_after_minor=int(row.balance_after),
+        created_at=row.created_at,
+    )
