@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install clean bench-ledger bench-fraud bench-payments demo chaos
+.PHONY: run test lint install clean bench-ledger bench-fraud bench-payments bench-recon bench-wallet bench-analytics demo chaos
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: set PYTHON=/path/to/python3.11 and run again")'
@@ -30,11 +30,20 @@ lint: $(STAMP)
 bench-ledger: $(STAMP)
 	$(PY) -m bench.ledger $(BENCH_ARGS)
 
+bench-recon: $(STAMP)
+	$(PY) -m bench.recon $(BENCH_ARGS)
+
+bench-analytics: $(STAMP)
+	$(PY) -m bench.analytics $(BENCH_ARGS)
+
 bench-fraud: $(STAMP)
 	$(PY) -m bench.fraud $(BENCH_ARGS)
 
 bench-payments: $(STAMP)
 	$(PY) -m bench.payments $(BENCH_ARGS)
+
+bench-wallet: $(STAMP)
+	$(PY) -m bench.wallet $(BENCH_ARGS)
 
 demo: $(STAMP)
 	$(PY) -m demo $(DEMO_ARGS)

@@ -16,22 +16,39 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
+from activities.compliance import ComplianceActivities
 from activities.deposits import DepositActivities, RoutingConfig
+from activities.finance import FinanceActivities
+from activities.fraud import ReviewActivities
 from activities.late_payments import LatePaymentActivities
 from activities.monitoring import MonitoringActivities
+from activities.recon import ReconActivities, provider_report_source, report_providers
+from activities.recon_cases import CaseActivities
 from activities.refunds import RefundActivities
 from activities.stuck import StuckActivities
 from activities.withdrawals import WithdrawalActivities
 from codec.converter import data_converter
 from config import Settings, get_settings
 from config.logging import LogContextInterceptor, configure_logging
+from config.temporal_tls import temporal_tls
 from db.engine import make_engine, make_sessionmaker
+from domain.compliance.monitoring import Thresholds
 from domain.fraud import RuleSource
+from domain.fraud.geo import use_ip_database
+from providers.esu import unified_accounting
 from providers.payout import payout_providers
 from providers.registry import card_providers, payment_providers, provider_http_client
+from workflows.compliance import ComplianceReportWorkflow, PayoutDeadlineWorkflow
 from workflows.deposit import DepositWorkflow
+from workflows.finance import DailySnapshotWorkflow, ensure_snapshot_schedule
 from workflows.late_payment import LatePaymentWorkflow
 from workflows.monitoring import MonitoringWorkflow, start_monitoring
+from workflows.recon_case import CaseMoneyBackWorkflow
+from workflows.reconciliation import (
+    ReconciliationWorkflow,
+    ScheduledReconciliationWorkflow,
+    ensure_recon_schedules,
+)
 from workflows.refund import RefundWorkflow
 from workflows.withdrawal import WithdrawalWorkflow
 
@@ -41,6 +58,12 @@ WORKFLOWS = [
     MonitoringWorkflow,
     LatePaymentWorkflow,
     RefundWorkflow,
+    ReconciliationWorkflow,
+    ScheduledReconciliationWorkflow,
+    CaseMoneyBackWorkflow,
+    DailySnapshotWorkflow,
+    ComplianceReportWorkflow,
+    PayoutDeadlineWorkflow,
 ]
 
 # Modules the sandbox shares with the worker instead of importing them afresh for every workflow
@@ -57,6 +80,8 @@ PASSTHROUGH_MODULES = (
     "workflows.withdrawal_models",
     "workflows.search_attributes",
     "workflows.steps",
+    "workflows.compliance_steps",
+    "workflows.deposit_review",
 )
 
 
@@ -85,6 +110,7 @@ async def connect_temporal(settings: Settings) -> Client:
         settings.temporal_target,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        tls=temporal_tls(settings),
     )
 
 
@@ -117,10 +143,30 @@ def build_worker(
         payout_providers=payout_providers(settings, http),
         fraud_rules=fraud_rules,
     )
-    monitoring = MonitoringActivities(sessions=sessions, fraud_rules=fraud_rules)
+    monitoring = MonitoringActivities(
+        sessions=sessions, fraud_rules=fraud_rules, thresholds=settings.monitor_thresholds()
+    )
     stuck = StuckActivities(sessions=sessions)
     refunds = RefundActivities(sessions=sessions, providers={**cards, **payments})
     late = LatePaymentActivities(sessions=sessions, policy=settings.late_payment_policy)
+    compliance = ComplianceActivities(
+        sessions=sessions,
+        esu=unified_accounting(settings, http),
+        thresholds=Thresholds.in_kzt(
+            settings.compliance_report_threshold_kzt, settings.compliance_split_window_days
+        ),
+        temporal=client,
+        task_queue=settings.temporal_task_queue,
+    )
+    recon = ReconActivities(
+        sessions=sessions,
+        source=provider_report_source(settings, http),
+        window_days=settings.recon_cross_day_window_days,
+    )
+    cases = CaseActivities(sessions=sessions)
+    finance = FinanceActivities(sessions=sessions)
+    reviews = ReviewActivities(sessions=sessions)
+    use_ip_database(settings.geoip_database)  # the fraud rules' IP countries
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -139,6 +185,7 @@ def build_worker(
             deposits.record_deposit_route,
             deposits.credit_deposit,
             deposits.record_deposit_status,
+            reviews.record_deposit_review,
             withdrawals.assess_withdrawal_risk,
             withdrawals.pay_out,
             withdrawals.inquire_payout,
@@ -155,6 +202,19 @@ def build_worker(
             refunds.refund_at_provider,
             refunds.settle_refund_hold,
             refunds.record_refund_status,
+            compliance.start_compliance_workflow,
+            compliance.report_to_esu,
+            compliance.esu_report_refused,
+            compliance.screen_payout,
+            compliance.payout_deadline_info,
+            compliance.check_payout_deadline,
+            compliance.refuse_credit_funds,
+            recon.load_recon_report,
+            recon.match_recon_report,
+            recon.settle_recon_run,
+            cases.settle_return_hold,
+            cases.finish_case,
+            finance.take_balance_snapshot,
         ],
     )
 
@@ -192,6 +252,16 @@ async def main() -> None:
                 task_queue=settings.temporal_task_queue,
                 interval_seconds=settings.monitoring_interval_seconds,
             )
+        if settings.recon_schedule_active:  # daily reconciliation of the previous day
+            await ensure_recon_schedules(
+                client,
+                task_queue=settings.temporal_task_queue,
+                providers=list(settings.recon_schedule_providers or report_providers(settings)),
+                hour=settings.recon_schedule_hour,
+                minute=settings.recon_schedule_minute,
+            )
+            # each account's balance at the end of the previous day, every night
+            await ensure_snapshot_schedule(client, task_queue=settings.temporal_task_queue)
         await stop.wait()
 
 

@@ -1,5 +1,6 @@
 """Deposit activities. Each is safe to run again: keys come from the deposit id, never minted."""
 
+import inspect
 import random
 import time
 from collections.abc import Mapping
@@ -118,7 +119,10 @@ class DepositActivities:
             )
         decision = await fraud.assess_deposit(session, deposit=deposit, rules=self._fraud.current())
         return RiskCheckResult(
-            decision=decision.decision, score=decision.score, reasons=list(decision.reasons)
+            decision=decision.decision,
+            score=decision.score,
+            reasons=list(decision.reasons),
+            review_mode=decision.review_mode,
         )
 
     async def _route(self, session: AsyncSession, inp: RouteDepositInput) -> RouteDepositResult:
@@ -361,7 +365,12 @@ class DepositActivities:
     async def _inquire(self, inp: InquiryInput) -> ProviderCallResult:
         try:
             if inp.method == "card":
-                charge = await self._card(inp.provider).get_charge(inp.deposit_id)
+                client = self._card(inp.provider)
+                charge = (
+                    await client.get_charge(inp.deposit_id, release_held=True)  # type: ignore[call-arg]
+                    if inp.release_held and releases_held(client)
+                    else await client.get_charge(inp.deposit_id)
+                )
                 return (
                     self._charge_result(inp.deposit_id, charge)
                     if charge
@@ -395,7 +404,13 @@ class DepositActivities:
         return client
 
     def _charge_result(self, deposit_id: str, outcome: ChargeOutcome) -> ProviderCallResult:
-        action = {"type": "redirect", "url": outcome.action_url} if outcome.action_url else None
+        action: dict[str, Any] | None = None
+        if outcome.action_url:
+            action = {"type": "redirect", "url": outcome.action_url}
+        if action is not None and outcome.action_form is not None:
+            # 3-D Secure by form: the browser POSTs these to the ACS, which answers at TermUrl.
+            term_url = f"{self._routing.api_url}/v1/deposits/{deposit_id}/3ds"
+            action |= {"method": "POST", "form": {**outcome.action_form, "TermUrl": term_url}}
         return ProviderCallResult(
             found=True,
             status=outcome.status,
@@ -481,6 +496,11 @@ class DepositActivities:
                     now=now,
                     policy=self._routing.circuit,
                 )
+
+
+def releases_held(client: CardProviderClient) -> bool:
+    """Whether the acquirer's inquiry can release a hold instead of taking it (auth/capture)."""
+    return "release_held" in inspect.signature(client.get_charge).parameters
 
 
 class RoutingConfig:

@@ -93,6 +93,8 @@ class InquiryInput(BaseModel):
     provider: str
     method: str
     attempt: int = 1  # numbers the attempt row written when the inquiry finds a final state
+    # The deposit has moved on (a late report): money only held is released, never taken.
+    release_held: bool = False
 
 
 class RecordRouteInput(BaseModel):
@@ -116,3 +118,6 @@ class ProviderEvent(BaseModel):
     currency: str | None = None
     decline_code: str | None = None
     provider_payment_id: str | None = None
+    # The cardholder name the provider reported is not the player's (issue 18): the deposit is
+    # held for review instead of credited (workflows/deposit_review.py).
+    card_holder_matches: bool | None = None

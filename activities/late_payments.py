@@ -59,18 +59,37 @@ class LatePaymentActivities:
                     f"deposit {inp.deposit_id} not found", non_retryable=True, type="NotFound"
                 )
             if deposit.status == "succeeded" and deposit.provider == inp.provider:
-                return OpenLateResult(  # this money is what the deposit was credited for
-                    case_id=0,
-                    resolution="not_late",
-                    policy=self._policy,
+                found = await store.find_case(
+                    session, deposit_id=inp.deposit_id, provider=inp.provider
+                )
+                if found is None:
+                    return OpenLateResult(  # this money is what the deposit was credited for
+                        case_id=0,
+                        resolution="not_late",
+                        policy=self._policy,
+                        player_id=deposit.player_id,
+                        deposit_status=deposit.status,
+                    )
+                # Credited by its case here (a run that credited it and was retried before it
+                # resolved the case): that case as it stands, to be resolved, never judged anew
+                # (as money paid to a credited deposit it would be refunded).
+                case_id, resolution, policy_now = found
+                return OpenLateResult(
+                    case_id=case_id,
+                    resolution=resolution,
+                    policy=cast(CasePolicy, policy_now),
                     player_id=deposit.player_id,
                     deposit_status=deposit.status,
                 )
             exact = (inp.amount_minor, inp.currency) == (deposit.amount_minor, deposit.currency)
             # Credited already (at another provider): crediting again would pay twice. Another
             # amount than the deposit's: a person decides (credit what came, or return it).
+            # Money from credit is never credited (it failed `credit_funds_not_allowed`).
+            refused_credit = (deposit.status_reason or "").startswith("credit_funds_not_allowed")
             policy: CasePolicy = (
-                "refund" if deposit.status == "succeeded" else (self._policy if exact else "manual")
+                "refund"
+                if deposit.status == "succeeded" or refused_credit
+                else (self._policy if exact else "manual")
             )
             case_id, resolution, policy_now, created = await store.open_case(
                 session,

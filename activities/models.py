@@ -20,6 +20,8 @@ class RiskCheckResult(BaseModel):
     decision: RiskVerdict
     score: int
     reasons: list[str]
+    # A deposit in review: `hold` (not credited until an operator approves) or `credit`.
+    review_mode: str = "hold"
 
 
 class ChargeCardInput(BaseModel):

@@ -44,6 +44,9 @@ class WithdrawalActivities:
         self._sessions = sessions
         self._payout_providers = payout_providers
         self._fraud = fraud_rules or RuleSource()
+        # Group commit (issue 21): concurrent settlements share one statement and one WAL flush;
+        # each keeps its own key, so each is still posted exactly once.
+        self._batcher = ledger_store.LedgerBatcher(sessions)
 
     @activity.defn
     async def assess_withdrawal_risk(self, inp: WithdrawalRiskInput) -> WithdrawalRiskResult:
@@ -141,7 +144,7 @@ class WithdrawalActivities:
             else withdrawal_void(withdrawal_id=inp.withdrawal_id)
         )
         try:
-            posted = await ledger_store.resolve(self._sessions, resolution)
+            posted = await self._batcher.resolve(resolution)
         except ledger_store.PendingAlreadyResolved as exc:
             raise ApplicationError(
                 f"the hold of {inp.withdrawal_id} was already resolved the other way",

@@ -1,20 +1,51 @@
-"""`python -m api`: serve the public API on the configured host and port."""
+"""`python -m api`: serve the public API on the configured host and port.
+
+`PAY_API_WORKERS` processes share the port (uvicorn's supervisor; 0, the default, means one per
+CPU core): each has its own event loop, connection pool, caches and group commit. With one
+worker the app runs in this process.
+"""
+
+import os
 
 import uvicorn
+from fastapi import FastAPI
 
 from api.app import create_app
-from config import get_settings
+from config import Settings, get_settings
 from config.logging import configure_logging
+
+
+def worker_count(settings: Settings) -> int:
+    """`PAY_API_WORKERS`, or one per CPU this process may run on (its affinity: a pinned
+    container's cpuset, not the host's cores)."""
+    if settings.api_workers:
+        return settings.api_workers
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process (uvicorn imports it by name in each)."""
+    settings = get_settings()
+    configure_logging(settings)
+    return create_app(settings)
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(settings)
+    workers = worker_count(settings)
+    app: FastAPI | str = create_app(settings) if workers == 1 else "api.__main__:worker_app"
     uvicorn.run(
-        create_app(settings),
+        app,
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        access_log=settings.api_access_log,
         log_config=None,  # uvicorn's records go through configure_logging's JSON handler
     )
 

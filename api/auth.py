@@ -16,6 +16,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api import session as operator_session
 from api.errors import Problem
+from api.hot_cache import CachedKey
+from api.state import AppState
 from db import api_keys
 from domain.roles import Role, allows
 
@@ -34,13 +36,39 @@ async def authenticate(
 ) -> Principal:
     if credentials is None:
         raise Problem(401, "unauthorized", "Send an API key as `Authorization: Bearer <key>`")
-    state = request.app.state.payments
-    async with state.lookups() as session:
-        holder = await api_keys.authenticate(session, key=credentials.credentials.strip())
-    if holder is None:
+    cached = await _cached_key(request.app.state.payments, credentials.credentials.strip())
+    if cached is None:
         raise Problem(401, "unauthorized", "This API key is not valid or has been revoked")
-    request.state.principal = holder
-    return holder
+    request.state.principal = cached.holder
+    request.state.merchant_id = cached.merchant_id
+    return cached.holder
+
+
+async def _cached_key(state: AppState, key: str) -> CachedKey | None:
+    """The key's holder if it is usable: from the process's brief cache (api/hot_cache.py,
+    emptied of a key the moment it changes), else one indexed lookup."""
+    parts = api_keys.split_key(key)
+    if parts is None:
+        return None
+    key_id, secret = parts
+    hot = state.hot
+    cached = hot.cached_key(key_id)
+    if cached is None:
+        generation = hot.generation
+        async with state.lookups() as session:
+            record = await api_keys.key_record(session, key_id=key_id)
+        if record is None or record.revoked:
+            return None
+        cached = CachedKey(
+            record.holder, record.secret_sha256, record.expires_at, record.merchant_id
+        )
+        if hot.listening and hot.generation == generation:
+            hot.keys.put(key_id, cached)
+    if cached.expires_at is not None and cached.expires_at <= datetime.now(UTC):
+        return None
+    if not api_keys.secret_matches(cached.secret_sha256, secret):
+        return None
+    return cached
 
 
 def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:

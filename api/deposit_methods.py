@@ -5,21 +5,25 @@ can fail over between acquirers without ever seeing the card number.
 """
 
 import asyncio
+import hashlib
+import hmac
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from api.errors import Problem, validation_errors
 from api.schemas import CardDetails, DepositCreate, StrictModel
 from config import Settings
 from domain.cards import card_scheme, luhn_valid
+from domain.fraud.geo import card_fingerprint, names_match
 from domain.routing import RouteRequest, eligible
 from providers.card import CardData, CardProviderClient, CardToken
 from providers.errors import CardRejected, ProviderError
 
-PHONE_PATTERN = r"^\+77\d{9}$"
+PHONE_PATTERN = r"^\+77[0-9]{9}$"
 
 
 class NoDetails(StrictModel):
@@ -37,7 +41,23 @@ class MobileBankingDetails(StrictModel):
 
 
 class AggregatorDetails(StrictModel):
-    return_url: str | None = Field(default=None, max_length=500)
+    return_url: str | None = Field(
+        default=None, max_length=500, description="https:// (http:// only to localhost)"
+    )
+
+    @field_validator("return_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        """Where the player's browser is sent back: a web page, never `javascript:` or `data:`."""
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        local = parts.hostname in ("localhost", "127.0.0.1")
+        if not value.isprintable() or " " in value or not parts.hostname:
+            raise ValueError("return_url must be an absolute https:// address")
+        if parts.scheme != "https" and not (parts.scheme == "http" and local):
+            raise ValueError("return_url must be an absolute https:// address")
+        return value
 
 
 _DETAILS: dict[str, type[BaseModel]] = {
@@ -83,15 +103,40 @@ def parse_card(body: DepositCreate, *, today: date) -> CardData:
     if (card.exp_year, card.exp_month) < (today.year, today.month):
         raise Problem(422, "card_expired", "The card's expiry date has passed")
     cvc = card.cvc.get_secret_value()
-    if not (cvc.isdigit() and len(cvc) in (3, 4)):
+    if not (cvc.isascii() and cvc.isdigit() and len(cvc) in (3, 4)):
         raise Problem(422, "invalid_cvc", "cvc must be 3 or 4 digits")
+    holder = card.holder_name if card.holder_name is not None else card.holder
+    if holder is not None and (not holder.strip() or not holder.isprintable()):
+        raise Problem(422, "invalid_card_details", "details.card.holder_name must be a name")
     return CardData(
         number=number,
         exp_month=card.exp_month,
         exp_year=card.exp_year,
         cvc=cvc,
-        holder=card.holder,
+        holder=holder.strip() if holder else None,
     )
+
+
+def card_fingerprint_key(settings: Settings) -> str:
+    """The card-fingerprint secret: PAY_CARD_FINGERPRINT_SECRET, else derived from
+    PAY_IDEMPOTENCY_SECRET (production requires that one)."""
+    if settings.card_fingerprint_secret is not None:
+        return settings.card_fingerprint_secret.get_secret_value()
+    base = settings.idempotency_secret.get_secret_value().encode()
+    return hmac.new(base, b"kzpay card fingerprint v1", hashlib.sha256).hexdigest()
+
+
+def card_identity(card: CardData, *, player_name: str, settings: Settings) -> dict[str, Any]:
+    """What the deposit keeps of the card for the risk engine, computed before the PAN leaves
+    the request: its fingerprint (HMAC-SHA256 under the secret: the same card is linked across
+    payments and players, two cards of one BIN and last four are not) and whether the holder
+    name given is the player's (the name itself is not kept)."""
+    identity: dict[str, Any] = {
+        "fingerprint": card_fingerprint(card.number, card_fingerprint_key(settings))
+    }
+    if card.holder:
+        identity["holder_matches"] = names_match(player_name, card.holder)
+    return identity
 
 
 def require_route(body: DepositCreate, settings: Settings, *, card: CardData | None) -> list[str]:

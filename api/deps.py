@@ -12,7 +12,8 @@ from config import Settings
 from domain.roles import Role
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
     state: AppState = request.app.state.payments
     return state
 
@@ -20,7 +21,7 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_app_settings(state: StateDep) -> Settings:
+async def get_app_settings(state: StateDep) -> Settings:
     return state.settings
 
 
@@ -33,6 +34,15 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_analytics_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    """A session on the analytics pool (api/state.py), or the main one when there is none."""
+    async with (state.analytics_sessions or state.sessions)() as session:
+        yield session
+
+
+AnalyticsSessionDep = Annotated[AsyncSession, Depends(get_analytics_session)]
 
 
 MerchantDep = Annotated[Principal, Depends(require_role(Role.MERCHANT))]

@@ -24,6 +24,7 @@ class Problem(Exception):
         *,
         title: str | None = None,
         errors: list[dict[str, Any]] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -31,6 +32,7 @@ class Problem(Exception):
         self.detail = detail
         self.title = title or code.replace("_", " ").capitalize()
         self.errors = errors
+        self.extensions = extensions  # RFC 9457 extension members (e.g. allowed_destinations)
 
 
 def problem_response(problem: Problem) -> JSONResponse:
@@ -43,6 +45,8 @@ def problem_response(problem: Problem) -> JSONResponse:
     }
     if problem.errors:
         body["errors"] = problem.errors
+    for name, value in (problem.extensions or {}).items():
+        body.setdefault(name, value)
     return JSONResponse(body, status_code=problem.status, media_type=PROBLEM_JSON)
 
 

@@ -19,6 +19,13 @@ class PlayerCreate(StrictModel):
     birth_date: date | None = None
     phone: str = Field(description="Kazakh mobile number, +77XXXXXXXXX")
     email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    link_to: str | None = Field(
+        default=None,
+        max_length=40,
+        description="A person (one IIN) has one account per merchant: a second one is refused "
+        "(409 iin_already_registered) unless it names here the person's existing account it "
+        "is linked to. Limits, exclusions and risk apply to the person across both.",
+    )
 
 
 class BalanceOut(BaseModel):
@@ -38,6 +45,12 @@ class PlayerOut(BaseModel):
     email: str | None
     balance: BalanceOut
     created_at: datetime
+    person_id: str | None = Field(
+        default=None, description="the person (IIN) the account belongs to; same across accounts"
+    )
+    linked_to: str | None = Field(
+        default=None, description="the person's account this one was explicitly linked to"
+    )
 
 
 class CardIn(StrictModel):
@@ -45,7 +58,15 @@ class CardIn(StrictModel):
     exp_month: StrictInt = Field(ge=1, le=12)
     exp_year: StrictInt = Field(ge=2000, le=2100)
     cvc: SecretStr
-    holder: str | None = Field(default=None, max_length=100)
+    holder_name: str | None = Field(
+        default=None,
+        max_length=100,
+        description="the cardholder name as on the card (Latin or Cyrillic, any word order); "
+        "compared with the player's name by the risk engine (`card_holder_mismatch`), not kept",
+    )
+    holder: str | None = Field(
+        default=None, max_length=100, description="deprecated: the older name of holder_name"
+    )
 
 
 class CardDetails(StrictModel):
@@ -90,6 +111,28 @@ class RiskOut(BaseModel):
     score: int
     reasons: list[str]
     version: str | None = Field(default=None, description="the fraud rule set that decided")
+    # Shown only where they apply (a provider that reports the holder, a deposit in review).
+    card_holder_matches: bool | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="whether the cardholder name the provider reported is the player's",
+    )
+    review: "ReviewStateOut | None" = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="a deposit the engine sent to review: held (`hold`, not credited until "
+        "approved) or credited with the person's withdrawals blocked (`credit`), and the "
+        "operator's decision",
+    )
+
+
+class ReviewStateOut(BaseModel):
+    mode: Literal["hold", "credit"]
+    status: Literal["pending", "approved", "rejected"]
+    decided_by: str | None = None
+    decided_by_name: str | None = None
+    decided_at: datetime | None = None
+    reason: str | None = None
 
 
 class LedgerTransactionOut(BaseModel):

@@ -6,6 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, StrictInt
 
 from api.schemas import AttemptOut, ClientInfo, EventOut, LedgerTransactionOut, RiskOut, StrictModel
+from domain.compliance.deadlines import DeadlineState
 
 WithdrawalMethod = Literal["card", "bank_transfer", "ewallet", "mobile_banking"]
 
@@ -69,6 +70,14 @@ class WithdrawalOut(BaseModel):
     workflow_id: str
     created_at: datetime
     updated_at: datetime
+    payout_deadline: datetime | None = Field(
+        default=None,
+        description="winnings are paid by then: the end of the third calendar day after the "
+        "request, Kazakhstan time (Art. 12 p. 4)",
+    )
+    deadline_state: DeadlineState | None = None
+    deadline_warned_at: datetime | None = None
+    deadline_escalated_at: datetime | None = None
 
 
 class WithdrawalSummaryOut(BaseModel):
@@ -82,6 +91,11 @@ class WithdrawalSummaryOut(BaseModel):
     status_reason: str | None
     escalated_at: datetime | None
     created_at: datetime
+    payout_deadline: datetime | None = None
+    deadline_state: DeadlineState | None = None
+    risk: RiskOut | None = Field(
+        default=None, description="score and reasons: what the approval queue shows"
+    )
 
 
 class WithdrawalList(BaseModel):

@@ -5,29 +5,37 @@ temporary data directory on free ports, creates players, funds each with a card 
 little game turnover, then submits `--payments` mixed payments at `--rate` per second with up to
 `--concurrency` requests in flight:
 
-* card deposits (kazcard / altyncard by routing and failover; some declined cards, some 3-D Secure
-  challenges the player passes on the simulator's page),
-* deposits by bank transfer, e-wallet, mobile banking, QR and aggregator, which wait for the
-  player: the driver confirms (or declines) on the simulator's player page like a person would.
+* card deposits (Visa and Mastercard at `halyk`, `freedom` and `cloudpayments` by routing and
+  failover, UnionPay at `freedom`; some declined cards, some 3-D Secure challenges the player
+  passes on the simulator's page),
+* deposits by bank transfer (`kazbank`), e-wallet (`freedom_wallet`), mobile banking
+  (`kaspi_pay`), QR (`kaspi_qr`) and aggregator (`ioka`), which wait for the player: the driver
+  confirms (or declines) on the simulator's player page like a person would (at ioka, whose
+  checkout stays open for another try after a declined card, a player who gives up leaves the
+  order unpaid until its due date, brought forward through the admin API).
   Some money comes oddly: bank statement lines at KazBank with free-text purposes (60 % then the
   rest; more than ordered; after the player declined and the deposit failed, exact, over, or
   short then topped up) and e-wallet orders that expire unpaid and are reported paid afterwards,
-* withdrawals to KZ IBANs (some to closed accounts: the payout fails), to the deposit card, to an
-  e-wallet and to the player's phone; the large ones wait for an operator (`/approve` with the
+* withdrawals to KZ IBANs (some to closed accounts: the payout fails), to an e-wallet and to the
+  player's phone (paid by `kazbank`), and to the deposit card of players whose card `freedom`
+  vaulted (paid by `freedom`); the large ones wait for an operator (`/approve` with the
   operator key, a second approval by the admin key above the four-eyes threshold, some
   rejected) and a few are cancelled by the player.
 
-Meanwhile a fault schedule runs, keyed to how many payments were submitted: the worker is
-SIGKILLed and started again several times, `kazcard` goes fully down (acquirer outage and payout
-desk errors) and comes back, card charges and payouts are processed and then answered 500 / 502
-/ 504 or cut off without an answer, charge requests are held in the network past the platform's
-timeout while a cancel of the unknown reference answers 404 (so they land later), providers
-throttle (429 with Retry-After) and answer 401 token_expired, a provider answers some charges
-and payouts only after the platform's timeout, payouts stay `processing` for a while, the
-simulator duplicates, repeats (same event id), delays and drops callbacks, and PostgreSQL is
-restarted once. Each fault must apply: the simulator's answer is checked, and one that did not
-apply (a refused knob, a statement line not matched) fails the run. A request that meets a 5xx
-or a refused connection is retried with the same Idempotency-Key, like a casino backend would.
+Meanwhile a fault schedule runs, keyed to how many payments were submitted: the worker is SIGKILLed
+and started again several times, `halyk` goes fully down (an acquirer outage, while `kazbank`'s
+payout desk answers errors) and comes back, card charges and payouts are processed and then
+answered 500 / 502 / 504 or cut off without an answer, charge requests are held in the network past
+the platform's timeout while a cancel of the unknown reference answers 404 (so they land later),
+providers throttle (429 with Retry-After) and answer 401 token_expired, a provider answers some
+charges and payouts only after the platform's timeout, payouts stay `processing` for a while, the
+simulator duplicates, repeats (same event id), delays and drops callbacks (of the providers that
+send them: Kaspi is polled), and PostgreSQL is restarted once. Every fault is set through the
+simulator's admin API (`/admin/providers/{name}/behaviour`, `/admin/payouts/{name}/...`), so each
+provider meets it on its own API. Each fault must apply: the simulator's answer is checked, and one
+that did not apply (a refused knob, a statement line not matched) fails the run. A request that
+meets a 5xx or a refused connection is retried with the same Idempotency-Key, like a casino backend
+would.
 
 At the end it waits (`--settle-timeout`) for every payment to be terminal and for the late money
 to be taken up, then checks (`bench.chaos_checks`):
@@ -96,18 +104,19 @@ from db.engine import make_engine, make_sessionmaker
 from db.ledger_check import run_checks
 from domain.iban import with_check_digits
 from domain.iin import check_digit
-from domain.statuses import TERMINAL_DEPOSIT_STATUSES
+from domain.statuses import TERMINAL_DEPOSIT_STATUSES, DepositStatus
 from domain.withdrawals import WithdrawalStatus
 from stack.launcher import Stack, free_port
 
 DEPOSIT_TERMINAL = frozenset(s.value for s in TERMINAL_DEPOSIT_STATUSES)
 WITHDRAWAL_TERMINAL = frozenset(s.value for s in WithdrawalStatus if s.terminal)
-DEPOSIT_OPEN = ("pending", "requires_action", "processing")
+DEPOSIT_OPEN = tuple(s.value for s in DepositStatus if s not in TERMINAL_DEPOSIT_STATUSES)
 WITHDRAWAL_OPEN = tuple(s.value for s in WithdrawalStatus if not s.terminal)
 ASYNC_METHODS = ("bank_transfer", "ewallet", "mobile_banking", "qr", "aggregator")
 DECLINED_CARD = "4000000000000002"
 THREE_DS_CARD = "4000000000003220"
 TENGE = 100  # minor units per tenge
+WITHDRAWAL_MIN = Settings.model_fields["withdrawal_min_minor"].default
 
 # A request that reached a provider may still be processed for this long after the platform
 # stopped waiting (`ProviderRule.processing_window_seconds` and, for payouts,
@@ -167,8 +176,13 @@ def make_iban(rng: random.Random, *, closed: bool = False) -> str:
 
 
 def make_card(rng: random.Random) -> str:
-    """A Luhn-valid Visa or Mastercard number unique enough for per-card velocity rules."""
-    body = rng.choice(["424242", "510510"]) + "".join(rng.choice("0123456789") for _ in range(9))
+    """A Luhn-valid Visa, Mastercard or UnionPay debit card number unique enough for per-card
+    velocity rules (a credit card's BIN, `domain.cards.BIN_PRODUCTS`, is refused: no credit
+    money for gambling). UnionPay cards are routed to `freedom` only (the one acquirer taking
+    them), so their players' cards are vaulted where card payouts are made."""
+    body = rng.choice(["424242", "520082", "622126"]) + "".join(
+        rng.choice("0123456789") for _ in range(9)
+    )
     total = 0
     for i, ch in enumerate(reversed(body)):
         d = int(ch)
@@ -222,6 +236,8 @@ class Payment:
     # transfer paid over the amount waits out its 72 h). Still judged like any open payment.
     not_waited: bool = False
     late: bool = False  # its money arrives after the deposit ended: a late payment expected
+    rerouted: str | None = None  # a withdrawal sent elsewhere by the closed loop: from what
+    allowed: list[dict[str, Any]] = field(default_factory=list)  # where else it may go
     attempts: list[str] = field(default_factory=list)
 
 
@@ -238,6 +254,7 @@ class Tally:
     fault_failures: list[str] = field(default_factory=list)  # faults that did not apply
     unfired: list[str] = field(default_factory=list)  # one-shot faults no call consumed
     statement_lines: Counter[str] = field(default_factory=Counter)
+    rerouted: Counter[str] = field(default_factory=Counter)  # withdrawals, by the closed loop
     late_money: Counter[str] = field(default_factory=Counter)
 
 
@@ -404,21 +421,25 @@ class Faults:
     async def set_payouts(self, provider: str, **changes: Any) -> None:
         await self._change(f"/admin/payouts/{provider}/behaviour", changes)
 
-    async def late(self, provider: str, rate: float) -> None:
-        """The provider does the work but answers after the platform's HTTP timeout (5 s):
-        the outcome is unknown until a status inquiry, the classic double-charge trap."""
+    async def late(self, provider: str, rate: float, *, desk: str | None = None) -> None:
+        """The provider (and the payout `desk`, if one is named) does the work but answers
+        after the platform's HTTP timeout (5 s): the outcome is unknown until a status
+        inquiry, the classic double-charge trap."""
         await self.set_behaviour(provider, timeout_rate=rate, timeout_seconds=8)
-        await self.set_payouts(provider, timeout_rate=rate, timeout_seconds=8)
+        if desk:
+            await self.set_payouts(desk, timeout_rate=rate, timeout_seconds=8)
+        payouts = "" if not desk else " and payouts" if desk == provider else f" and {desk} payouts"
         self.note(
-            f"{provider} answers {rate:.0%} of charges/payouts after the timeout"
+            f"{provider} answers {rate:.0%} of charges{payouts} after the timeout"
             if rate
-            else f"{provider} answers in time again"
+            else f"{provider} charges{payouts} answered in time again"
         )
 
     async def processed_then_error(
         self, provider: str, charges: int, payouts: int = 0, status: int = 502
     ) -> None:
-        """Processed (a card charged, a payout paid), then answered 500/502/504."""
+        """Processed (a card charged, a payment opened, a payout paid), then answered
+        500/502/504. `charges` at the provider's own API, `payouts` at its payout desk."""
         what = []
         if charges:
             await self.set_behaviour(
@@ -462,27 +483,31 @@ class Faults:
     async def throttle(
         self, provider: str, calls: int, *, payouts: int = 0, retry_after: int = 2
     ) -> None:
-        await self.set_behaviour(
-            provider, throttle_next=calls, throttle_retry_after_seconds=retry_after
-        )
+        """The next `calls` to the provider's API and `payouts` calls to its payout desk."""
+        what = []
+        if calls:
+            await self.set_behaviour(
+                provider, throttle_next=calls, throttle_retry_after_seconds=retry_after
+            )
+            what.append(f"{calls} calls")
         if payouts:
             await self.set_payouts(
                 provider, throttle_next=payouts, throttle_retry_after_seconds=retry_after
             )
+            what.append(f"{payouts} payout calls")
         self.note(
-            f"{provider} throttles the next {calls} calls"
-            + (f" and {payouts} payout calls" if payouts else "")
-            + f" (429, Retry-After {retry_after} s)"
+            f"{provider} throttles the next {' and '.join(what)} (429, Retry-After {retry_after} s)"
         )
 
     async def expire_credentials(self, provider: str, calls: int, *, payouts: int = 0) -> None:
-        await self.set_behaviour(provider, expire_credentials_next=calls)
+        what = []
+        if calls:
+            await self.set_behaviour(provider, expire_credentials_next=calls)
+            what.append(f"{calls} calls")
         if payouts:
             await self.set_payouts(provider, expire_credentials_next=payouts)
-        self.note(
-            f"{provider} answers 401 token_expired to the next {calls} calls"
-            + (f" and {payouts} payout calls" if payouts else "")
-        )
+            what.append(f"{payouts} payout calls")
+        self.note(f"{provider} answers 401 token_expired to the next {' and '.join(what)}")
 
     async def repeat_callbacks(self, times: int) -> None:
         """Each callback delivered `times` more times: same event id, byte-identical body."""
@@ -520,10 +545,19 @@ class Faults:
         await asyncio.to_thread(self.stack.respawn, "worker")
         self.note(f"worker restarted in {time.monotonic() - began:.1f}s")
 
-    async def outage(self, provider: str, down: bool) -> None:
+    async def outage(self, provider: str, down: bool, *, desks: tuple[str, ...] = ()) -> None:
+        """The provider's API answers 503 to everything (an acquirer outage), and so do the
+        payout calls of the payout `desks` named (their payment APIs stay up)."""
         await self.set_behaviour(provider, outage=down)
-        await self.set_payouts(provider, error_rate=1.0 if down else 0.0)
-        self.note(f"{provider} {'DOWN (acquirer outage, payouts 503)' if down else 'back up'}")
+        for desk in desks:
+            await self.set_payouts(desk, error_rate=1.0 if down else 0.0)
+        payouts = f", payouts at {' and '.join(desks)}" if desks else ""
+        self.note(
+            f"{provider} DOWN (acquirer outage{payouts}: 503)"
+            if down
+            else f"{provider} back up"
+            + (f" (payouts at {' and '.join(desks)} too)" if desks else "")
+        )
 
     async def restart_postgres(self) -> None:
         self.note("PostgreSQL stopping (fast shutdown, 3 s down)")
@@ -600,42 +634,54 @@ Step = tuple[float, str, Callable[[Faults], Awaitable[None]]]
 
 
 def schedule(name: str, *, pg_restart: bool) -> list[Step]:
-    """Fault steps keyed to the share of payments submitted: (share, label, action)."""
+    """Fault steps keyed to the share of payments submitted: (share, label, action).
+
+    Charges meet their faults at the card acquirers (`halyk` first in routing, `freedom` for
+    UnionPay cards and as the failover), payouts at the payout desks of the default routing:
+    `kazbank` (IBAN, e-wallet and phone payouts) and `freedom` (payouts to a card it vaulted)."""
     steps: list[Step]
     if name == "full":
         steps = [
             (0.02, "repeat", lambda f: f.repeat_callbacks(2)),
-            (0.03, "late success", lambda f: f.late_success("tengewallet")),
+            (0.03, "late success", lambda f: f.late_success("freedom_wallet")),
             (0.05, "duplicate", lambda f: f.duplicate(True)),
-            (0.07, "5xx", lambda f: f.processed_then_error("kazcard", 4, payouts=3, status=502)),
+            (0.07, "5xx", lambda f: f.processed_then_error("halyk", 4, status=502)),
+            (0.08, "5xx", lambda f: f.processed_then_error("kazbank", 0, payouts=3, status=502)),
             (0.10, "kill", lambda f: f.kill_worker()),
-            (0.13, "reset", lambda f: f.processed_then_reset("kazcard", 4, payouts=3)),
-            (0.16, "throttle", lambda f: f.throttle("kazcard", 6, payouts=4, retry_after=2)),
-            (0.18, "credentials", lambda f: f.expire_credentials("kazcard", 3, payouts=2)),
-            (0.20, "outage", lambda f: f.outage("kazcard", True)),
-            (0.22, "5xx", lambda f: f.processed_then_error("altyncard", 3, status=500)),
-            (0.24, "reset", lambda f: f.processed_then_reset("altyncard", 2)),
-            (0.26, "in flight", lambda f: f.in_flight("altyncard", 3)),
-            (0.28, "credentials", lambda f: f.expire_credentials("altyncard", 2)),
+            (0.13, "reset", lambda f: f.processed_then_reset("halyk", 4)),
+            (0.14, "reset", lambda f: f.processed_then_reset("kazbank", 0, payouts=3)),
+            (0.16, "throttle", lambda f: f.throttle("halyk", 6, retry_after=2)),
+            (0.17, "throttle", lambda f: f.throttle("kazbank", 0, payouts=4, retry_after=2)),
+            (0.18, "credentials", lambda f: f.expire_credentials("halyk", 3)),
+            (0.19, "credentials", lambda f: f.expire_credentials("kazbank", 0, payouts=2)),
+            (0.20, "outage", lambda f: f.outage("halyk", True, desks=("kazbank",))),
+            (0.22, "5xx", lambda f: f.processed_then_error("freedom", 3, payouts=1, status=500)),
+            (0.24, "reset", lambda f: f.processed_then_reset("freedom", 2, payouts=1)),
+            (0.26, "in flight", lambda f: f.in_flight("freedom", 3)),
+            (0.28, "credentials", lambda f: f.expire_credentials("freedom", 2)),
             (0.30, "kill", lambda f: f.kill_worker()),
-            (0.33, "throttle", lambda f: f.throttle("altyncard", 4, retry_after=1)),
+            (0.33, "throttle", lambda f: f.throttle("freedom", 4, payouts=2, retry_after=1)),
             (0.35, "delay", lambda f: f.delay(3000)),
-            (0.42, "outage", lambda f: f.outage("kazcard", False)),
-            (0.45, "in flight", lambda f: f.in_flight("kazcard", 4)),
-            (0.48, "slow payouts", lambda f: f.slow_payouts("kazcard", 8)),
-            (0.53, "throttle", lambda f: f.throttle("kzqr", 3)),
+            (0.42, "outage", lambda f: f.outage("halyk", False, desks=("kazbank",))),
+            (0.45, "in flight", lambda f: f.in_flight("halyk", 4)),
+            (0.48, "slow payouts", lambda f: f.slow_payouts("kazbank", 8)),
+            (0.49, "slow payouts", lambda f: f.slow_payouts("freedom", 8)),
+            (0.53, "throttle", lambda f: f.throttle("kaspi_qr", 3)),
             (0.54, "throttle", lambda f: f.throttle("kazbank", 3)),
-            (0.55, "credentials", lambda f: f.expire_credentials("bankapp", 2)),
-            (0.56, "credentials", lambda f: f.expire_credentials("payhub", 2)),
+            (0.55, "credentials", lambda f: f.expire_credentials("kaspi_pay", 2)),
+            (0.56, "credentials", lambda f: f.expire_credentials("ioka", 2)),
             (0.60, "kill", lambda f: f.kill_worker()),
             (0.65, "drop", lambda f: f.drop(True)),
-            (0.70, "late", lambda f: f.late("kazcard", 0.2)),
-            (0.72, "5xx", lambda f: f.processed_then_error("kazcard", 3, payouts=2, status=500)),
-            (0.75, "5xx", lambda f: f.processed_then_error("kazcard", 2, payouts=2, status=504)),
-            (0.78, "reset", lambda f: f.processed_then_reset("kazcard", 2, payouts=2)),
+            (0.70, "late", lambda f: f.late("halyk", 0.2, desk="kazbank")),
+            (0.72, "5xx", lambda f: f.processed_then_error("halyk", 3, status=500)),
+            (0.73, "5xx", lambda f: f.processed_then_error("kazbank", 0, payouts=2, status=500)),
+            (0.75, "5xx", lambda f: f.processed_then_error("halyk", 2, status=504)),
+            (0.76, "5xx", lambda f: f.processed_then_error("kazbank", 0, payouts=2, status=504)),
+            (0.78, "reset", lambda f: f.processed_then_reset("halyk", 2)),
+            (0.79, "reset", lambda f: f.processed_then_reset("kazbank", 0, payouts=2)),
             (0.80, "drop", lambda f: f.drop(False)),
             (0.85, "kill", lambda f: f.kill_worker()),
-            (0.88, "late", lambda f: f.late("kazcard", 0.0)),
+            (0.88, "late", lambda f: f.late("halyk", 0.0, desk="kazbank")),
             (0.95, "heal", lambda f: f.heal()),
         ]
         if pg_restart:
@@ -643,24 +689,28 @@ def schedule(name: str, *, pg_restart: bool) -> list[Step]:
     elif name == "short":
         steps = [
             (0.02, "repeat", lambda f: f.repeat_callbacks(2)),
-            (0.03, "late success", lambda f: f.late_success("tengewallet")),
+            (0.03, "late success", lambda f: f.late_success("freedom_wallet")),
             (0.05, "duplicate", lambda f: f.duplicate(True)),
-            (0.07, "5xx", lambda f: f.processed_then_error("kazcard", 2, payouts=1, status=502)),
-            (0.10, "reset", lambda f: f.processed_then_reset("kazcard", 1, payouts=1)),
-            (0.12, "credentials", lambda f: f.expire_credentials("kazcard", 1, payouts=1)),
-            (0.15, "outage", lambda f: f.outage("kazcard", True)),
-            (0.17, "5xx", lambda f: f.processed_then_error("altyncard", 1, status=504)),
-            (0.18, "reset", lambda f: f.processed_then_reset("altyncard", 1)),
-            (0.19, "in flight", lambda f: f.in_flight("altyncard", 1)),
-            (0.20, "late", lambda f: f.late("altyncard", 0.3)),
-            (0.25, "throttle", lambda f: f.throttle("altyncard", 2, retry_after=1)),
+            (0.07, "5xx", lambda f: f.processed_then_error("halyk", 2, status=502)),
+            (0.08, "5xx", lambda f: f.processed_then_error("kazbank", 0, payouts=1, status=502)),
+            (0.10, "reset", lambda f: f.processed_then_reset("halyk", 1)),
+            (0.11, "reset", lambda f: f.processed_then_reset("kazbank", 0, payouts=1)),
+            (0.12, "credentials", lambda f: f.expire_credentials("halyk", 1)),
+            (0.13, "credentials", lambda f: f.expire_credentials("kazbank", 0, payouts=1)),
+            (0.15, "outage", lambda f: f.outage("halyk", True, desks=("kazbank",))),
+            (0.17, "5xx", lambda f: f.processed_then_error("freedom", 1, payouts=1, status=504)),
+            (0.18, "reset", lambda f: f.processed_then_reset("freedom", 1)),
+            (0.19, "in flight", lambda f: f.in_flight("freedom", 1)),
+            (0.20, "late", lambda f: f.late("freedom", 0.3, desk="freedom")),
+            (0.25, "throttle", lambda f: f.throttle("freedom", 2, retry_after=1)),
             (0.30, "kill", lambda f: f.kill_worker()),
-            (0.50, "slow payouts", lambda f: f.slow_payouts("kazcard", 5)),
+            (0.50, "slow payouts", lambda f: f.slow_payouts("kazbank", 5)),
             (0.52, "throttle", lambda f: f.throttle("kazbank", 2)),
-            (0.55, "outage", lambda f: f.outage("kazcard", False)),
-            (0.56, "throttle", lambda f: f.throttle("kazcard", 2, payouts=2, retry_after=1)),
-            (0.57, "in flight", lambda f: f.in_flight("kazcard", 1)),
-            (0.58, "late", lambda f: f.late("altyncard", 0.0)),
+            (0.55, "outage", lambda f: f.outage("halyk", False, desks=("kazbank",))),
+            (0.56, "throttle", lambda f: f.throttle("halyk", 2, retry_after=1)),
+            (0.565, "throttle", lambda f: f.throttle("kazbank", 0, payouts=2, retry_after=1)),
+            (0.57, "in flight", lambda f: f.in_flight("halyk", 1)),
+            (0.58, "late", lambda f: f.late("freedom", 0.0, desk="freedom")),
             (0.60, "drop", lambda f: f.drop(True)),
             (0.80, "heal", lambda f: f.heal()),
         ]
@@ -669,7 +719,7 @@ def schedule(name: str, *, pg_restart: bool) -> list[Step]:
     else:  # "selftest": a few payments under light faults, then breaches planted on purpose
         steps = [
             (0.05, "repeat", lambda f: f.repeat_callbacks(1)),
-            (0.10, "late success", lambda f: f.late_success("tengewallet")),
+            (0.10, "late success", lambda f: f.late_success("freedom_wallet")),
             (0.90, "heal", lambda f: f.heal()),
         ]
     return sorted(steps, key=lambda step: step[0])
@@ -835,6 +885,7 @@ class Chaos:
 
     async def load_card_tokens(self, funding: list[Payment]) -> None:
         assert self.stack.database_url
+        payout_provider = self.stack.settings.payout_providers["card"]  # freedom by default
         engine = make_engine(self.stack.database_url, pool_size=1)
         try:
             async with make_sessionmaker(engine)() as session:
@@ -847,7 +898,9 @@ class Chaos:
             await engine.dispose()
         for payment in funding:
             tokens = (cards.get(str(payment.id)) or {}).get("tokens") or {}
-            payment.player.card_token = next(iter(tokens.values()), None)
+            # A card payout goes to the card payout provider (Freedom Pay: to a card it
+            # vaulted): only a card vaulted there can be paid back.
+            payment.player.card_token = tokens.get(payout_provider)
 
     # -- the plan ------------------------------------------------------------------------------
 
@@ -926,10 +979,7 @@ class Chaos:
         payment = Payment("deposit", method, player, amount, method)
         details: dict[str, Any] = {}
         if method == "ewallet":
-            insufficient = rng.random() < 0.05
-            details = {"wallet_account": "insufficient" if insufficient else f"w-{player.id[-8:]}"}
-            if insufficient:
-                payment.label = "ewallet_insufficient"
+            details = {"wallet_account": player.phone}  # Freedom Pay's wallet: the phone
         payment.player_pays = rng.random() >= 0.10
         payment.body = self.deposit_body(payment, details)
         return payment
@@ -952,7 +1002,7 @@ class Chaos:
         method = "ewallet" if label.startswith("ewallet") else "bank_transfer"
         payment = Payment("deposit", method, player, amount, label)
         payment.player_pays = not label.startswith("bank_late")
-        details = {"wallet_account": f"w-{player.id[-8:]}"} if method == "ewallet" else {}
+        details = {"wallet_account": player.phone} if method == "ewallet" else {}
         payment.body = self.deposit_body(payment, details)
         return payment
 
@@ -979,7 +1029,7 @@ class Chaos:
             destination = {"card_token": player.card_token}
         elif roll < 0.85:
             payment = Payment("withdrawal", "ewallet", player, amount, "ewallet")
-            destination = {"wallet_account": f"w-{player.id[-8:]}"}
+            destination = {"wallet_account": player.phone}
         else:
             payment = Payment("withdrawal", "mobile_banking", player, amount, "mobile_banking")
             destination = {"phone": player.phone}
@@ -1002,12 +1052,15 @@ class Chaos:
         self.payments.append(payment)
         path = "/v1/deposits" if payment.kind == "deposit" else "/v1/withdrawals"
         self.tally.submitted += 1
-        try:
-            response = await self.api.call("POST", path, key=payment.key, body=payment.body)
-        except httpx.HTTPError as exc:
-            payment.refused = f"unreachable:{type(exc).__name__}"
-            self.tally.refused[payment.refused] += 1
-            return
+        while True:
+            try:
+                response = await self.api.call("POST", path, key=payment.key, body=payment.body)
+            except httpx.HTTPError as exc:
+                payment.refused = f"unreachable:{type(exc).__name__}"
+                self.tally.refused[payment.refused] += 1
+                return
+            if not (response.status_code == 422 and self.reroute(payment, response)):
+                break
         if response.status_code == 202:
             created = response.json()
             payment.id = created["id"]
@@ -1024,6 +1077,69 @@ class Chaos:
             code = str(response.status_code)
         payment.refused = code
         self.tally.refused[f"{payment.kind}:{code}"] += 1
+
+    def reroute(self, payment: Payment, refused: httpx.Response) -> bool:
+        """A withdrawal the closed loop refused (`closed_loop_required`: deposits go back first
+        to the instruments they came from) goes, as the player would choose on the casino's
+        page, to one of the `allowed_destinations` listed, up to what it may still take, under
+        a new Idempotency-Key; one of those refused in turn (`card_not_payable`: a card the
+        card payout provider never vaulted) to the next. False when refused otherwise, or when
+        nothing listed is left."""
+        if payment.kind != "withdrawal":
+            return False
+        try:
+            problem = refused.json()
+        except ValueError:
+            return False
+        code = problem.get("code")
+        if code == "closed_loop_required" and payment.rerouted is None:
+            payment.rerouted = payment.method
+            payment.allowed = list(problem.get("allowed_destinations") or [])
+        elif code != "card_not_payable" or payment.rerouted is None:
+            return False
+        while payment.allowed:
+            allowed = payment.allowed.pop(0)
+            method = str(allowed.get("method"))
+            amount = min(payment.amount, int(allowed.get("up_to") or 0))
+            destination = self.instrument(payment.player, method, str(allowed.get("destination")))
+            if destination is None or amount < WITHDRAWAL_MIN:
+                continue
+            self.tally.rerouted[f"{payment.rerouted} -> {method}"] += 1
+            payment.method, payment.amount, payment.key = method, amount, uuid.uuid4().hex
+            payment.body = {
+                **payment.body,
+                "amount": amount,
+                "method": method,
+                "destination": destination,
+            }
+            return True
+        return False
+
+    def instrument(self, player: Player, method: str, label: str) -> dict[str, Any] | None:
+        """A withdrawal destination for an instrument the closed loop names by its label (a
+        masked card, a wallet account, a masked phone): the player's succeeded card deposit
+        of that card (the API pays it back to the card's token at the payout provider), the
+        wallet account, the player's phone."""
+        if method == "ewallet" and label.startswith("wallet "):
+            return {"wallet_account": label.removeprefix("wallet ")}
+        if method == "mobile_banking":
+            return {"phone": player.phone}
+        if method != "card":
+            return None
+        bin_, last4 = label.removeprefix("card ")[:6], label[-4:]
+        for p in self.payments:
+            card = (p.body.get("details") or {}).get("card") or {}
+            number = str(card.get("number", ""))
+            if (
+                p.kind == "deposit"
+                and p.player is player
+                and p.id
+                and p.status == "succeeded"
+                and number.startswith(bin_)
+                and number.endswith(last4)
+            ):
+                return {"deposit_id": p.id}
+        return None
 
     async def cancel(self, payment: Payment) -> None:
         response = await self.api.call("POST", f"/v1/withdrawals/{payment.id}/cancel")
@@ -1084,7 +1200,21 @@ class Chaos:
             payment = self.by_id.get(item["id"])
             if payment is not None and payment.review != "leave":
                 actions.append(self.operator_reviews(payment))
+        # Deposits the risk engine held for a person (paid, not credited): an operator looks.
+        held = await self.api.list_all("/v1/deposits?status=in_review")
+        for item in held:
+            payment = self.by_id.get(item["id"])
+            if payment is not None and ("operator", "approve") not in payment.reviewed:
+                actions.append(self.operator_approves_deposit(payment))
         await asyncio.gather(*actions)
+
+    async def operator_approves_deposit(self, payment: Payment) -> None:
+        response = await self.api.call(
+            "POST", f"/v1/deposits/{payment.id}/approve", role="operator", body={}
+        )
+        if response.status_code < 300 or response.status_code == 409:
+            payment.reviewed.add(("operator", "approve"))
+            self.tally.reviews[f"deposit approve {response.status_code}"] += 1
 
     async def player_acts(self, payment: Payment, provider: str) -> None:
         await asyncio.sleep(self.rng.uniform(0.0, 1.5))  # a person takes a moment
@@ -1095,7 +1225,12 @@ class Chaos:
             self.spawn(payment, self.expire_then_paid(payment, provider))
             return
         base = f"/pay/{provider}/{payment.id}"
-        if not payment.player_pays:
+        if not payment.player_pays and payment.method == "aggregator":
+            # ioka's checkout keeps an order open after a declined card (the player may try
+            # again until its due date): a player who gives up leaves it unpaid until it is due.
+            path = f"/admin/providers/{provider}/payments/{payment.id}/expire"
+            what = "left unpaid until due"
+        elif not payment.player_pays:
             path, what = f"{base}/decline", "declined"
         elif payment.method == "bank_transfer":
             path, what = f"{base}/transfer?amount={payment.amount}", "paid"
@@ -1354,7 +1489,8 @@ class Chaos:
     async def settle_late(self, *, timeout: float) -> int:
         """Wait for the late money (statement lines after the deposit ended, orders reported
         paid after they expired) to be made, then for the platform to take each up: the
-        deposit credited (succeeded) or a late-payment case opened. How many were not."""
+        deposit credited (succeeded) or a late-payment case opened, and each of its cases that
+        a policy applies to (not `manual`: an operator's) resolved. How many were not."""
         if self.background:
             say(f"waiting for {len(self.background)} late / odd payment(s) to be made")
             await asyncio.gather(*list(self.background))
@@ -1365,7 +1501,10 @@ class Chaos:
             waiting = []
             for p in late:
                 await self.refresh(p)
-                if p.status != "succeeded" and not cases.get(str(p.id)):
+                found = cases.get(str(p.id), [])
+                if (p.status != "succeeded" and not found) or any(
+                    not c.resolved and c.policy != "manual" for c in found
+                ):
                     waiting.append(p)
             if not waiting or time.monotonic() > deadline:
                 say(f"{len(late)} late payment(s) made, {len(waiting)} not taken up")
@@ -1464,6 +1603,7 @@ class Chaos:
             "player_actions": dict(self.tally.player_actions),
             "reviews": dict(self.tally.reviews),
             "cancels": dict(self.tally.cancels),
+            "withdrawals_rerouted": dict(self.tally.rerouted),
             "faults": self.tally.faults,
             "faults_failed": self.tally.fault_failures,
             "faults_unfired": self.tally.unfired,
@@ -1647,7 +1787,8 @@ def print_report(report: dict[str, Any]) -> None:
     )
     print(
         f"player actions {report['player_actions']}, reviews {report['reviews']}, "
-        f"cancels {report['cancels']}"
+        f"cancels {report['cancels']}; withdrawals sent back the way the money came (closed "
+        f"loop) {report['withdrawals_rerouted'] or 0}"
     )
     print(
         f"bank statement lines {report['statement_lines'] or 0}; late money "

@@ -3,21 +3,25 @@
 A short run (a few payments under light faults) settles, then breaches are planted on purpose,
 behind the platform's back, the way a broken platform or a provider would leave them:
 
-(a) a second charge for a succeeded deposit, made directly at another card acquirer under the
-    deposit's reference (tokenized and charged through that acquirer's adapter, as the platform
+(a) a second charge for a succeeded deposit, made directly at another card acquirer of the
+    default routing under the deposit's reference (the card saved and charged on that
+    acquirer's own API through its connector, Halyk ePay's or Freedom Pay's, as the platform
     would, but without telling the platform);
 (b) the deposit credit of a succeeded deposit posted twice in the ledger (a second posting
     under another key);
 (c) a hung workflow: a bank-transfer deposit waiting for its player whose workflow is replaced
     by one that never runs (a DepositWorkflow on a task queue no worker polls): it stays open
     with nothing flagged;
-(d) a payout made behind the platform's back: a paid withdrawal paid a second time, at another
-    payout desk;
+(d) a payout made behind the platform's back: a paid withdrawal paid a second time, at the
+    other payout desk of the default routing, on that desk's own API (KazBank's transfers to an
+    IBAN, or Freedom Pay's reg2reg to the player's card saved there);
 (e) a fault that does not apply (a behaviour knob the simulator does not know: 422);
 (f) a dropped late payment: money moved at an acquirer for a deposit that did not succeed
-    (a declined card's), and nobody told the platform;
+    (a declined card's: charged at another acquirer on its own API, as in (a)), and nobody
+    told the platform;
 (g) a lost payment: an accepted deposit whose workflow is deleted from Temporal;
-(h) a payout for a withdrawal the platform did not pay (it failed: closed account);
+(h) a payout for a withdrawal the platform did not pay (failed, rejected or cancelled by the
+    player), made at a payout desk that holds nothing for it, as in (d);
 (i) a payment flagged stuck whose reason only echoes its status (`stuck_reason` set to the
     status in the database).
 
@@ -42,14 +46,15 @@ from temporalio.service import RPCError
 from db import ledger as ledger_store
 from db.engine import make_engine, make_sessionmaker
 from domain.ledger import deposit_credit
-from providers.card import CardData
-from providers.payout import PayoutProviderClient
-from providers.registry import card_dialect
+from providers.card import CardData, CardProviderClient
+from providers.registry import build_client, card_dialect, payout_class
 
 if TYPE_CHECKING:
     from bench.chaos import Chaos, Payment, Player
 
 UNKNOWN_KNOB = "chaos_selftest_no_such_knob"
+# Card acquirers of the default routing whose own API saves a card server to server.
+CARD_ACQUIRERS = ("halyk", "freedom")
 NOBODY_POLLS = "chaos-selftest-nobody-polls"
 
 
@@ -100,9 +105,10 @@ class SelfTest:
             await self.http.aclose()
 
     def other_card_provider(self, chaos: "Chaos", payment: "Payment", held: list[Any]) -> str:
-        """A card acquirer that holds nothing under this payment's reference."""
+        """A card acquirer of the routing that holds nothing under this payment's reference
+        (Halyk ePay or Freedom Pay first: their own APIs save a card server to server)."""
         busy = {row["provider"] for row in held}
-        for name in ("kazcard", "altyncard", *chaos.faults.by_method("card")):
+        for name in (*CARD_ACQUIRERS, *chaos.faults.by_method("card")):
             if name != payment.provider and name not in busy:
                 return name
         raise RuntimeError(f"every card acquirer already holds {payment.id}")
@@ -115,24 +121,29 @@ class SelfTest:
         ).json()
         return found
 
-    async def charge_directly(
-        self, chaos: "Chaos", payment: "Payment", provider: str, number: str
-    ) -> str:
-        """Tokenize and charge at `provider` through its adapter, under the payment's reference,
-        without a callback: the platform is not told."""
+    def card_client(self, chaos: "Chaos", provider: str) -> CardProviderClient:
+        """The platform's own connector for this acquirer (its API, credentials, signatures)."""
         settings = chaos.stack.settings
-        client = card_dialect(provider)(
-            http=self.http,
-            base_url=settings.simulator_url,
-            provider=provider,
-            secret=settings.provider_secret(provider),
-        )
+        return build_client(settings, self.http, provider, card_dialect(provider, settings))
+
+    async def save_card(self, chaos: "Chaos", provider: str, number: str) -> str:
+        """The card saved at `provider` on its own API: that acquirer's token for it."""
+        client = self.card_client(chaos, provider)
         token = await client.tokenize(
             CardData(number=number, exp_month=12, exp_year=2031, cvc="123")
         )
+        return token.token
+
+    async def charge_directly(
+        self, chaos: "Chaos", payment: "Payment", provider: str, number: str
+    ) -> str:
+        """Save the card and charge it at `provider` on that acquirer's own API (the
+        platform's connector for it), under the payment's reference, without a callback URL:
+        the platform is not told."""
+        token = await self.save_card(chaos, provider, number)
         assert payment.id
-        charge = await client.charge(
-            reference=payment.id, token=token.token, amount=payment.amount, currency="KZT"
+        charge = await self.card_client(chaos, provider).charge(
+            reference=payment.id, token=token, amount=payment.amount, currency="KZT"
         )
         if charge.status != "succeeded":
             raise RuntimeError(f"the direct charge at {provider} is {charge.status}")
@@ -192,16 +203,25 @@ class SelfTest:
         method: str,
         amount: int,
         details: dict[str, Any] | Callable[["Player"], dict[str, Any]],
+        *,
+        among: Callable[["Player"], bool] = lambda player: True,
+        cancel: bool = False,
     ) -> "Payment":
-        """A new payment of the funded player with the most left; `details` may depend on
-        the player (their own card)."""
+        """A new payment of the funded player (`among` those it accepts) with the most left;
+        `details` may depend on the player (their own card). A withdrawal that `cancel`s is
+        cancelled by the player as soon as it is accepted, and rejected if it waits for an
+        operator."""
         from bench.chaos import Payment
 
-        funded = [p for p in chaos.players if p.funded]
+        funded = [p for p in chaos.players if p.funded and among(p)]
+        if not funded:
+            raise RuntimeError(f"no funded player for a {method} {kind}")
         player = max(funded, key=lambda p: p.funded - p.committed)
         if callable(details):
             details = details(player)
         payment = Payment(kind, method, player, amount, f"selftest_{kind}")
+        payment.cancel = cancel
+        payment.review = "reject" if cancel else "approve"
         if kind == "deposit":
             payment.body = chaos.deposit_body(payment, details)
         else:
@@ -280,61 +300,79 @@ class SelfTest:
         )
 
     async def finished_withdrawal(
-        self, chaos: "Chaos", wanted: Callable[["Payment"], bool], closed: bool
+        self, chaos: "Chaos", wanted: Callable[["Payment"], bool], paid: bool
     ) -> "Payment":
-        """A withdrawal of the run that `wanted` accepts, or a new one (to a closed account
-        when `closed`) approved until it ends."""
-        from bench.chaos import TENGE, WITHDRAWAL_TERMINAL, make_iban
+        """A withdrawal of the run that `wanted` accepts, or new ones until one ends so: to
+        the deposit card of one player whose card the card payout provider vaulted (the closed
+        loop sends a withdrawal back to the deposit card first). `paid`: one is enough; else
+        the player cancels each at once and the operator rejects any that waits for one, the
+        smallest amount each time, until one is not paid (a cancel can come too late; the
+        risk engine sends a player's withdrawals to review past its 24-hour count)."""
+        from bench.chaos import WITHDRAWAL_MIN, WITHDRAWAL_TERMINAL
 
         for p in chaos.payments:
             if p.kind == "withdrawal" and p.id and p.status in WITHDRAWAL_TERMINAL and wanted(p):
                 return p
-        payment = await self.new_payment(
-            chaos,
-            "withdrawal",
-            "bank_transfer",
-            2_000 * TENGE,
-            {"iban": make_iban(chaos.rng, closed=closed)},
-        )
-        await self.until(chaos, payment, lambda s: s in WITHDRAWAL_TERMINAL)
-        if not wanted(payment):
-            raise RuntimeError(f"the new withdrawal {payment.id} ended {payment.status}")
-        return payment
+        vaulted = [p for p in chaos.players if p.funded and p.card_token]
+        if not vaulted:
+            raise RuntimeError("no player's card is vaulted where card payouts are made")
+        player = max(vaulted, key=lambda p: p.funded - p.committed)
+        ended: list[str] = []
+        for _ in range(1 if paid else 8):
+            payment = await self.new_payment(
+                chaos,
+                "withdrawal",
+                "card",
+                WITHDRAWAL_MIN,
+                {"card_token": player.card_token},
+                among=lambda p: p is player,
+                cancel=not paid,
+            )
+            await self.until(chaos, payment, lambda s: s in WITHDRAWAL_TERMINAL)
+            if wanted(payment):
+                return payment
+            ended.append(f"{payment.id} {payment.status}")
+        raise RuntimeError(f"the new withdrawals ended {', '.join(ended)}")
 
-    async def pay_out(
-        self, chaos: "Chaos", payment: "Payment", desk: str, destination: dict[str, Any]
-    ) -> str:
+    async def pay_out(self, chaos: "Chaos", payment: "Payment", desk: str) -> str:
+        """Pay the withdrawal's amount under its reference at the payout `desk`, on that desk's
+        own API through the platform's payout connector for it: to an open IBAN at KazBank
+        (the common payout API is KazBank's own), to the player's card saved at Freedom Pay
+        (reg2reg pays only to a card it vaulted)."""
         settings = chaos.stack.settings
-        client = PayoutProviderClient(
-            http=self.http,
-            base_url=settings.simulator_url,
-            provider=desk,
-            secret=settings.provider_secret(desk),
-        )
+        client = build_client(settings, self.http, desk, payout_class(settings, desk))
+        from bench.chaos import make_iban
+
+        method, destination = "bank_transfer", {"iban": make_iban(chaos.rng)}
+        if desk in CARD_ACQUIRERS:
+            token = await self.save_card(chaos, desk, payment.player.card)
+            method, destination = "card", {"card_token": token}
         assert payment.id
         outcome = await client.pay(
             reference=payment.id,
             amount=payment.amount,
             currency="KZT",
-            method=payment.method,
+            method=method,
             destination=destination,
         )
         if outcome.status != "paid":
             raise RuntimeError(f"the payout at {desk} is {outcome.status}")
-        return outcome.payout_id
+        return str(outcome.payout_id)
 
     def free_desk(self, chaos: "Chaos", held: list[Any]) -> str:
+        """A payout desk of the default routing that holds no payout under this reference."""
         busy = {row["provider"] for row in held if row["kind"] == "payout"}
-        for name in ("altyncard", *chaos.faults.providers):
+        desks = dict.fromkeys(chaos.stack.settings.payout_providers.values())
+        for name in desks:
             if name not in busy:
                 return name
         raise RuntimeError("every payout desk holds this reference")
 
     async def second_payout(self, chaos: "Chaos") -> Planted:
-        payment = await self.finished_withdrawal(chaos, lambda p: p.status == "paid", False)
+        payment = await self.finished_withdrawal(chaos, lambda p: p.status == "paid", True)
         assert payment.id
         desk = self.free_desk(chaos, await self.held(chaos, payment.id))
-        payout_id = await self.pay_out(chaos, payment, desk, dict(payment.body["destination"]))
+        payout_id = await self.pay_out(chaos, payment, desk)
         return Planted(
             "",
             {"double_payouts": payment.id},
@@ -342,13 +380,11 @@ class SelfTest:
         )
 
     async def unpaid_payout(self, chaos: "Chaos") -> Planted:
-        payment = await self.finished_withdrawal(chaos, lambda p: p.status != "paid", True)
+        payment = await self.finished_withdrawal(chaos, lambda p: p.status != "paid", False)
         assert payment.id
-        from bench.chaos import make_iban
-
         desk = self.free_desk(chaos, await self.held(chaos, payment.id))
         # To an account that is open (the platform's destination may be closed).
-        payout_id = await self.pay_out(chaos, payment, desk, {"iban": make_iban(chaos.rng)})
+        payout_id = await self.pay_out(chaos, payment, desk)
         return Planted(
             "",
             {"payout_mismatch": payment.id},
@@ -356,14 +392,14 @@ class SelfTest:
         )
 
     async def bad_fault(self, chaos: "Chaos") -> Planted:
-        label = f"self-test: kazcard knob {UNKNOWN_KNOB}"
+        label = f"self-test: halyk knob {UNKNOWN_KNOB}"
         applied = await chaos.faults.apply(
-            label, lambda f: f.set_behaviour("kazcard", **{UNKNOWN_KNOB: 1})
+            label, lambda f: f.set_behaviour("halyk", **{UNKNOWN_KNOB: 1})
         )
         return Planted(
             "",
             {"faults_failed": UNKNOWN_KNOB},
-            what=f"PUT /admin/providers/kazcard/behaviour with {UNKNOWN_KNOB}: "
+            what=f"PUT /admin/providers/halyk/behaviour with {UNKNOWN_KNOB}: "
             + ("accepted?!" if applied else "refused"),
         )
 
@@ -400,7 +436,7 @@ class SelfTest:
                 workflow_execution=WorkflowExecution(workflow_id=payment.workflow_id),
             )
         )
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + 120.0  # deleted in the background: slow under load
         while time.monotonic() < deadline:
             try:
                 await client.get_workflow_handle(payment.workflow_id).describe()

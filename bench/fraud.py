@@ -51,7 +51,7 @@ FROM generate_series(0, :others) g;
 INSERT INTO deposits (id, player_id, amount_minor, currency, method, status, provider, card,
                       client, workflow_id, created_at, updated_at)
 SELECT :p || 'dep' || g, :p || '0', 100000 + (g % 50) * 1000, 'KZT', 'card',
-       CASE WHEN g % 17 = 0 THEN 'failed' ELSE 'succeeded' END, 'kazcard',
+       CASE WHEN g % 17 = 0 THEN 'failed' ELSE 'succeeded' END, 'halyk',
        jsonb_build_object('bin', '440563', 'last4', lpad((g % 3)::text, 4, '0')),
        jsonb_build_object('ip', '2.133.0.' || (g % 3), 'device_id', :p || 'dev' || (g % 2)),
        'wf', now() - g * (interval '180 days' / :history),
@@ -60,7 +60,7 @@ FROM generate_series(1, :history) g;
 
 INSERT INTO deposits (id, player_id, amount_minor, currency, method, status, provider, card,
                       client, workflow_id, created_at, updated_at)
-SELECT :p || 'odep' || g, :p || (1 + g % :others), 50000, 'KZT', 'card', 'succeeded', 'kazcard',
+SELECT :p || 'odep' || g, :p || (1 + g % :others), 50000, 'KZT', 'card', 'succeeded', 'halyk',
        jsonb_build_object('bin', '440563', 'last4', lpad((g % 997)::text, 4, '0')),
        jsonb_build_object('ip', '2.133.1.' || (g % 200), 'device_id', :p || 'odev' || (g % 700)),
        'wf', now() - (g % 4320) * interval '1 hour', now() - (g % 4320) * interval '1 hour'
@@ -86,14 +86,14 @@ INSERT INTO withdrawals (id, player_id, amount_minor, currency, method, destinat
                          destination_fingerprint, status, provider, approvals_needed, workflow_id,
                          created_at, updated_at)
 SELECT payment_id, player_id, amount_minor, currency, method, '{}'::jsonb, destination_key, 'paid',
-       'kazcard', 1, 'wf', created_at, created_at
+       'kazbank', 1, 'wf', created_at, created_at
 FROM fraud_decisions WHERE payment_id LIKE :p || 'wd%';
 
 INSERT INTO withdrawals (id, player_id, amount_minor, currency, method, destination,
                          destination_fingerprint, status, provider, approvals_needed, workflow_id,
                          created_at, updated_at)
 SELECT :p || 'owd' || g, :p || (1 + g % :others), 200000, 'KZT', 'bank_transfer', '{}'::jsonb,
-       md5(:p || g::text), CASE WHEN g % 9 = 0 THEN 'rejected' ELSE 'paid' END, 'kazcard', 1,
+       md5(:p || g::text), CASE WHEN g % 9 = 0 THEN 'rejected' ELSE 'paid' END, 'kazbank', 1,
        'wf', now() - (g % 4320) * interval '1 hour', now() - (g % 4320) * interval '1 hour'
 FROM generate_series(1, :others * 5) g;
 

@@ -121,7 +121,7 @@ def fund(wallets: list[str], *, shards: int) -> Iterator[TransactionSpec]:
         yield deposit_credit(
             deposit_id=f"dep_{uuid.uuid4().hex[:16]}",
             player_id=player,
-            provider="kazcard",
+            provider="halyk",
             amount_minor=FUNDING,
             currency=CURRENCY,
             shards=shards,
@@ -138,7 +138,7 @@ def mixed(wallets: list[str], count: int, *, shards: int, seed: int) -> Iterator
             yield deposit_credit(
                 deposit_id=f"dep_{uuid.uuid4().hex[:16]}",
                 player_id=player,
-                provider="kazcard",
+                provider="halyk",
                 amount_minor=amount,
                 currency=CURRENCY,
                 shards=shards,

@@ -238,7 +238,7 @@ class PaymentBench:
     async def set_latency(self, latency_ms: int) -> list[str]:
         async with httpx.AsyncClient(base_url=self.target.simulator_url, timeout=10) as sim:
             listed = (await sim.get("/admin/providers")).json()
-            names = [name for name, kind in listed.items() if kind == "card"] or ["kazcard"]
+            names = [name for name, kind in listed.items() if kind == "card"] or ["halyk"]
             for name in names:
                 response = await sim.put(
                     f"/admin/providers/{name}/behaviour", json={"latency_ms": latency_ms}

@@ -89,8 +89,14 @@ def _mask_run(match: re.Match[str]) -> str:
     return _PLAIN_RUN.sub(_mask_plain, run)
 
 
+# A hosted checkout session's token (checkout/tokens.py), in a page's URL: a bearer capability.
+_CHECKOUT_TOKEN = re.compile(r"ckt_[A-Za-z0-9_-]{8,}")
+
+
 def redact(text: str) -> str:
-    """Mask Luhn-valid card numbers (13-19 digits), 12-digit IINs and CVC values."""
+    """Mask Luhn-valid card numbers (13-19 digits), 12-digit IINs, CVC values and checkout
+    session tokens."""
+    text = _CHECKOUT_TOKEN.sub("ckt_[redacted]", text)
     text = _CVC.sub(r"\1***", text)
     return _DIGIT_RUN.sub(_mask_run, text)
 

@@ -8,15 +8,19 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from codec.aesgcm import decode_key
 from config.connectors import ConnectorConfig, default_connector
+from config.production import production_problems, tls_file_problems
 from domain.ledger import LedgerPolicy
 from domain.routing import CircuitPolicy, ProviderRule
+
+if TYPE_CHECKING:
+    from db.monitoring import MonitorThresholds
 
 DEV_SECRET = "dev-only-secret-change-me"  # noqa: S105 - refused in production (see below)
 # Base64 of 32 bytes; only for trying the codec out in development. Refused in production.
@@ -31,6 +35,10 @@ DEFAULT_PROVIDERS: tuple[ProviderRule, ...] = (
     ProviderRule("cloudpayments", "card", priority=3, schemes=("visa", "mastercard")),
     # Bank transfer by IBAN, confirmed from the bank's statement lines.
     ProviderRule("kazbank", "bank_transfer", action_ttl_seconds=72 * 3600),
+    # E-wallets through Freedom Pay's payment page (`pg_payment_system`).
+    ProviderRule(
+        "freedom_wallet", "ewallet", max_amount_minor=1_000_000_00, action_ttl_seconds=1800
+    ),
     ProviderRule("kaspi_pay", "mobile_banking", action_ttl_seconds=900),
     ProviderRule("kaspi_qr", "qr", action_ttl_seconds=900),
     ProviderRule("ioka", "aggregator", action_ttl_seconds=1800),
@@ -57,9 +65,30 @@ class Settings(BaseSettings):
     # Where the embedded stack keeps PostgreSQL, Temporal and logs between runs.
     data_dir: Path = Path(".data")
 
-    # External services; empty means "start the embedded one".
+    # External services; empty means "start the embedded one". In production the database URL
+    # must ask for `sslmode=verify-full` (config/production.py).
     database_url: str | None = None
+    # Analytics (summary, dashboard, /metrics) read on a pool of their own, so a busy dashboard
+    # can never take the connections payments need: a read replica's URL, or empty for the
+    # primary. `analytics_time_zone`: the calendar days of the analytics (IANA zone).
+    analytics_database_url: str | None = None
+    analytics_pool_size: int = Field(default=3, ge=1, le=50)
+    analytics_time_zone: str = "Asia/Almaty"
     temporal_address: str | None = None
+    # Temporal over mutual TLS (config/temporal_tls.py): the CA of the frontend's certificate, this
+    # client's certificate and key (PEM files; `python -m stack.certs` makes development ones),
+    # and the name to verify (default: the host of PAY_TEMPORAL_ADDRESS). Required in production
+    # with an external Temporal.
+    temporal_tls_ca: Path | None = None
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_server_name: str | None = None
+    # PostgreSQL roles (migration 0130): the owner of the schema that migrations run as, the
+    # application's role (no ownership; no UPDATE/DELETE/TRUNCATE on the ledger), read-only
+    # analytics. Created (NOLOGIN) when missing; deploy/postgres makes them login roles.
+    db_owner_role: str = Field(default="kzpay_owner", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    db_app_role: str = Field(default="kzpay_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    db_analytics_role: str = Field(default="kzpay_analytics", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     temporal_namespace: str = "default"
     temporal_task_queue: str = "payments"
 
@@ -72,6 +101,21 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     public_api_url: str | None = None
     api_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # API processes behind the one port (`python -m api`): 0 means one per CPU core.
+    api_workers: int = Field(default=0, ge=0, le=64)
+    # How long an API process trusts its cached API keys and players (api/hot_cache.py); a
+    # changed key is dropped at once anyway (NOTIFY). 0 turns the caches off.
+    api_cache_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
+    # uvicorn's access log line per request; at the wallet's rates (1,000+ calls/s) it costs a
+    # noticeable share of the CPU: the edge proxy's access log can stand in for it.
+    api_access_log: bool = True
+    # Rate limits (api/rate_limits.py; `limits` notation, ";" between several): on by default in
+    # production only. The storage URI shares counts between replicas (async+redis://...).
+    rate_limits_enabled: bool | None = None
+    rate_limit_storage: str = "async+memory://"
+    rate_limit_per_api_key: str = "100/second;3000/minute"
+    rate_limit_per_client_ip: str = "200/second"
+    rate_limit_per_provider_webhook: str = "50/second"
     temporal_ui_url: str | None = None
 
     # Providers.
@@ -117,6 +161,10 @@ class Settings(BaseSettings):
     operator_session_ttl_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
     operator_session_secure: bool | None = None
 
+    # `GET /metrics` asks for `Authorization: Bearer <token>` when set (Prometheus scrapes the
+    # replicas on the internal network; the edge never forwards /metrics). Required in production.
+    metrics_token: SecretStr | None = None
+
     # Logs: one JSON object per line on stderr (config/logging.py); "text" for humans.
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -128,10 +176,33 @@ class Settings(BaseSettings):
     # Supported currencies; KZT is the product's currency.
     currencies: frozenset[str] = frozenset({"KZT"})
 
+    # Compliance (README "Compliance"): the exclusion registers and the unified accounting
+    # system (ESU), each reached over HTTP at its base URL (empty: the simulator's) with its own
+    # credential. Register answers are cached this long (0: not cached). When a register or the
+    # ESU does not answer, deposits are refused (fail closed) unless switched off here;
+    # withdrawals of existing balances go on. Financial-monitoring thresholds are in KZT.
+    exclusion_registry_url: str | None = None
+    exclusion_registry_secret: SecretStr = SecretStr(f"{DEV_SECRET}-registers")
+    exclusion_cache_seconds: float = Field(default=60.0, ge=0)
+    exclusion_fail_closed: bool = True
+    esu_url: str | None = None
+    esu_secret: SecretStr = SecretStr(f"{DEV_SECRET}-esu")
+    esu_operator_id: str = Field(default="dev-operator", min_length=1, max_length=64)
+    esu_fail_closed: bool = True
+    compliance_report_threshold_kzt: int = Field(default=1_000_000, ge=1)
+    compliance_split_window_days: int = Field(default=7, ge=1, le=366)
+
     # The anti-fraud rule set (supersedes the risk_* fields above): a TOML file, re-read when it
     # changes; empty means the packaged config/fraud_rules.toml. An overlay is merged over it.
     fraud_rules_path: Path | None = None
     fraud_rules_overlay: Path | None = None
+    # Cards are identified across payments by HMAC-SHA256 of the PAN under this secret (computed
+    # in the API before tokenization); changing it unlinks every card seen before. Empty: a key
+    # derived from PAY_IDEMPOTENCY_SECRET (which production requires).
+    card_fingerprint_secret: SecretStr | None = None
+    # IP countries: a MaxMind-format country database (GeoLite2/GeoIP2-Country, DB-IP lite);
+    # empty: the sample database of `python -m risk.geoip_sample` (development and tests only).
+    geoip_database: Path | None = None
 
     # Deposit workflow timings. give_up: how long inquiries and cancels at one provider try
     # before a payment whose outcome is unknown is flagged stuck there.
@@ -148,6 +219,28 @@ class Settings(BaseSettings):
 
     # Monitoring (db/monitoring.py): the worker runs the checks this often; 0 switches it off.
     monitoring_interval_seconds: float = Field(default=60.0, ge=0)
+    # Its thresholds. A provider's approval rate counts its own answers only (approved against
+    # declined or failed: a player who never finished is no failure), per method; a deposit is
+    # stuck after its method's minutes (a card in seconds, a bank transfer in days), or after
+    # the review minutes when held for an operator.
+    monitor_window_minutes: int = Field(default=15, ge=1)
+    monitor_min_attempts: int = Field(default=10, ge=1)
+    monitor_min_approval_pct: int = Field(default=70, ge=0, le=100)
+    monitor_min_approval_pct_by_method: dict[str, int] = Field(default_factory=dict)
+    monitor_max_p95_latency_ms: int = Field(default=3000, ge=1)
+    monitor_stuck_minutes: int = Field(default=10, ge=1)
+    monitor_stuck_minutes_by_method: dict[str, int] = Field(
+        default_factory=lambda: {
+            "card": 10,
+            "qr": 30,
+            "mobile_banking": 30,
+            "ewallet": 60,
+            "aggregator": 60,
+            "bank_transfer": 3 * 24 * 60,
+        }
+    )
+    monitor_deposit_review_stuck_minutes: int = Field(default=240, ge=1)
+    monitor_stuck_count: int = Field(default=5, ge=1)
 
     # Withdrawals: the payout provider per method, amount bounds, review and four-eyes rules.
     payout_providers: dict[str, str] = Field(
@@ -174,6 +267,81 @@ class Settings(BaseSettings):
     # backing off to an hour.
     payout_processing_poll_seconds: float = Field(default=60.0, gt=0)
 
+    # Reconciliation (workflows/reconciliation.py): a Temporal Schedule per provider reconciles
+    # the previous Asia/Almaty day at this time; on by default except in tests. Providers: every
+    # enabled one whose connector delivers reports, unless listed here. Uploaded reports are
+    # limited to this size; a payment credited within the window of the provider's line (days)
+    # is a cut-off, matched across the two days.
+    recon_schedule_enabled: bool | None = None
+    recon_schedule_hour: int = Field(default=6, ge=0, le=23)
+    recon_schedule_minute: int = Field(default=0, ge=0, le=59)
+    recon_schedule_providers: tuple[str, ...] | None = None
+    recon_upload_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    recon_cross_day_window_days: int = Field(default=31, ge=0, le=366)
+
+    # Reconciliation cases (db/recon_cases.py): resolving this much money or more needs a second,
+    # different operator's approval.
+    recon_four_eyes_from_minor: int = Field(default=1_000_000_00, ge=1)
+
+    # Hosted checkout (checkout/, README "Hosted checkout"): the players' pages /checkout/{token}.
+    # Parent origins allowed to embed the page in an iframe (CSP frame-ancestors), e.g.
+    # ["https://casino.example"]; empty: no site may frame it.
+    checkout_frame_ancestors: list[str] = Field(default_factory=list)
+    # Keys the session tokens in the pages' URLs and the forms' CSRF tokens; empty: a key
+    # derived from PAY_IDEMPOTENCY_SECRET (which production requires).
+    checkout_secret: SecretStr | None = None
+    checkout_session_ttl_seconds: int = Field(default=1800, ge=60, le=24 * 3600)
+    checkout_max_attempts: int = Field(default=5, ge=1, le=20)  # payments tried per session
+    checkout_min_amount_minor: int = Field(default=100_00, ge=1)  # when the casino sets none
+    checkout_max_amount_minor: int = Field(default=5_000_000_00, ge=1)
+    checkout_default_locale: Literal["kk", "ru", "en"] = "ru"
+    # The operator's responsible-gaming help page, linked from refusals (a session may override).
+    checkout_help_url: str | None = None
+    # Per session token and per client IP, on every /checkout route (`limits` notation).
+    checkout_rate_limit_per_session: str = "120/minute"
+    checkout_rate_limit_per_ip: str = "600/minute"
+    checkout_poll_seconds: float = Field(default=2.0, gt=0)  # the page's status polls
+    # Shown on the cash-out page: hours until a payout usually arrives, per method.
+    checkout_payout_eta_hours: dict[str, int] = Field(
+        default_factory=lambda: {"card": 24, "bank_transfer": 24, "ewallet": 2, "mobile_banking": 2}
+    )
+
+    @field_validator("checkout_frame_ancestors")
+    @classmethod
+    def _checkout_origins(cls, value: list[str]) -> list[str]:
+        from checkout.origins import origin_problem
+
+        for origin in value:
+            problem = origin_problem(origin)
+            if problem:
+                raise ValueError(f"checkout_frame_ancestors: {problem}")
+        return value
+
+    @field_validator("checkout_rate_limit_per_session", "checkout_rate_limit_per_ip")
+    @classmethod
+    def _checkout_rate_limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate limit such as '120/minute'") from exc
+        return value
+
+    @field_validator(
+        "rate_limit_per_api_key", "rate_limit_per_client_ip", "rate_limit_per_provider_webhook"
+    )
+    @classmethod
+    def _rate_limits_parse(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            example = "'100/second;3000/minute'"
+            raise ValueError(f"{value!r} is not a rate limit such as {example}") from exc
+        return value
+
     @field_validator("codec_keys")
     @classmethod
     def _codec_keys_are_aes_256(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
@@ -194,6 +362,8 @@ class Settings(BaseSettings):
             )
         if self.environment == "production":
             problems += self._development_secrets()
+            problems += production_problems(self)
+        problems += tls_file_problems(self)
         if problems:
             raise ValueError(
                 f"refusing to start with environment={self.environment}: "
@@ -211,27 +381,7 @@ class Settings(BaseSettings):
         problems: list[str] = []
         if unset(self.idempotency_secret):
             problems.append("set PAY_IDEMPOTENCY_SECRET (it is missing or the development default)")
-        weak = sorted(name for name, secret in self.provider_secrets.items() if unset(secret))
-        if not self.provider_secrets:
-            problems.append('set PAY_PROVIDER_SECRETS (a JSON map {"provider": "secret"})')
-        elif weak:
-            problems.append(
-                f"set PAY_PROVIDER_SECRETS: the secret of {', '.join(weak)} is missing or the "
-                "development default"
-            )
-        webhook_weak = sorted(
-            name
-            for name in self.provider_secrets
-            if name not in self.webhook_secrets
-            or unset(self.webhook_secrets[name])
-            or self.webhook_secrets[name].get_secret_value()
-            == self.provider_secrets[name].get_secret_value()
-        )
-        if webhook_weak:
-            problems.append(
-                f"set PAY_WEBHOOK_SECRETS: the callback secret of {', '.join(webhook_weak)} is "
-                "missing, the development default, or the same as its API secret"
-            )
+        # Providers' secrets (all of them, for every configured provider): config/production.py.
         if unset(self.operator_session_secret):
             problems.append(
                 "set PAY_OPERATOR_SESSION_SECRET (it is missing or the development default)"
@@ -249,6 +399,12 @@ class Settings(BaseSettings):
         return problems
 
     @property
+    def rate_limits_on(self) -> bool:
+        if self.rate_limits_enabled is not None:
+            return self.rate_limits_enabled
+        return self.environment == "production"
+
+    @property
     def payload_codec_enabled(self) -> bool:
         if self.codec_enabled is not None:
             return self.codec_enabled
@@ -259,6 +415,12 @@ class Settings(BaseSettings):
         if self.operator_session_secure is not None:
             return self.operator_session_secure
         return self.environment == "production"
+
+    @property
+    def recon_schedule_active(self) -> bool:
+        if self.recon_schedule_enabled is not None:
+            return self.recon_schedule_enabled
+        return self.environment != "test"
 
     @property
     def temporal_target(self) -> str:
@@ -295,12 +457,40 @@ class Settings(BaseSettings):
         rule = self.provider_rule(provider)
         return default_connector(provider, card=rule is None or rule.method == "card")
 
+    @property
+    def registers_base_url(self) -> str:
+        """The exclusion registers' API: configured, or the simulator's."""
+        return (
+            self.exclusion_registry_url or f"{self.simulator_url.rstrip('/')}/registers"
+        ).rstrip("/")
+
+    @property
+    def esu_base_url(self) -> str:
+        """The ESU's API: configured, or the simulator's."""
+        return (self.esu_url or f"{self.simulator_url.rstrip('/')}/esu").rstrip("/")
+
     def provider_base_url(self, provider: str) -> str:
         """Where the provider's API is: its configured base URL, or its place at the simulator."""
         configured = self.connector(provider).base_url
         if configured:
             return configured.rstrip("/")
         return f"{self.simulator_url.rstrip('/')}/providers/{provider}"
+
+    def monitor_thresholds(self) -> "MonitorThresholds":
+        """The monitoring checks' thresholds (db/monitoring.py) from these settings."""
+        from db.monitoring import MonitorThresholds
+
+        return MonitorThresholds(
+            window_minutes=self.monitor_window_minutes,
+            min_attempts=self.monitor_min_attempts,
+            min_approval_pct=self.monitor_min_approval_pct,
+            min_approval_pct_by_method=dict(self.monitor_min_approval_pct_by_method),
+            max_p95_latency_ms=self.monitor_max_p95_latency_ms,
+            stuck_minutes=self.monitor_stuck_minutes,
+            stuck_minutes_by_method=dict(self.monitor_stuck_minutes_by_method),
+            deposit_review_stuck_minutes=self.monitor_deposit_review_stuck_minutes,
+            stuck_count=self.monitor_stuck_count,
+        )
 
     def webhook_secret(self, provider: str) -> str:
         configured = self.connectors.get(provider)

@@ -48,6 +48,22 @@ async def open_case(
     return int(row.id), str(row.resolution), str(row.policy), bool(row.created)
 
 
+async def find_case(
+    session: AsyncSession, *, deposit_id: str, provider: str
+) -> tuple[int, str, str] | None:
+    """The case of this deposit at this provider, if one was opened: (id, resolution, policy)."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT id, resolution, policy FROM late_payments "
+                "WHERE deposit_id = :deposit_id AND provider = :provider"
+            ),
+            {"deposit_id": deposit_id, "provider": provider},
+        )
+    ).one_or_none()
+    return None if row is None else (int(row.id), str(row.resolution), str(row.policy))
+
+
 async def resolve_case(
     session: AsyncSession,
     *,

@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -25,17 +26,36 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSONB, datetime: DateTime(timezone=True)}
 
 
-class Player(Base):
-    __tablename__ = "players"
+class Person(Base):
+    """One person, one IIN (migration 0150): every player account belongs to one."""
+
+    __tablename__ = "persons"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    iin: Mapped[str] = mapped_column(String(12), unique=True)
+    birth_date: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Player(Base):
+    __tablename__ = "players"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "external_id", name="uq_players_merchant_external_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128))
     iin: Mapped[str] = mapped_column(String(12), index=True)
     full_name: Mapped[str] = mapped_column(String(200))
     birth_date: Mapped[date] = mapped_column(Date)
     phone: Mapped[str] = mapped_column(String(16))
     email: Mapped[str | None] = mapped_column(String(254))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # Migration 0150: the person of the IIN (set by the trigger `players_person` when not
+    # given), the merchant whose key registered the account, and the account it was linked to.
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), server_default=FetchedValue())
+    merchant_id: Mapped[str] = mapped_column(String(64), server_default="default")
+    linked_to: Mapped[str | None] = mapped_column(ForeignKey("players.id"))
 
 
 class Deposit(Base):
@@ -185,6 +205,10 @@ class ApiKey(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column()
+    # Refused from then on (0130); rotation sets it on the old key after a grace period.
+    expires_at: Mapped[datetime | None] = mapped_column()
+    # The merchant whose players this key registers (0150); rotation keeps it.
+    merchant_id: Mapped[str] = mapped_column(String(64), server_default="default")
 
 
 class Withdrawal(Base):
@@ -211,6 +235,11 @@ class Withdrawal(Base):
     updated_at: Mapped[datetime] = mapped_column()
     stuck_reason: Mapped[str | None] = mapped_column(String(200))
     stuck_since: Mapped[datetime | None] = mapped_column()
+    # Winnings are paid within 3 calendar days (0150: set on insert by a trigger); a day
+    # before, operators are warned; at the deadline it is escalated.
+    payout_deadline: Mapped[datetime | None] = mapped_column(server_default=FetchedValue())
+    deadline_warned_at: Mapped[datetime | None] = mapped_column()
+    deadline_escalated_at: Mapped[datetime | None] = mapped_column()
 
 
 class WithdrawalReview(Base):

@@ -1,40 +1,65 @@
 """Monitoring beyond single payments: alerts, and the checks that raise them.
 
 `run_checks` looks at the recent past and raises an alert (once per key and period) when
-- a provider's approval rate in the window falls under a floor (`provider_approval_low`),
+- a provider's approval rate for a method in the window falls under a floor
+  (`provider_approval_low`): the provider's own answers only, approved against declined or
+  failed; a payment still waiting for the player, one the player never finished (expired) or
+  cancelled is no failure of the provider's,
 - a provider's p95 latency in the window rises over a ceiling (`provider_latency_high`),
-- payments pile up in a non-terminal status for too long (`payments_stuck`): deposits, and
-  withdrawals waiting for an operator (`in_review`) or for their payout (`pending`, `approved`,
-  `processing`) past their own, longer, thresholds,
+- payments pile up in a non-terminal status for too long (`payments_stuck`): deposits past
+  their method's threshold (a card answers in seconds, a bank transfer waits days for the
+  player) or held for an operator's review, and withdrawals waiting for an operator
+  (`in_review`) or for their payout (`pending`, `approved`, `processing`) past their own, longer,
+  thresholds,
 - a payout provider fails too many of the withdrawals it finished in the window
   (`payout_failure_high`),
 - a player's recent payments, taken together, cross a velocity rule of the current rule set
   after the fact (`player_pattern`), e.g. deposits that were each fine when they were judged.
 
 The worker runs it periodically (`workflows/monitoring.py`, `PAY_MONITORING_INTERVAL_SECONDS`);
-`python -m db.monitoring` or `POST /v1/ops/alerts/check` run it once.
+`python -m db.monitoring` or `POST /v1/ops/alerts/check` run it once. The thresholds come from
+settings (`PAY_MONITOR_*`, `Settings.monitor_thresholds()`).
 """
 
 import asyncio
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.fraud_models import Alert
 from domain.fraud.config import RuleSet
 
+# How long a deposit may sit in pending / requires_action / processing before it counts as stuck,
+# per method: a card answers in seconds; QR and app payments wait minutes for the player; a bank
+# transfer waits for the player's bank, days.
+DEFAULT_STUCK_MINUTES: dict[str, int] = {
+    "card": 10,
+    "qr": 30,
+    "mobile_banking": 30,
+    "ewallet": 60,
+    "aggregator": 60,
+    "bank_transfer": 3 * 24 * 60,
+}
+
 
 @dataclass(frozen=True)
 class MonitorThresholds:
     window_minutes: int = 15
-    min_attempts: int = 10  # fewer attempts say nothing about a provider's health
+    min_attempts: int = 10  # fewer final answers say nothing about a provider's health
     min_approval_pct: int = 70
+    # Per method, where one differs (cards are declined more often than QR payments fail).
+    min_approval_pct_by_method: dict[str, int] = field(default_factory=dict)
     max_p95_latency_ms: int = 3000
-    stuck_minutes: int = 10
+    stuck_minutes: int = 10  # a method without its own threshold
+    stuck_minutes_by_method: dict[str, int] = field(
+        default_factory=lambda: dict(DEFAULT_STUCK_MINUTES)
+    )
+    deposit_review_stuck_minutes: int = 240  # a held deposit waiting for an operator
     stuck_count: int = 5
     # Withdrawals: a review is escalated after 4 h by its workflow; the queue as a whole is
     # watched here. Payouts retry for up to 30 min before an inquiry decides.
@@ -102,23 +127,45 @@ async def handle_alert(
     return await session.get(Alert, alert_id, populate_existing=True)
 
 
+# The provider's own answers: approved, or declined / failed. Waiting for the player
+# (requires_action, pending), the player never finishing (expired), cancellations, circuit skips
+# and inquiries still pending are not the provider's verdict on a payment.
+APPROVED_OUTCOMES = ("succeeded", "inquiry_succeeded")
+FAILED_OUTCOMES = (
+    "declined",
+    "inquiry_declined",
+    "failed",
+    "inquiry_failed",
+    "error",
+    "timeout",
+    "rejected",
+)
 _PROVIDER_STATS = text(
     """
-    SELECT provider,
-           count(*) AS attempts,
-           count(*) FILTER (WHERE outcome IN ('succeeded', 'inquiry_succeeded')) AS approved,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95
-    FROM payment_attempts
-    WHERE created_at >= :since AND created_at <= :now AND step NOT LIKE 'payout%'
-    GROUP BY provider
+    SELECT a.provider, coalesce(d.method, 'unknown') AS method,
+           count(*) FILTER (WHERE a.outcome IN :approved) AS approved,
+           count(*) FILTER (WHERE a.outcome IN :failed) AS failed,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY a.latency_ms) AS p95
+    FROM payment_attempts a LEFT JOIN deposits d ON d.id = a.payment_id
+    WHERE a.created_at >= :since AND a.created_at <= :now AND a.step NOT LIKE 'payout%'
+      AND a.outcome IN :counted
+    GROUP BY a.provider, coalesce(d.method, 'unknown')
     """
+).bindparams(
+    bindparam("approved", expanding=True),
+    bindparam("failed", expanding=True),
+    bindparam("counted", expanding=True),
 )
 _STUCK = text(
     """
-    SELECT status, count(*) AS stuck, min(updated_at) AS oldest
+    SELECT method, status, count(*) AS stuck, min(updated_at) AS oldest
     FROM deposits
-    WHERE status IN ('pending', 'requires_action', 'processing') AND updated_at < :before
-    GROUP BY status
+    WHERE status IN ('pending', 'requires_action', 'processing', 'in_review')
+      AND updated_at < :earliest
+      AND updated_at < CASE WHEN status = 'in_review' THEN :review_before
+          ELSE coalesce(CAST(CAST(:befores AS jsonb) ->> method AS timestamptz), :default_before)
+          END
+    GROUP BY method, status
     """
 )
 _WITHDRAWALS_STUCK = text(
@@ -175,43 +222,71 @@ async def run_checks(
         ):
             raised.append(key)
 
-    for row in (await session.execute(_PROVIDER_STATS, {"since": now - window, "now": now})).all():
-        provider, attempts, approved, p95 = row
-        if attempts >= thresholds.min_attempts:
-            pct = 100 * approved // attempts
-            if pct < thresholds.min_approval_pct:
+    stats = await session.execute(
+        _PROVIDER_STATS,
+        {
+            "since": now - window,
+            "now": now,
+            "approved": list(APPROVED_OUTCOMES),
+            "failed": list(FAILED_OUTCOMES),
+            "counted": list(APPROVED_OUTCOMES + FAILED_OUTCOMES),
+        },
+    )
+    for provider, method, approved, failed, p95 in stats.all():
+        answered = approved + failed
+        if answered >= thresholds.min_attempts:
+            pct = 100 * approved // answered
+            floor = thresholds.min_approval_pct_by_method.get(method, thresholds.min_approval_pct)
+            if pct < floor:
                 await alert(
-                    f"provider_approval_low:{provider}:{bucket}",
+                    f"provider_approval_low:{provider}:{method}:{bucket}",
                     "provider_approval_low",
                     "critical",
                     provider,
-                    f"{provider}: {pct}% of {attempts} attempts approved in the last "
-                    f"{thresholds.window_minutes} min (floor {thresholds.min_approval_pct}%)",
+                    f"{provider} ({method}): {pct}% of {answered} answers approved in the last "
+                    f"{thresholds.window_minutes} min (floor {floor}%)",
                     approval_pct=pct,
-                    attempts=attempts,
+                    attempts=answered,
+                    method=method,
                 )
             if p95 is not None and p95 > thresholds.max_p95_latency_ms:
                 await alert(
-                    f"provider_latency_high:{provider}:{bucket}",
+                    f"provider_latency_high:{provider}:{method}:{bucket}",
                     "provider_latency_high",
                     "warning",
                     provider,
-                    f"{provider}: p95 latency {int(p95)} ms in the last "
+                    f"{provider} ({method}): p95 latency {int(p95)} ms in the last "
                     f"{thresholds.window_minutes} min (ceiling {thresholds.max_p95_latency_ms} ms)",
                     p95_ms=int(p95),
-                    attempts=attempts,
+                    attempts=answered,
+                    method=method,
                 )
 
-    before = now - timedelta(minutes=thresholds.stuck_minutes)
-    for status, stuck, oldest in (await session.execute(_STUCK, {"before": before})).all():
-        if stuck >= thresholds.stuck_count:
+    by_method = {**DEFAULT_STUCK_MINUTES, **thresholds.stuck_minutes_by_method}
+    befores = {m: (now - timedelta(minutes=v)).isoformat() for m, v in by_method.items()}
+    all_minutes = [*by_method.values(), thresholds.stuck_minutes]
+    stuck_params = {
+        "earliest": now - timedelta(minutes=min(all_minutes)),
+        "befores": json.dumps(befores),
+        "default_before": now - timedelta(minutes=thresholds.stuck_minutes),
+        "review_before": now - timedelta(minutes=thresholds.deposit_review_stuck_minutes),
+    }
+    for method, status, stuck, oldest in (await session.execute(_STUCK, stuck_params)).all():
+        held = status == "in_review"
+        limit = (
+            thresholds.deposit_review_stuck_minutes
+            if held
+            else by_method.get(method, thresholds.stuck_minutes)
+        )
+        if stuck >= (1 if held else thresholds.stuck_count):
             await alert(
-                f"payments_stuck:deposit:{status}:{bucket}",
+                f"payments_stuck:deposit:{method}:{status}:{bucket}",
                 "payments_stuck",
-                "critical",
+                "warning" if held else "critical",
                 f"deposit:{status}",
-                f"{stuck} deposits in {status} for over {thresholds.stuck_minutes} min",
+                f"{stuck} {method} deposits in {status} for over {limit} min",
                 status=status,
+                method=method,
                 count=stuck,
                 oldest=oldest.isoformat(),
             )
@@ -306,7 +381,7 @@ async def _main() -> None:
     rules = RuleSource(settings.fraud_rules_path, settings.fraud_rules_overlay).current()
     async with make_sessionmaker(engine).begin() as session:
         raised = await run_checks(
-            session, now=datetime.now(UTC), thresholds=MonitorThresholds(), rules=rules
+            session, now=datetime.now(UTC), thresholds=settings.monitor_thresholds(), rules=rules
         )
     await engine.dispose()
     print(f"{len(raised)} new alert(s)", *raised, sep="\n")

@@ -1,4 +1,5 @@
-"""Players and their wallet balances."""
+"""Players and their wallet balances. A player account belongs to a person (one IIN,
+`db/persons.py`); its external id is unique per merchant."""
 
 from dataclasses import dataclass
 from datetime import date
@@ -7,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import LedgerAccount, Player
+from db.models import ApiKey, LedgerAccount, Player
 from domain.ledger import player_wallet
 
 
@@ -32,8 +33,17 @@ async def create_player(
     birth_date: date,
     phone: str,
     email: str | None,
+    merchant_id: str = "default",
+    person_id: str | None = None,
+    linked_to: str | None = None,
 ) -> Player:
-    taken = await session.scalar(select(Player.id).where(Player.external_id == external_id))
+    """`person_id`: the person of the IIN (without it, the database's trigger finds or creates
+    it); `linked_to`: the person's account at this merchant the merchant linked it to."""
+    taken = await session.scalar(
+        select(Player.id).where(
+            Player.merchant_id == merchant_id, Player.external_id == external_id
+        )
+    )
     if taken is not None:
         raise PlayerExists(external_id)
     player = Player(
@@ -44,13 +54,25 @@ async def create_player(
         birth_date=birth_date,
         phone=phone,
         email=email,
+        merchant_id=merchant_id,
+        linked_to=linked_to,
     )
+    if person_id is not None:
+        player.person_id = person_id
     session.add(player)
     try:
         await session.flush()
     except IntegrityError as exc:  # a concurrent request took the external id first
         raise PlayerExists(external_id) from exc
     return player
+
+
+async def merchant_of_key(session: AsyncSession, *, key_id: str) -> str:
+    """The merchant an API key acts for (`api_keys.merchant_id`, `default` unless set)."""
+    merchant: str | None = await session.scalar(
+        select(ApiKey.merchant_id).where(ApiKey.id == key_id)
+    )
+    return merchant or "default"
 
 
 async def get_player(session: AsyncSession, *, player_id: str) -> Player | None:

@@ -1,8 +1,13 @@
-"""Responsible gaming: deposit limits per rolling period and self-exclusion.
+"""Responsible gaming: deposit limits per rolling period, self-exclusion and cool-offs.
 
 A lower limit applies at once; a higher one (or removing one) only after a cooling-off period,
-so a player cannot lift a limit in the heat of the moment. A self-exclusion can be extended but
-never shortened. Periods are rolling: daily is the last 24 hours, weekly 7 days, monthly 30.
+so a player cannot lift a limit in the heat of the moment. A self-exclusion or a cool-off can be
+extended but never shortened. Periods are rolling: daily is the last 24 hours, weekly 7 days,
+monthly 30.
+
+Everything applies to the person (the IIN, migration 0150) across all their accounts: a limit
+or an exclusion set on one account holds on every other, and the deposits of all of them count
+against the limits. The functions take any one account's id.
 """
 
 from collections.abc import Iterable
@@ -13,8 +18,10 @@ from typing import Literal
 from sqlalchemy import and_, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.compliance_models import CoolOff
 from db.fraud_models import DepositLimit, SelfExclusion
 from db.models import Deposit
+from db.persons import accounts_of_person_of
 
 Period = Literal["daily", "weekly", "monthly"]
 PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")
@@ -34,7 +41,10 @@ class LimitState:
 async def _rows(session: AsyncSession, player_id: str, period: str) -> list[DepositLimit]:
     rows = await session.scalars(
         select(DepositLimit)
-        .where(DepositLimit.player_id == player_id, DepositLimit.period == period)
+        .where(
+            DepositLimit.player_id.in_(accounts_of_person_of(player_id)),
+            DepositLimit.period == period,
+        )
         .order_by(DepositLimit.id.desc())
         .limit(20)
     )
@@ -57,7 +67,10 @@ async def get_limits(session: AsyncSession, *, player_id: str, now: datetime) ->
     """Every period's limit state, from one query (the latest 20 rows of each period)."""
     rows = await session.scalars(
         select(DepositLimit)
-        .where(DepositLimit.player_id == player_id, DepositLimit.period.in_(PERIODS))
+        .where(
+            DepositLimit.player_id.in_(accounts_of_person_of(player_id)),
+            DepositLimit.period.in_(PERIODS),
+        )
         .order_by(DepositLimit.id.desc())
     )
     return _states(rows, now)
@@ -102,7 +115,9 @@ async def set_limit(
 
 async def excluded_until(session: AsyncSession, *, player_id: str) -> datetime | None:
     until: datetime | None = await session.scalar(
-        select(func.max(SelfExclusion.until)).where(SelfExclusion.player_id == player_id)
+        select(func.max(SelfExclusion.until)).where(
+            SelfExclusion.player_id.in_(accounts_of_person_of(player_id))
+        )
     )
     return until
 
@@ -119,6 +134,27 @@ async def self_exclude(
     return until
 
 
+async def cooling_off_until(session: AsyncSession, *, player_id: str) -> datetime | None:
+    until: datetime | None = await session.scalar(
+        select(func.max(CoolOff.until)).where(
+            CoolOff.player_id.in_(accounts_of_person_of(player_id))
+        )
+    )
+    return until
+
+
+async def cool_off(
+    session: AsyncSession, *, player_id: str, until: datetime, reason: str | None
+) -> datetime:
+    """A break until `until` unless one already runs longer; the end in force."""
+    current = await cooling_off_until(session, player_id=player_id)
+    if current is not None and current >= until:
+        return current
+    session.add(CoolOff(player_id=player_id, until=until, reason=reason))
+    await session.flush()
+    return until
+
+
 @dataclass(frozen=True)
 class Refusal:
     code: str
@@ -130,20 +166,23 @@ async def deposit_refusal(
 ) -> Refusal | None:
     """Why a new deposit must be refused at once, or None. The fraud rules check it again.
 
-    The exclusion and the limits come from one query (it runs on every deposit request)."""
+    The exclusion, the cool-off and the limits of the person come from one query (it runs on
+    every deposit request)."""
     one_row = select(literal(1).label("one")).subquery()
+    accounts = accounts_of_person_of(player_id)
     exclusion = (
         select(func.max(SelfExclusion.until))
-        .where(SelfExclusion.player_id == player_id)
+        .where(SelfExclusion.player_id.in_(accounts))
         .scalar_subquery()
     )
+    cooling = select(func.max(CoolOff.until)).where(CoolOff.player_id.in_(accounts))
     rows = (
         await session.execute(
-            select(exclusion.label("until"), DepositLimit)
+            select(exclusion.label("until"), cooling.scalar_subquery().label("cool"), DepositLimit)
             .select_from(one_row)
             .outerjoin(
                 DepositLimit,
-                and_(DepositLimit.player_id == player_id, DepositLimit.period.in_(PERIODS)),
+                and_(DepositLimit.player_id.in_(accounts), DepositLimit.period.in_(PERIODS)),
             )
             .order_by(DepositLimit.id.desc())
         )
@@ -151,13 +190,16 @@ async def deposit_refusal(
     until: datetime | None = rows[0].until if rows else None
     if until is not None and until > now:
         return Refusal("self_excluded", f"The player is self-excluded until {until.isoformat()}")
+    cool: datetime | None = rows[0].cool if rows else None
+    if cool is not None and cool > now:
+        return Refusal("cooling_off", f"The player is on a cool-off until {cool.isoformat()}")
     limits = [row.DepositLimit for row in rows if row.DepositLimit is not None]
     for state in _states(limits, now):
         if state.amount_minor is None:
             continue
         used = await session.scalar(
             select(func.coalesce(func.sum(Deposit.amount_minor), 0)).where(
-                Deposit.player_id == player_id,
+                Deposit.player_id.in_(accounts),
                 Deposit.currency == currency,
                 Deposit.created_at >= now - timedelta(days=PERIOD_DAYS[state.period]),
                 Deposit.status.not_in(_NOT_COUNTED),

@@ -121,6 +121,40 @@ async def list_withdrawals(
     return list((await session.scalars(query)).all())
 
 
+async def list_by_deadline(
+    session: AsyncSession,
+    *,
+    player_id: str | None,
+    status: str | None,
+    escalated: bool | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[Withdrawal]:
+    """The approval queue in the order operators must work it: the nearest payout deadline
+    first (index `ix_withdrawals_status_deadline`); `after` is the last row of the previous
+    page (deadline, id)."""
+    query = (
+        select(Withdrawal)
+        .where(Withdrawal.payout_deadline.is_not(None))
+        .order_by(Withdrawal.payout_deadline.asc(), Withdrawal.id.asc())
+        .limit(limit)
+    )
+    if player_id is not None:
+        query = query.where(Withdrawal.player_id == player_id)
+    if status is not None:
+        query = query.where(Withdrawal.status == status)
+    if escalated is not None:
+        query = query.where(
+            Withdrawal.escalated_at.is_not(None) if escalated else Withdrawal.escalated_at.is_(None)
+        )
+    if after is not None:
+        query = query.where(
+            (Withdrawal.payout_deadline > after[0])
+            | ((Withdrawal.payout_deadline == after[0]) & (Withdrawal.id > after[1]))
+        )
+    return list((await session.scalars(query)).all())
+
+
 async def record_status(
     session: AsyncSession,
     *,
@@ -178,10 +212,14 @@ async def mark_escalated(session: AsyncSession, *, withdrawal_id: str, at: datet
 
 
 async def player_card_tokens(session: AsyncSession, *, player_id: str) -> dict[str, dict[str, Any]]:
-    """The cards this player has deposited with, by each provider token they were vaulted as:
-    a card payout may only go to one of these."""
+    """The cards this player has deposited with (a succeeded deposit: the card paid), by each
+    provider token they were vaulted as: a card payout may only go to one of these."""
     rows = await session.scalars(
-        select(Deposit.card).where(Deposit.player_id == player_id, Deposit.card.is_not(None))
+        select(Deposit.card).where(
+            Deposit.player_id == player_id,
+            Deposit.card.is_not(None),
+            Deposit.status == "succeeded",
+        )
     )
     cards: dict[str, dict[str, Any]] = {}
     for card in rows:

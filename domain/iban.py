@@ -2,7 +2,7 @@
 
 import re
 
-_KZ_IBAN = re.compile(r"KZ\d{2}[0-9A-Z]{3}[0-9A-Z]{13}")
+_KZ_IBAN = re.compile(r"KZ[0-9]{2}[0-9A-Z]{3}[0-9A-Z]{13}")
 
 
 class InvalidIBAN(ValueError):

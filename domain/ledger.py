@@ -19,8 +19,17 @@ The chart of accounts and every posting the product makes:
 | game bet | `game:{player}:{round}:bet` | Dr player wallet / Cr game revenue |
 | game win | `game:{player}:{round}:win` | Dr game revenue / Cr player wallet |
 | game refund | `game:{player}:{round}:refund` | Dr game revenue / Cr player wallet |
+| wallet API bet | `wallet:{merchant}:{transaction id}` | Dr player wallet / Cr game revenue |
+| wallet API win | `wallet:{merchant}:{transaction id}` | Dr game revenue / Cr player wallet |
+| wallet API rollback | `wallet:{merchant}:{bet transaction id}:reversal` | the bet's reversal |
 | provider settles | `settlement:{provider}:{batch}` | Dr provider settlement / Cr clearing |
+| day reconciled | `recon:{provider}:{day}:{hash}:settlement` | Cr the day's clearing / Dr bank |
+| case resolved | `recon:case:{id}:{action}` | out of the recon difference: domain/recon/cases.py |
+| chargeback | `chargeback:{provider}:{id}` | Cr clearing / Dr wallet, receivable: recon/ |
 | correction | `{key}:reversal` | the original's entries, sides swapped |
+
+A reconciled day's clearing goes to the operator's bank (the net), fee expense (actual less
+booked fees) and the reconciliation-difference account (the rest): domain/recon/postings.py.
 """
 
 import hashlib
@@ -46,6 +55,15 @@ class AccountType(StrEnum):
     PROVIDER_FEE_EXPENSE = "provider_fee_expense"  # expense: provider fees
     FEE_REVENUE = "fee_revenue"  # revenue: fees we charge players
     GAME_REVENUE = "game_revenue"  # revenue: bets minus wins and refunds
+    # asset: what a player owes us (a chargeback the wallet could not cover); the wallet's
+    # no-overdraft flag stays as it is
+    PLAYER_RECEIVABLE = "player_receivable"
+    # asset: the operator's own bank account, where providers settle and transfers land
+    OPERATOR_BANK = "operator_bank"
+    # suspense per provider: what a reconciliation could not match (explained by its cases)
+    RECON_DIFFERENCE = "recon_difference"
+    # income or expense: reconciliation differences an operator wrote off (recon/cases.py)
+    RECON_WRITE_OFF = "recon_write_off"
 
 
 class UnbalancedTransaction(ValueError):
@@ -152,6 +170,16 @@ def player_wallet(player_id: str, currency: str) -> AccountRef:
     )
 
 
+def player_receivable(player_id: str, currency: str) -> AccountRef:
+    """What the player owes us: a chargeback beyond the wallet's balance (recon/chargebacks)."""
+    return AccountRef(
+        f"player:{player_id}:receivable:{currency}",
+        AccountType.PLAYER_RECEIVABLE,
+        currency,
+        player_id,
+    )
+
+
 def _house(kind: AccountType, owner: str, currency: str, shard: int | None) -> AccountRef:
     suffix = "" if shard is None else f":{shard:02d}"
     return AccountRef(f"{owner}:{kind.value}:{currency}{suffix}", kind, currency, owner)
@@ -167,6 +195,21 @@ def provider_settlement(provider: str, currency: str) -> AccountRef:
 
 def provider_fee_expense(provider: str, currency: str, shard: int = 0) -> AccountRef:
     return _house(AccountType.PROVIDER_FEE_EXPENSE, f"provider:{provider}", currency, shard)
+
+
+def operator_bank(currency: str) -> AccountRef:
+    """The operator's account at its bank: provider settlements and bank transfers land here."""
+    return _house(AccountType.OPERATOR_BANK, "house", currency, None)
+
+
+def recon_difference(provider: str, currency: str) -> AccountRef:
+    """What reconciling this provider left unexplained by a match (domain/recon/postings.py)."""
+    return _house(AccountType.RECON_DIFFERENCE, f"provider:{provider}", currency, None)
+
+
+def recon_write_off(currency: str) -> AccountRef:
+    """Differences nobody will pay or be paid: written off out of the difference accounts."""
+    return _house(AccountType.RECON_WRITE_OFF, "house", currency, None)
 
 
 def fee_revenue(currency: str, shard: int = 0) -> AccountRef:
@@ -297,6 +340,40 @@ def game_transaction(
 ) -> TransactionSpec:
     # Several players share a round (live games): the key is the player's part of the round.
     key = f"game:{player_id}:{round_id}:{type}"
+    wallet = player_wallet(player_id, currency)
+    house = game_revenue(currency, shard_for(key, shards))
+    debit, credit = (wallet, house) if type == "bet" else (house, wallet)
+    return _transfer(
+        key=key,
+        kind=f"game_{type}",
+        payment_id=None,
+        debit=debit,
+        credit=credit,
+        amount_minor=amount_minor,
+    )
+
+
+WalletType = Literal["bet", "win"]
+
+
+def wallet_key(merchant_id: str, transaction_id: str) -> str:
+    """The ledger key of a wallet API operation: the game platform's own transaction id, which
+    is unique per platform (merchant), so a replay of it is the same posting."""
+    return f"wallet:{merchant_id}:{transaction_id}"
+
+
+def wallet_transaction(
+    *,
+    merchant_id: str,
+    transaction_id: str,
+    player_id: str,
+    type: WalletType,
+    amount_minor: int,
+    currency: str,
+    shards: int = 1,
+) -> TransactionSpec:
+    """A bet or win of the wallet API (api/routers/wallet.py); its rollback is `reversal`."""
+    key = wallet_key(merchant_id, transaction_id)
     wallet = player_wallet(player_id, currency)
     house = game_revenue(currency, shard_for(key, shards))
     debit, credit = (wallet, house) if type == "bet" else (house, wallet)

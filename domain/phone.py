@@ -2,7 +2,7 @@
 
 import re
 
-_KZ_MOBILE = re.compile(r"\+77\d{9}")
+_KZ_MOBILE = re.compile(r"\+77[0-9]{9}")
 
 
 def is_kz_mobile(phone: str) -> bool:

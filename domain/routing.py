@@ -168,6 +168,7 @@ _UNIFIED = {
     "authentication_failed": "authentication_failed",
     "timeout": "provider_timeout",
     "unreachable": "provider_unavailable",
+    "token_unavailable": "provider_unavailable",  # an OAuth token endpoint down (Halyk)
     "circuit_open": "circuit_open",
     "amount_mismatch": "amount_mismatch",
     "expired": "expired",

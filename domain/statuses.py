@@ -7,6 +7,8 @@ class DepositStatus(StrEnum):
     PENDING = "pending"
     REQUIRES_ACTION = "requires_action"
     PROCESSING = "processing"
+    # Paid at the provider, not credited: the risk engine asked for a person (issue 18).
+    IN_REVIEW = "in_review"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     DECLINED = "declined"
@@ -27,7 +29,10 @@ _ALLOWED: dict[DepositStatus, frozenset[DepositStatus]] = {
     ),
     DepositStatus.PROCESSING: frozenset(
         {DepositStatus.SUCCEEDED, DepositStatus.FAILED, DepositStatus.REQUIRES_ACTION}
+        | {DepositStatus.IN_REVIEW}
     ),
+    # An operator approves (credited) or rejects (declined, the money returned at the provider).
+    DepositStatus.IN_REVIEW: frozenset({DepositStatus.SUCCEEDED, DepositStatus.DECLINED}),
 }
 
 

@@ -37,6 +37,7 @@ from simulator.cards import (
 )
 from simulator.connectors import plugins
 from simulator.dialects import DIALECTS, ENCODERS, dialects_router
+from simulator.esu import esu_router
 from simulator.faults import DropConnectionMiddleware, SimulatorError
 from simulator.pages import pages_router
 from simulator.payments import (
@@ -48,6 +49,9 @@ from simulator.payments import (
     StatementLine,
 )
 from simulator.payouts import PayoutDesk, payout_router
+from simulator.registers import registers_router
+from simulator.reports import Books
+from simulator.reports.routes import reports_router
 from simulator.store import SimulatorStore
 
 
@@ -217,6 +221,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir / "simulator.sqlite3" if settings.simulator_persist else None
     )
     registry = Registry(settings, store)
+    books = Books(registry)  # journals every provider's money movements from now on
     app = FastAPI(title="Provider simulator", version="0.2.0")
     app.state.registry = registry
 
@@ -339,6 +344,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             registry.behaviour(name).behaviour = Behaviour()
         for desk in registry.payouts.values():
             desk.behaviour.behaviour = Behaviour()
+        books.behaviours.clear()  # and how each reports
         return {"status": "reset"}
 
     @app.get("/admin/charges")
@@ -414,9 +420,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def index() -> str:
         return "<h1>Provider simulator</h1><p>See <a href='/docs'>/docs</a>.</p>"
 
+    app.include_router(reports_router(registry, books))
     app.include_router(dialects_router(registry))
     for plugin in plugins().values():
         app.include_router(plugin.router(registry))
     app.include_router(pages_router(registry))
     app.include_router(payout_router(settings, store, registry.payouts))
+    app.include_router(registers_router(settings))  # the exclusion registers, by IIN
+    app.include_router(esu_router(settings))  # the unified accounting system (ESU)
     return app

@@ -72,6 +72,7 @@ class StatementLine(BaseModel):
     )
     payer_name: str | None = None
     payer_iban: str | None = None
+    payer_iin: str | None = Field(default=None, description="the payer's IIN, if the bank has it")
 
 
 class CreditedLine(BaseModel):
@@ -83,6 +84,7 @@ class CreditedLine(BaseModel):
     purpose: str
     payer_name: str | None = None
     payer_iban: str | None = None
+    payer_iin: str | None = None
     booked_at: datetime
     matched_reference: str | None = Field(
         description="the order the purpose names; null: unmatched (nobody is told)"

@@ -8,12 +8,21 @@ import json
 import re
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 # table -> what it holds, for the cross-provider view (`GET /admin/charges`)
 KINDS = {"charges": "charge", "payments": "payment", "payouts": "payout"}
+
+# (table, provider, key, before, after, read) -> the money movements that write made (each a
+# dict with an `occurred` UTC timestamp), journaled in the same transaction. `read(table,
+# provider, key)` reads the store without taking its lock (the watcher runs under it).
+Reader = Callable[[str, str, str], dict[str, Any] | None]
+Watcher = Callable[
+    [str, str, str, dict[str, Any] | None, dict[str, Any], Reader], list[dict[str, Any]]
+]
 
 
 class SimulatorStore:
@@ -51,6 +60,15 @@ class SimulatorStore:
                 self._db.execute(
                     f"CREATE INDEX IF NOT EXISTS {table}_by_reference ON {table} (reference)"
                 )
+            # Money movements as each provider books them (simulator.reports: daily reports).
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS movements (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " provider TEXT, occurred TEXT, reference TEXT, data TEXT)"
+            )
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS movements_by_day ON movements (provider, occurred)"
+            )
+        self.watcher: Watcher | None = None
 
     def put_token(self, provider: str, token: str, data: dict[str, Any]) -> None:
         self._put("tokens", provider, token, data)
@@ -106,13 +124,55 @@ class SimulatorStore:
                 return str(reference)
         return None
 
+    def add_movement(self, provider: str, movement: dict[str, Any]) -> None:
+        """Journal one money movement (`occurred`: a UTC timestamp in `stamp` form)."""
+        with self._lock, self._db:
+            self._journal(provider, movement)
+
+    def movements(
+        self, provider: str, start: str, end: str, *, reference: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The provider's movements with start <= occurred < end, in time order, read in chunks
+        (a day of a busy provider is never held whole)."""
+        after = (start, 0)  # keyset: each chunk starts where the last ended, on the index
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT occurred, seq, data FROM movements WHERE provider = ?"
+                    " AND (occurred, seq) > (?, ?) AND occurred < ?"
+                    " AND (? IS NULL OR reference = ?) ORDER BY occurred, seq LIMIT 1000",
+                    (provider, *after, end, reference, reference),
+                ).fetchall()
+            if not rows:
+                return
+            for _occurred, seq, data in rows:
+                yield {"seq": seq, **json.loads(data)}
+            after = (rows[-1][0], rows[-1][1])
+
+    def _journal(self, provider: str, movement: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT INTO movements (provider, occurred, reference, data) VALUES (?, ?, ?, ?)",
+            (provider, movement["occurred"], movement.get("reference"), json.dumps(movement)),
+        )
+
+    def _read(self, table: str, provider: str, key: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            f"SELECT data FROM {table} WHERE provider = ? AND {_key_column(table)} = ?",  # noqa: S608
+            (provider, key),
+        ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
     def _put(self, table: str, provider: str, key: str, data: dict[str, Any]) -> None:
         with self._lock, self._db:
+            before = self._read(table, provider, key) if self.watcher is not None else None
             self._db.execute(
                 f"INSERT INTO {table} (provider, {_key_column(table)}, data, created)"  # noqa: S608 - table is ours
                 " VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET data = excluded.data",
                 (provider, key, json.dumps(data), datetime.now(UTC).isoformat()),
             )
+            if self.watcher is not None:
+                for movement in self.watcher(table, provider, key, before, data, self._read):
+                    self._journal(provider, movement)
 
     def _get(self, table: str, provider: str, key: str) -> dict[str, Any] | None:
         with self._lock:

@@ -2,6 +2,7 @@
 simulator as a separate process, Temporal's time-skipping test server and a worker."""
 
 import dataclasses
+import secrets
 import subprocess
 import sys
 import time
@@ -204,27 +205,35 @@ async def simulator(simulator_url: str) -> AsyncIterator[httpx.AsyncClient]:
     """Admin access to the simulator; behaviour is reset after each test."""
     async with httpx.AsyncClient(base_url=simulator_url) as client:
         yield client
-        await client.put("/admin/providers/kazcard/behaviour", json={})
+        await client.put("/admin/providers/halyk/behaviour", json={})
+
+
+_ISSUED_IINS: set[str] = set()
 
 
 def make_iin(birth: str = "900101", century: int = 3) -> str:
-    """A valid IIN for a birth date YYMMDD (century digit 3/4: 1900s, 5/6: 2000s)."""
-    for serial in range(1000, 9999):
-        first_eleven = f"{birth}{century}{serial}"
+    """A new valid IIN for a birth date YYMMDD (century digit 3/4: 1900s, 5/6: 2000s): every
+    call gives another person (a random serial, never one this session gave before), since a
+    person may hold only one account per merchant (409 iin_already_registered)."""
+    for _ in range(100_000):
+        first_eleven = f"{birth}{century}{secrets.randbelow(10_000):04d}"
         digit = check_digit(first_eleven)
-        if digit is not None:
-            return first_eleven + str(digit)
-    raise AssertionError("no IIN found")
+        iin = first_eleven + str(digit)
+        if digit is not None and iin not in _ISSUED_IINS:
+            _ISSUED_IINS.add(iin)
+            return iin
+    raise AssertionError(f"no unused IIN left for birth date {birth} and century {century}")
 
 
 def player_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "external_id": f"casino-{uuid.uuid4().hex[:10]}",
-        "iin": make_iin(),
         "full_name": "Aigerim Tulegenova",
         "phone": "+77011234567",
     }
     body.update(overrides)
+    if "iin" not in overrides:  # a new person each time (one account per IIN and merchant)
+        body["iin"] = make_iin()
     return body
 
 

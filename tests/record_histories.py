@@ -21,7 +21,13 @@ SCENARIOS = [
     "tests/test_late_payments.py",
     "tests/test_worker_kill.py",
     "tests/test_refunds.py",
+    "tests/test_compliance.py",
+    "tests/test_compliance_payouts.py",
+    "tests/test_recon_engine.py::test_after_a_clean_day_clearing_is_settled_and_the_checker_passes",
     "tests/test_gateway.py::test_cancel_answered_404_with_a_request_in_flight_never_charges_twice",
+    # Issue 18: a deposit held for review, approved and rejected (patch `fraud-review-hold`).
+    "tests/test_fraud_api.py::test_large_deposit_is_held_for_review_with_reasons_and_an_alert",
+    "tests/test_fraud_api.py::test_a_rejected_review_is_declined_and_refunded",
 ]
 
 

@@ -1,7 +1,7 @@
 """The chaos command's CI subset: a small run of `python -m bench.chaos` with the short fault
 schedule (duplicated and same-event repeated callbacks, charges and payouts processed then
 answered 5xx or cut off, charges held in the network past the timeout with cancels answered 404,
-throttling, expired credentials, kazcard down and back, late answers from altyncard, slow
+throttling, expired credentials, halyk down and back, late answers from freedom, slow
 payouts, one worker SIGKILL, dropped callbacks, one PostgreSQL restart; bank statement lines
 short then topped up and after the deposit failed; an e-wallet order paid after it expired)
 must lose nothing, charge and pay out nothing twice, drop no late payment, apply every fault,
@@ -27,6 +27,7 @@ from bench.chaos import (
     Player,
     Tally,
     breaches,
+    schedule,
 )
 from bench.chaos_checks import (
     Held,
@@ -37,6 +38,8 @@ from bench.chaos_checks import (
     judge_open,
     names_something,
 )
+from config import Settings
+from simulator.connectors import plugins
 from stack.launcher import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,8 +99,8 @@ def test_small_chaos_run_loses_nothing_and_keeps_the_books(tmp_path: Path) -> No
     faults = " | ".join(report["faults"])
     for fault in (
         "SIGKILL worker",
-        "kazcard DOWN",
-        "kazcard back up",
+        "halyk DOWN",
+        "halyk back up",
         "after the timeout",
         "duplicated",
         "same event id",
@@ -193,16 +196,16 @@ async def test_money_checks_read_every_provider_under_the_reference() -> None:
     """Through `GET /admin/charges?reference=`: money moved at any provider counts."""
     held: dict[str, list[Any]] = {
         "dep_twice": [
-            _held("kazcard", "charge", "succeeded"),
-            _held("altyncard", "charge", "succeeded"),
+            _held("halyk", "charge", "succeeded"),
+            _held("freedom", "charge", "succeeded"),
         ],
-        "dep_failed_but_charged": [_held("kazcard", "charge", "succeeded")],
-        "dep_ok": [_held("kazcard", "charge", "succeeded")],
-        "dep_declined": [_held("kazcard", "charge", "declined")],
-        "dep_credited_unpaid": [_held("kazcard", "charge", "declined")],
-        "wd_rejected_but_paid": [_held("kazcard", "payout", "paid")],
-        "wd_paid": [_held("kazcard", "payout", "paid")],
-        "wd_paid_twice": [_held("kazcard", "payout", "paid"), _held("altyncard", "payout", "paid")],
+        "dep_failed_but_charged": [_held("halyk", "charge", "succeeded")],
+        "dep_ok": [_held("halyk", "charge", "succeeded")],
+        "dep_declined": [_held("halyk", "charge", "declined")],
+        "dep_credited_unpaid": [_held("halyk", "charge", "declined")],
+        "wd_rejected_but_paid": [_held("kazbank", "payout", "paid")],
+        "wd_paid": [_held("kazbank", "payout", "paid")],
+        "wd_paid_twice": [_held("kazbank", "payout", "paid"), _held("freedom", "payout", "paid")],
     }
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -211,14 +214,14 @@ async def test_money_checks_read_every_provider_under_the_reference() -> None:
 
     chaos = Chaos.__new__(Chaos)
     payments = [
-        _payment("deposit", "card", "succeeded", "dep_twice", provider="kazcard"),
-        _payment("deposit", "card", "failed", "dep_failed_but_charged", provider="kazcard"),
-        _payment("deposit", "card", "succeeded", "dep_ok", provider="kazcard"),
-        _payment("deposit", "card", "failed", "dep_declined", provider="kazcard"),
-        _payment("deposit", "card", "succeeded", "dep_credited_unpaid", provider="kazcard"),
+        _payment("deposit", "card", "succeeded", "dep_twice", provider="halyk"),
+        _payment("deposit", "card", "failed", "dep_failed_but_charged", provider="halyk"),
+        _payment("deposit", "card", "succeeded", "dep_ok", provider="halyk"),
+        _payment("deposit", "card", "failed", "dep_declined", provider="halyk"),
+        _payment("deposit", "card", "succeeded", "dep_credited_unpaid", provider="halyk"),
         _payment("withdrawal", "bank_transfer", "rejected", "wd_rejected_but_paid"),
-        _payment("withdrawal", "bank_transfer", "paid", "wd_paid", provider="kazcard"),
-        _payment("withdrawal", "bank_transfer", "paid", "wd_paid_twice", provider="kazcard"),
+        _payment("withdrawal", "bank_transfer", "paid", "wd_paid", provider="kazbank"),
+        _payment("withdrawal", "bank_transfer", "paid", "wd_paid_twice", provider="kazbank"),
     ]
     async with httpx.AsyncClient(
         transport=httpx.MockTransport(answer), base_url="http://sim"
@@ -258,7 +261,7 @@ def test_late_money_needs_a_case_resolved_once() -> None:
             _money("late_refunded", "failed"),  # a case, money asked back
             _money("credited_but_failed", "failed"),  # the case says credited, the deposit not
             _money("open", "requires_action"),  # judged by the stuck check instead
-            _money("elsewhere", "succeeded", provider="kzqr"),  # credited at one, paid at two
+            _money("elsewhere", "succeeded", provider="kaspi_qr"),  # credited at one, paid at two
             _money("refund_of_credited", "succeeded"),  # its own payment asked back
         ],
         {
@@ -268,7 +271,7 @@ def test_late_money_needs_a_case_resolved_once() -> None:
             "late_refunded": paid,
             "credited_but_failed": paid,
             "open": paid,
-            "elsewhere": [*paid, Held("kzqr", "payment", "succeeded", True, 100_000, "KZT")],
+            "elsewhere": [*paid, Held("kaspi_qr", "payment", "succeeded", True, 100_000, "KZT")],
             "refund_of_credited": paid,
         },
         {
@@ -311,7 +314,7 @@ def test_open_payments_pass_only_with_a_real_reason() -> None:
         ],
         {
             "flagged": {
-                "stuck_reason": "outcome_unknown_at:kazcard: inquiry_gave_up",
+                "stuck_reason": "outcome_unknown_at:halyk: inquiry_gave_up",
                 "waiting_on": "processing",
             },
             "echo": {"stuck_reason": "processing", "waiting_on": "processing"},
@@ -355,13 +358,13 @@ async def test_a_fault_that_does_not_apply_raises_and_is_recorded() -> None:
         transport=httpx.MockTransport(answer), base_url="http://sim"
     ) as sim:
         faults = Faults(cast(Stack, None), sim, tally)
-        await faults.set_behaviour("kazcard", outage=True)
+        await faults.set_behaviour("halyk", outage=True)
         assert puts[-1] == {"outage": True, "throttle_next": 1, "callback_lost": True}
         with pytest.raises(FaultNotApplied, match="422"):
-            await faults.set_behaviour("kazcard", no_such_knob=1)
+            await faults.set_behaviour("halyk", no_such_knob=1)
         with pytest.raises(FaultNotApplied, match="late_next"):
-            await faults.set_behaviour("kazcard", late_next=2)
-        applied = await faults.apply("bad", lambda f: f.set_behaviour("kazcard", no_such_knob=1))
+            await faults.set_behaviour("halyk", late_next=2)
+        applied = await faults.apply("bad", lambda f: f.set_behaviour("halyk", no_such_knob=1))
         assert applied is False
     assert len(tally.fault_failures) == 1
     assert "no_such_knob" in tally.fault_failures[0]
@@ -401,3 +404,94 @@ def test_posting_check_wants_one_credit_and_exactly_one_of_post_or_void() -> Non
         _payment("withdrawal", "card", "failed", "w5", ledger_kinds=["withdrawal_hold"]),
     ]
     assert [line.split()[0] for line in Chaos.check_postings(bad)] == ["d3", "d4", "w4", "w5"]
+
+
+@pytest.mark.parametrize("name", ["full", "short", "selftest"])
+async def test_every_fault_meets_a_real_provider_of_the_default_routing(name: str) -> None:
+    """Each schedule's behaviour changes (through the simulator's admin API) name providers of
+    the default routing; payout faults only the payout desks payouts go to; orders reported
+    paid after they expired only at a provider that sends callbacks (Kaspi is polled)."""
+    settings = Settings()
+    providers = {rule.name: rule.method for rule in settings.providers}
+    desks = set(settings.payout_providers.values())
+    behaviours: dict[str, dict[str, Any]] = {}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/admin/providers":
+            return httpx.Response(200, json=providers)
+        if request.method == "GET":
+            return httpx.Response(200, json=behaviours.get(path, {}))
+        behaviours[path] = json.loads(request.content)
+        return httpx.Response(200, json=behaviours[path])
+
+    tally = Tally()
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(answer), base_url="http://sim"
+    ) as sim:
+        faults = Faults(cast(Stack, None), sim, tally)
+        await faults.load_providers()
+        for _, label, action in schedule(name, pg_restart=False):
+            if label in ("kill", "heal"):  # the worker's process; the reset of everything
+                continue
+            assert await faults.apply(label, action), tally.fault_failures
+    assert tally.fault_failures == []
+
+    changed = {tuple(path.split("/")[2:4]) for path in behaviours}
+    assert {desk for kind, desk in changed if kind == "payouts"} <= desks
+    assert {provider for kind, provider in changed if kind == "providers"} <= set(providers)
+    late = [
+        p
+        for p in providers
+        if behaviours.get(f"/admin/providers/{p}/behaviour", {}).get("late_success_after_expiry")
+    ]
+    assert late, behaviours
+    for provider in late:
+        plugin = plugins().get(settings.connector(provider).type)
+        assert getattr(plugin, "CALLBACKS", True), provider
+        assert providers[provider] != "card", provider
+    if name != "selftest":
+        # The charges of both card acquirers and the payouts of every desk meet faults.
+        knobs = ("error_after_processing_next", "reset_after_processing_next")
+        for kind, names in (("providers", ("halyk", "freedom")), ("payouts", tuple(desks))):
+            for provider in names:
+                behaviour = behaviours[f"/admin/{kind}/{provider}/behaviour"]
+                assert any(behaviour.get(knob) for knob in knobs), (kind, provider, behaviour)
+
+
+def test_a_withdrawal_the_closed_loop_refuses_goes_where_it_may() -> None:
+    """As a player on the casino's page would: to an allowed destination, up to what it may
+    still take, under a new key; one refused in turn (a card not vaulted at the card payout
+    provider) to the next; nothing left, or another refusal, stays refused."""
+    chaos = Chaos.__new__(Chaos)
+    chaos.tally = Tally()
+    player = Player(id="pl_1", phone="+77011234567", card="4242424242424242", vip=False)
+    funding = Payment("deposit", "card", player, 300_000_00, "funding", id="dep_1")
+    funding.body = {"details": {"card": {"number": player.card}}}
+    funding.status = "succeeded"
+    chaos.payments = [funding]
+    wanted = Payment("withdrawal", "bank_transfer", player, 20_000_00, "iban")
+    wanted.body = {"amount": 20_000_00, "method": "bank_transfer", "destination": {"iban": "x"}}
+    first_key = wanted.key
+
+    def refused(code: str, **extra: Any) -> httpx.Response:
+        return httpx.Response(422, json={"code": code, **extra})
+
+    allowed = [
+        {"method": "card", "destination": "card 424242******4242", "up_to": 15_000_00},
+        {"method": "ewallet", "destination": "wallet +77011234567", "up_to": 50_000_00},
+    ]
+    assert chaos.reroute(wanted, refused("closed_loop_required", allowed_destinations=allowed))
+    assert wanted.body["destination"] == {"deposit_id": "dep_1"}
+    assert (wanted.method, wanted.amount, wanted.body["amount"]) == ("card", 15_000_00, 15_000_00)
+    assert wanted.key != first_key
+    assert chaos.reroute(wanted, refused("card_not_payable"))
+    assert wanted.body["destination"] == {"wallet_account": "+77011234567"}
+    assert (wanted.method, wanted.amount) == ("ewallet", 15_000_00)
+    assert not chaos.reroute(wanted, refused("card_not_payable"))  # nothing left
+    assert not chaos.reroute(wanted, refused("closed_loop_required", allowed_destinations=allowed))
+    assert chaos.tally.rerouted == {"bank_transfer -> card": 1, "bank_transfer -> ewallet": 1}
+
+    other = Payment("withdrawal", "card", player, 5_000_00, "card")
+    assert not chaos.reroute(other, refused("insufficient_funds"))
+    assert not chaos.reroute(other, refused("card_not_payable"))  # not rerouted: the API's word

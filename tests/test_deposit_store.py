@@ -39,7 +39,7 @@ async def test_status_transitions_are_recorded_once_and_never_regress(
             amount_minor=1_000,
             currency="KZT",
             method="card",
-            provider="kazcard",
+            provider="halyk",
             card=None,
             client=None,
             workflow_id=f"deposit-{deposit_id}",

@@ -19,7 +19,7 @@ from tests.conftest import (
 )
 from workflows import search_attributes as sa
 
-BEHAVIOUR = "/admin/providers/kazcard/behaviour"
+BEHAVIOUR = "/admin/providers/halyk/behaviour"
 
 
 async def _ledger_count(sessions: async_sessionmaker[AsyncSession], deposit_id: str) -> int:
@@ -37,7 +37,7 @@ async def _ledger_count(sessions: async_sessionmaker[AsyncSession], deposit_id: 
 
 async def _charge_log(simulator: httpx.AsyncClient, deposit_id: str) -> dict[str, object]:
     log: dict[str, object] = (
-        await simulator.get(f"/admin/providers/kazcard/charges/{deposit_id}")
+        await simulator.get(f"/admin/providers/halyk/charges/{deposit_id}")
     ).json()
     return log
 

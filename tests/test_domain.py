@@ -82,15 +82,15 @@ def test_luhn_and_scheme() -> None:
 
 def test_deposit_posting_balances_and_is_keyed_by_deposit() -> None:
     spec = deposit_credit(
-        deposit_id="dep_1", player_id="pl_1", provider="kazcard", amount_minor=500, currency="KZT"
+        deposit_id="dep_1", player_id="pl_1", provider="halyk", amount_minor=500, currency="KZT"
     )
     assert spec.key == "deposit:dep_1:credit"
     assert {e.side.value for e in spec.entries} == {"D", "C"}
     same = deposit_credit(
-        deposit_id="dep_1", player_id="pl_1", provider="kazcard", amount_minor=500, currency="KZT"
+        deposit_id="dep_1", player_id="pl_1", provider="halyk", amount_minor=500, currency="KZT"
     )
     other = deposit_credit(
-        deposit_id="dep_1", player_id="pl_1", provider="kazcard", amount_minor=501, currency="KZT"
+        deposit_id="dep_1", player_id="pl_1", provider="halyk", amount_minor=501, currency="KZT"
     )
     assert spec.content_hash == same.content_hash != other.content_hash
 

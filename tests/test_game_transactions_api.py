@@ -24,7 +24,7 @@ async def _funded_player(
         deposit_credit(
             deposit_id=fresh("dep"),
             player_id=player,
-            provider="kazcard",
+            provider="halyk",
             amount_minor=amount,
             currency="KZT",
         ),

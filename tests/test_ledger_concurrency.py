@@ -58,14 +58,14 @@ async def test_racing_bets_and_holds_never_overdraw_one_wallet(
     unsharded game revenue account and one clearing shard."""
     player, funding = fresh("pl"), 10_000
     house = game_revenue("KZT", 0).code
-    clearing = provider_clearing("kazcard", "KZT", 0).code
+    clearing = provider_clearing("halyk", "KZT", 0).code
     house_before, clearing_before = await _net(sessions, house), await _net(sessions, clearing)
     await ledger_store.post(
         sessions,
         deposit_credit(
             deposit_id=fresh("dep"),
             player_id=player,
-            provider="kazcard",
+            provider="halyk",
             amount_minor=funding,
             currency="KZT",
         ),
@@ -89,7 +89,7 @@ async def test_racing_bets_and_holds_never_overdraw_one_wallet(
                 withdrawal_hold(
                     withdrawal_id=fresh("wd"),
                     player_id=player,
-                    provider="kazcard",
+                    provider="halyk",
                     amount_minor=amount,
                     currency="KZT",
                 )
@@ -149,7 +149,7 @@ async def test_many_wallets_share_one_house_account_exactly(sessions: Sessions) 
                 deposit_credit(
                     deposit_id=fresh("dep"),
                     player_id=p,
-                    provider="kazcard",
+                    provider="halyk",
                     amount_minor=5_000,
                     currency="KZT",
                 ),
@@ -204,7 +204,7 @@ async def test_crash_after_commit_is_retried_into_the_original_result(sessions: 
     spec = deposit_credit(
         deposit_id=deposit,
         player_id=player,
-        provider="kazcard",
+        provider="halyk",
         amount_minor=9_000,
         currency="KZT",
     )
@@ -231,7 +231,7 @@ async def test_crash_after_commit_is_retried_into_the_original_result(sessions: 
     hold = withdrawal_hold(
         withdrawal_id=wd,
         player_id=player,
-        provider="kazcard",
+        provider="halyk",
         amount_minor=4_000,
         currency="KZT",
     )
@@ -258,7 +258,7 @@ async def test_crash_inside_the_transaction_leaves_nothing_and_retries_cleanly(
     spec = deposit_credit(
         deposit_id=fresh("dep"),
         player_id=player,
-        provider="kazcard",
+        provider="halyk",
         amount_minor=1_000,
         currency="KZT",
     )
@@ -284,7 +284,7 @@ async def test_batcher_gives_each_posting_its_own_outcome(sessions: Sessions) ->
     funding = deposit_credit(
         deposit_id=fresh("dep"),
         player_id=player,
-        provider="kazcard",
+        provider="halyk",
         amount_minor=1_000,
         currency="KZT",
     )
@@ -319,7 +319,7 @@ async def test_batcher_gives_each_posting_its_own_outcome(sessions: Sessions) ->
     hold = withdrawal_hold(
         withdrawal_id=fresh("wd"),
         player_id=player,
-        provider="kazcard",
+        provider="halyk",
         amount_minor=100,
         currency="KZT",
     )

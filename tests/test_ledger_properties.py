@@ -161,7 +161,7 @@ class LedgerMachine(RuleBasedStateMachine):
         spec = deposit_credit(
             deposit_id=fresh("dep"),
             player_id=self.players[player],
-            provider="kazcard",
+            provider="halyk",
             amount_minor=amount,
             currency=CURRENCY,
             shards=3,
@@ -193,7 +193,7 @@ class LedgerMachine(RuleBasedStateMachine):
         spec = withdrawal_hold(
             withdrawal_id=withdrawal_id,
             player_id=self.players[player],
-            provider="kazcard",
+            provider="halyk",
             amount_minor=amount,
             currency=CURRENCY,
             shards=2,

@@ -23,7 +23,7 @@ def _credit(deposit_id: str, amount: int = 1_000) -> TransactionSpec:
     return deposit_credit(
         deposit_id=deposit_id,
         player_id=f"pl_{deposit_id}",
-        provider="kazcard",
+        provider="halyk",
         amount_minor=amount,
         currency="KZT",
     )
@@ -75,7 +75,7 @@ async def test_player_wallet_cannot_go_negative(
 ) -> None:
     player = f"pl_{uuid.uuid4().hex[:8]}"
     wallet = player_wallet(player, "KZT")
-    clearing = provider_clearing("kazcard", "KZT")
+    clearing = provider_clearing("halyk", "KZT")
     overdraw = TransactionSpec(
         key=f"test:{player}:overdraw",
         kind="test",

@@ -25,7 +25,7 @@ async def _fund(sessions: async_sessionmaker[AsyncSession], player: str, amount:
         deposit_credit(
             deposit_id=fresh("dep"),
             player_id=player,
-            provider="kazcard",
+            provider="halyk",
             amount_minor=amount,
             currency="KZT",
             shards=4,
@@ -43,7 +43,7 @@ async def test_hold_then_post_moves_money_once(sessions: async_sessionmaker[Asyn
     player, wd = fresh("pl"), fresh("wd")
     await _fund(sessions, player, 10_000)
     hold = withdrawal_hold(
-        withdrawal_id=wd, player_id=player, provider="kazcard", amount_minor=7_000, currency="KZT"
+        withdrawal_id=wd, player_id=player, provider="halyk", amount_minor=7_000, currency="KZT"
     )
     await ledger_store.post(sessions, hold)
     assert await _balance(sessions, player) == (3_000, 7_000)
@@ -70,7 +70,7 @@ async def test_void_releases_and_partial_post_releases_the_rest(
             withdrawal_hold(
                 withdrawal_id=wd,
                 player_id=player,
-                provider="kazcard",
+                provider="halyk",
                 amount_minor=4_000,
                 currency="KZT",
             ),
@@ -95,7 +95,7 @@ async def test_void_releases_and_partial_post_releases_the_rest(
         withdrawal_hold(
             withdrawal_id=hold,
             player_id=player,
-            provider="kazcard",
+            provider="halyk",
             amount_minor=1_000,
             currency="KZT",
         ),
@@ -123,7 +123,7 @@ async def test_holds_cannot_exceed_available(sessions: async_sessionmaker[AsyncS
         withdrawal_hold(
             withdrawal_id=fresh("wd"),
             player_id=player,
-            provider="kazcard",
+            provider="halyk",
             amount_minor=4_000,
             currency="KZT",
         ),

@@ -83,7 +83,7 @@ async def test_stuck_cross_checked_with_visibility(
             currency="KZT",
             method="card",
             status=status,
-            provider="kazcard",
+            provider="halyk",
             workflow_id=f"deposit-{dep_id}",
             created_at=now - timedelta(hours=1),
             updated_at=now - timedelta(hours=1),

@@ -37,7 +37,7 @@ async def test_reconcile_starts_what_never_started(
             method="bank_transfer",
             destination={"iban": iban},
             destination_fingerprint=destination_fingerprint("bank_transfer", iban),
-            provider="kazcard",
+            provider="kazbank",
             approvals_needed=1,
             workflow_id=withdrawal_workflow_id(withdrawal_id),
             created_at=datetime.now(UTC) - timedelta(minutes=5),
@@ -47,7 +47,7 @@ async def test_reconcile_starts_what_never_started(
             spec=withdrawal_hold(
                 withdrawal_id=withdrawal_id,
                 player_id=player,
-                provider="kazcard",
+                provider="kazbank",
                 amount_minor=20_000_00,
                 currency="KZT",
             ),

@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from config import Settings
+from db.models import Deposit
 from tests import test_gateway as gateway
 from tests.conftest import VISA_DECLINED, VISA_OK, card_deposit, deposit_and_wait, new_player
 from tests.histories_helpers import keep
 from tests.test_gateway import THREE_DS_CARD, _at_provider, _create, _deposit, _finish
 from tests.test_withdrawals import (
-    _card_token,
     closed_iban,
     create,
     finished,
@@ -53,19 +54,19 @@ async def test_card_3ds(
 ) -> None:
     player = await new_player(api)
     deposit = await _create(api, card_deposit(player, number=THREE_DS_CARD))
-    await _at_provider(sim, "kazcard", deposit["id"])
-    await sim.post(f"/pay/kazcard/{deposit['id']}/confirm")
+    await _at_provider(sim, "halyk", deposit["id"])
+    await sim.post(f"/pay/halyk/{deposit['id']}/confirm")
     done = await _finish(api, temporal_client, deposit, skip_time=True)
     assert done["status"] == "succeeded"
     await keep(temporal_client, deposit["workflow_id"], "deposit_card_3ds_succeeded")
 
 
 _METHODS: list[tuple[str, str, dict[str, Any], str, dict[str, Any]]] = [
-    ("qr", "kzqr", {}, "confirm", {}),
+    ("qr", "kaspi_qr", {}, "confirm", {}),
     ("bank_transfer", "kazbank", {}, "transfer", {"amount": 250_000}),
-    ("ewallet", "tengewallet", {"wallet_account": "tw-7701"}, "confirm", {}),
-    ("mobile_banking", "bankapp", {"phone": "+77011234567"}, "confirm", {}),
-    ("aggregator", "payhub", {"return_url": "https://casino.example/back"}, "confirm", {}),
+    ("ewallet", "freedom_wallet", {"wallet_account": "tw-7701"}, "confirm", {}),
+    ("mobile_banking", "kaspi_pay", {"phone": "+77011234567"}, "confirm", {}),
+    ("aggregator", "ioka", {"return_url": "https://casino.example/back"}, "confirm", {}),
 ]
 
 
@@ -96,11 +97,11 @@ async def test_asynchronous_method(
 async def test_failover_after_the_first_acquirer_settles_it_never_saw_the_charge(
     api: httpx.AsyncClient, temporal_client: Client, sim: httpx.AsyncClient
 ) -> None:
-    await sim.put("/admin/providers/kazcard/behaviour", json={"fail_next": 3})
+    await sim.put("/admin/providers/halyk/behaviour", json={"fail_next": 3})
     player = await new_player(api)
     deposit = await _create(api, card_deposit(player))
     done = await _finish(api, temporal_client, deposit, skip_time=True)
-    assert (done["status"], done["provider"]) == ("succeeded", "altyncard")
+    assert (done["status"], done["provider"]) == ("succeeded", "freedom")
     await keep(temporal_client, deposit["workflow_id"], "deposit_card_failover")
 
 
@@ -108,23 +109,23 @@ async def test_ambiguous_timeout_settled_by_inquiry(
     api: httpx.AsyncClient, temporal_client: Client, sim: httpx.AsyncClient
 ) -> None:
     await sim.put(
-        "/admin/providers/kazcard/behaviour", json={"timeout_next": 1, "timeout_seconds": 3}
+        "/admin/providers/halyk/behaviour", json={"timeout_next": 1, "timeout_seconds": 3}
     )
     player = await new_player(api)
     deposit = await _create(api, card_deposit(player))
     done = await _finish(api, temporal_client, deposit)
-    assert (done["status"], done["provider"]) == ("succeeded", "kazcard")
+    assert (done["status"], done["provider"]) == ("succeeded", "halyk")
     await keep(temporal_client, deposit["workflow_id"], "deposit_card_timeout_settled")
 
 
 async def test_success_found_by_polling_when_the_callback_is_lost(
     api: httpx.AsyncClient, temporal_client: Client, sim: httpx.AsyncClient
 ) -> None:
-    await sim.put("/admin/providers/kzqr/behaviour", json={"callback_lost": True})
+    await sim.put("/admin/providers/kaspi_qr/behaviour", json={"callback_lost": True})
     player = await new_player(api)
     deposit = await _create(api, _deposit(player, "qr"))
-    await _at_provider(sim, "kzqr", deposit["id"])
-    await sim.post(f"/pay/kzqr/{deposit['id']}/confirm")
+    await _at_provider(sim, "kaspi_qr", deposit["id"])
+    await sim.post(f"/pay/kaspi_qr/{deposit['id']}/confirm")
     done = await _finish(api, temporal_client, deposit, skip_time=True)
     assert done["status"] == "succeeded"
     await keep(temporal_client, deposit["workflow_id"], "deposit_qr_paid_callback_lost")
@@ -154,13 +155,27 @@ async def test_withdrawal_review(
     await keep(temporal_client, created["workflow_id"], f"withdrawal_{decision}")
 
 
+async def _payout_token(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, deposit_id: str
+) -> str:
+    """The deposit's card as vaulted at the provider that pays out to cards (Freedom Pay pays
+    only to a card it holds)."""
+    async with sessions() as session:
+        deposit = await session.get_one(Deposit, deposit_id)
+    assert deposit.card is not None
+    return str(deposit.card["tokens"][settings.payout_providers["card"]])
+
+
 async def test_withdrawal_auto_approved_and_paid(
-    api: httpx.AsyncClient, temporal_client: Client, sessions: async_sessionmaker[AsyncSession]
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
 ) -> None:
     player = await new_player(api)
     deposit = await deposit_and_wait(api, temporal_client, card_deposit(player, 200_000_00))
     await wager(sessions, player, 200_000_00)
-    token = await _card_token(sessions, deposit["id"])
+    token = await _payout_token(sessions, settings, deposit["id"])
     body = {"player_id": player, "amount": 150_000_00, "currency": "KZT", "method": "card"}
     created = await create(api, {**body, "destination": {"card_token": token}})
     done = await finished(api, temporal_client, created)

@@ -40,15 +40,36 @@ EXPECTED = {
     "withdrawal_escalated",
     "monitoring",
     # The money-safety paths: processed then 5xx or reset, cancel 404 with a request in flight,
-    # a late payment credited, payouts processed then 504 or processing for a while.
+    # a late payment credited, or refunded at the provider that took it or that refund refused
+    # (gated by the patch `late-refund-at-provider`), payouts processed then 504 or processing
+    # for a while.
     "deposit_card_processed_then_5xx",
     "deposit_card_processed_then_reset",
     "deposit_card_cancel_404_in_flight",
     "late_payment_credited",
+    "late_payment_refunded",
+    "late_payment_refund_refused",
     "deposit_card_worker_killed",
     "refund_succeeded",
     "withdrawal_payout_processed_then_504",
     "withdrawal_payout_processing_polled",
+    # Reconciliation (issue 16): a provider's clean day matched and settled.
+    "reconciliation_clean_day",
+    # Anti-fraud (issue 18, patch `fraud-review-hold`): a deposit held for review, approved
+    # (credited) and rejected (declined, refunded at the provider).
+    "deposit_card_review_approved",
+    "deposit_card_review_rejected",
+    # Compliance (issue 17, patches compliance-esu-report, compliance-payout-deadline,
+    # compliance-credit-funds): reported to the ESU (retried through its outage), a payout
+    # screened into a split report, the payout deadline escalated or closed, a Kaspi payment
+    # funded by credit refunded.
+    "deposit_card_succeeded_esu_reported",
+    "compliance_esu_retried",
+    "withdrawal_paid_compliance",
+    "compliance_payout_split",
+    "payout_deadline_escalated",
+    "payout_deadline_closed",
+    "deposit_qr_credit_funds_refunded",
 }
 
 

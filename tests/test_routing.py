@@ -169,7 +169,7 @@ async def test_payment_adapter_translates_transport_errors() -> None:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
         client = PaymentProviderClient(
-            http=http, base_url="http://sim", provider="kzqr", secret="x"
+            http=http, base_url="http://sim", provider="kaspi_qr", secret="x"
         )
         with pytest.raises(ProviderOutcomeUnknown) as unknown:  # a 502 may follow processing
             await client.get_payment("dep_1")

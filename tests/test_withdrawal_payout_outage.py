@@ -24,7 +24,7 @@ async def test_outage_longer_than_retries_fails_safely(
 ) -> None:
     player = await new_player(api)
     await fund(sessions, player, 50_000_00, wagered=True)
-    await simulator.put("/admin/payouts/kazcard/behaviour", json={"error_rate": 1.0})
+    await simulator.put("/admin/payouts/kazbank/behaviour", json={"error_rate": 1.0})
     try:
         created = await create(api, iban_withdrawal(player, 30_000_00))
         approved = await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
@@ -32,7 +32,7 @@ async def test_outage_longer_than_retries_fails_safely(
         # Past the payout's give-up window: every try answered 503, so did the first inquiries.
         await temporal_env.sleep(timedelta(seconds=settings.payout_give_up_seconds + 60))
     finally:
-        await simulator.put("/admin/payouts/kazcard/behaviour", json={})
+        await simulator.put("/admin/payouts/kazbank/behaviour", json={})
     await temporal_env.sleep(timedelta(minutes=6))  # the inquiry's next try reaches the provider
     await temporal_client.get_workflow_handle(created["workflow_id"]).result()
     done = (await api.get(f"/v1/withdrawals/{created['id']}")).json()
@@ -46,7 +46,7 @@ async def test_outage_longer_than_retries_fails_safely(
 
     # A request that was still in flight arrives late: the provider refuses to pay it.
     late = await simulator.post(
-        "/providers/kazcard/payouts",
+        "/providers/kazbank/payouts",
         json={
             "reference": created["id"],
             "amount": 30_000_00,
@@ -54,7 +54,7 @@ async def test_outage_longer_than_retries_fails_safely(
             "method": "bank_transfer",
             "destination": done["destination"],
         },
-        headers={"Authorization": f"Bearer {settings.provider_secret('kazcard')}"},
+        headers={"Authorization": f"Bearer {settings.provider_secret('kazbank')}"},
     )
     assert late.status_code == 201
     assert late.json()["status"] == "failed"

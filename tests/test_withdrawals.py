@@ -40,7 +40,7 @@ async def fund(
         deposit_credit(
             deposit_id=f"dep_{uuid.uuid4().hex[:12]}",
             player_id=player_id,
-            provider="kazcard",
+            provider="halyk",
             amount_minor=amount,
             currency="KZT",
         ),
@@ -139,7 +139,7 @@ async def _card_token(sessions: async_sessionmaker[AsyncSession], deposit_id: st
     async with sessions() as session:
         deposit = await session.get_one(Deposit, deposit_id)
         assert deposit.card is not None
-        return str(deposit.card["tokens"]["kazcard"])
+        return str(deposit.card["tokens"]["halyk"])
 
 
 async def test_review_then_approve_records_the_operator(
@@ -314,19 +314,19 @@ async def test_payout_timeout_is_resolved_by_inquiry_and_paid_once(
     player = await new_player(api)
     await fund(sessions, player, 50_000_00, wagered=True)
     await simulator.put(
-        "/admin/payouts/kazcard/behaviour", json={"timeout_next": 1, "timeout_seconds": 3}
+        "/admin/payouts/kazbank/behaviour", json={"timeout_next": 1, "timeout_seconds": 3}
     )
     try:
         created = await create(api, iban_withdrawal(player, 30_000_00))
         await operator_api.post(f"/v1/withdrawals/{created['id']}/approve")
         done = await finished(api, temporal_client, created)
     finally:
-        await simulator.put("/admin/payouts/kazcard/behaviour", json={})
+        await simulator.put("/admin/payouts/kazbank/behaviour", json={})
     assert done["status"] == "paid"
     outcomes = [(a["step"], a["outcome"]) for a in done["attempts"]]
     assert outcomes[0] == ("payout", "timeout")
     assert ("payout", "inquiry_paid") in outcomes
-    log = (await simulator.get(f"/admin/payouts/kazcard/{created['id']}")).json()
+    log = (await simulator.get(f"/admin/payouts/kazbank/{created['id']}")).json()
     assert log["payout"]["status"] == "paid"
     assert log["calls"] == 1  # paid once; the retry asked instead of paying again
     assert await balance(api, player) == (20_000_00, 0)

@@ -116,23 +116,24 @@ async def test_a_worker_killed_after_the_charge_settles_it_at_the_same_acquirer(
     sessions: async_sessionmaker[AsyncSession],
     worker: WorkerProcess,
 ) -> None:
-    # kazcard stores the charge, then takes 3 s to answer: the worker is killed meanwhile.
-    await sim.put("/admin/providers/kazcard/behaviour", json={"latency_ms": 3000})
+    # halyk stores the charge, then takes 3 s to answer: the worker is killed meanwhile.
+    await sim.put("/admin/providers/halyk/behaviour", json={"latency_ms": 3000})
     player = await new_player(queued_api)
     deposit: dict[str, Any] = await _create(queued_api, card_deposit(player))
-    log = await _at_provider(sim, "kazcard", deposit["id"])
+    log = await _at_provider(sim, "halyk", deposit["id"])
     assert log["charge"]["status"] == "succeeded"  # processed at the acquirer
     worker.kill()
-    await sim.put("/admin/providers/kazcard/behaviour", json={})
+    await sim.put("/admin/providers/halyk/behaviour", json={})
     worker.start()
 
     done = await _finish(queued_api, temporal_client, deposit)
-    assert (done["status"], done["provider"]) == ("succeeded", "kazcard"), done
+    assert (done["status"], done["provider"]) == ("succeeded", "halyk"), done
     outcomes = [a["outcome"] for a in done["attempts"]]
     assert "inquiry_succeeded" in outcomes, outcomes  # the next worker asked, never re-charged
     held = (await sim.get("/admin/charges", params={"reference": deposit["id"]})).json()
-    assert [h["provider"] for h in held if h["money_moved"]] == ["kazcard"], held
-    altyncard = (await sim.get(f"/admin/providers/altyncard/charges/{deposit['id']}")).json()
-    assert altyncard["calls"] == 0
+    assert [h["provider"] for h in held if h["money_moved"]] == ["halyk"], held
+    for other in ("freedom", "cloudpayments"):  # never charged at another acquirer
+        log = (await sim.get(f"/admin/providers/{other}/charges/{deposit['id']}")).json()
+        assert log["calls"] == 0, other
     assert await _credits(sessions, deposit["id"]) == 1
     await keep(temporal_client, deposit["workflow_id"], "deposit_card_worker_killed")

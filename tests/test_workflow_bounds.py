@@ -31,7 +31,7 @@ def test_the_callback_buffer_is_bounded_and_deduplicated() -> None:
     from activities.gateway_models import ProviderEvent
 
     buffer = EventBuffer()
-    same = ProviderEvent(provider="kzqr", reference="d", status="succeeded", amount_minor=1)
+    same = ProviderEvent(provider="kaspi_qr", reference="d", status="succeeded", amount_minor=1)
     assert buffer.add(same)
     assert not buffer.add(same.model_copy())  # the same event resent
     for i in range(100):
@@ -39,18 +39,24 @@ def test_the_callback_buffer_is_bounded_and_deduplicated() -> None:
     assert len(buffer._events) == EventBuffer.LIMIT
 
 
-async def test_control_characters_in_a_review_reason_are_refused_with_422(
+async def test_control_characters_in_a_review_reason_are_refused_with_4xx(
     api: httpx.AsyncClient,
     operator_api: httpx.AsyncClient,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
+    """A NUL is refused by the API's JSON guard (400) before any handler; another control
+    character by the review's own validation (422); neither records a review."""
     player = await new_player(api)
     await fund(sessions, player, 100_000_00, wagered=True)
     created = await create(api, iban_withdrawal(player, 60_000_00))
-    refused = await operator_api.post(
+    nul = await operator_api.post(
         f"/v1/withdrawals/{created['id']}/approve", json={"reason": "ok\x00"}
     )
-    assert refused.status_code == 422, refused.text
+    assert (nul.status_code, nul.json()["code"]) == (400, "invalid_json"), nul.text
+    bell = await operator_api.post(
+        f"/v1/withdrawals/{created['id']}/approve", json={"reason": "ok\x07"}
+    )
+    assert bell.status_code == 422, bell.text
     shown = (await api.get(f"/v1/withdrawals/{created['id']}")).json()
     assert shown["reviews"] == []
 

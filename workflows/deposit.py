@@ -10,11 +10,19 @@
    provider (a callback only makes the next poll come now).
 4. A success for the exact amount and currency credits the wallet and records `succeeded` in
    one database transaction; anything else records the final status with a bounded reason.
+5. Compliance (issue 17, gated by patches): a credited deposit is reported to the unified
+   accounting system (a child `ComplianceReportWorkflow`); a success the provider reports as
+   paid with credit money is not credited: the deposit fails `credit_funds_not_allowed`, a case
+   is opened and the money refunded at the provider.
+6. Review (issue 18, gated by `fraud-review-hold`): a deposit the risk engine sends to review is
+   paid but not credited: it waits in `in_review` for an operator's `approve` (credited) or
+   `reject` (declined, refunded at the provider): workflows/deposit_review.py.
 """
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.compliance import ComplianceActivities, CreditFundsInput
     from activities.deposits import DepositActivities
     from activities.gateway_models import (
         PrepareDepositInput,
@@ -24,24 +32,32 @@ with workflow.unsafe.imports_passed_through():
         RouteCandidate,
         RouteDepositInput,
     )
-    from activities.late_payments import LatePaymentActivities, OpenLateInput
+    from activities.late_payments import LatePaymentActivities, OpenLateInput, ResolveLateInput
     from activities.models import CreditDepositInput, RecordStatusInput
+    from domain.compliance.credit import REFUSAL_CODE, funding_is_credit, funding_label
     from domain.risk import RiskVerdict
     from domain.statuses import DepositStatus
     from workflows import search_attributes as sa
+    from workflows.compliance_steps import (
+        CREDIT_FUNDS_PATCH,
+        ESU_REPORT_PATCH,
+        refund_at_provider,
+        start_compliance_report,
+    )
     from workflows.deposit_models import (
         DepositTimings,
         DepositWorkflowInput,
         DepositWorkflowResult,
     )
     from workflows.deposit_provider import AtProvider, Settled
+    from workflows.deposit_review import DepositReviewHold
     from workflows.steps import EventBuffer, StuckGuard, reason
 
 __all__ = ["DepositTimings", "DepositWorkflow", "DepositWorkflowInput", "DepositWorkflowResult"]
 
 
 @workflow.defn
-class DepositWorkflow:
+class DepositWorkflow(DepositReviewHold):  # review steps and updates: workflows/deposit_review.py
     def __init__(self) -> None:
         self._status = DepositStatus.PENDING
         self._events = EventBuffer()
@@ -54,6 +70,7 @@ class DepositWorkflow:
     def provider_event(self, event: ProviderEvent) -> None:
         """A verified callback: a hint to ask the provider now. Bounded and deduplicated."""
         self._events.add(event)
+        self._note_provider_event(event)  # someone else's card: held for review
 
     @workflow.run
     async def run(self, inp: DepositWorkflowInput) -> DepositWorkflowResult:
@@ -75,6 +92,7 @@ class DepositWorkflow:
             ),
         )
         route = prepared.route
+        self._risk = prepared.risk
         if route is None or prepared.risk.decision is RiskVerdict.DECLINE:
             codes = ",".join(prepared.risk.reasons)
             return await self._finish(inp, DepositStatus.DECLINED, reason("risk", codes))
@@ -133,8 +151,16 @@ class DepositWorkflow:
         self, inp: DepositWorkflowInput, provider: str, settled: Settled
     ) -> DepositWorkflowResult:
         if settled.kind == "paid":
+            funding = settled.result.funding if settled.result else None
+            if funding_is_credit(funding) and workflow.patched(CREDIT_FUNDS_PATCH):
+                return await self._refuse_credit_funds(inp, provider, settled)
             if self._status is not DepositStatus.PROCESSING:
                 await self._transition(inp, DepositStatus.PROCESSING, None, provider=provider)
+            if self._holds_for_review() and not await self._await_review(inp, provider):
+                paid = settled.result
+                amount = (paid.amount_minor if paid else None) or inp.amount_minor
+                currency = (paid.currency if paid else None) or inp.currency
+                return await self._review_rejected(inp, provider, amount, currency)
             credit = await self._guard.run(
                 DepositActivities.credit_deposit,
                 CreditDepositInput(
@@ -148,6 +174,8 @@ class DepositWorkflow:
                 ),
             )
             self._status_is(DepositStatus.SUCCEEDED)
+            if workflow.patched(ESU_REPORT_PATCH):
+                await start_compliance_report(self._guard, "deposit", inp.deposit_id)
             return DepositWorkflowResult(
                 status=DepositStatus.SUCCEEDED,
                 provider=provider,
@@ -178,6 +206,48 @@ class DepositWorkflow:
             status, why = DepositStatus.FAILED, reason("provider_declined", settled.code)
         result = await self._finish(inp, status, why, provider=provider)
         result.provider = provider
+        return result
+
+    async def _refuse_credit_funds(
+        self, inp: DepositWorkflowInput, provider: str, settled: Settled
+    ) -> DepositWorkflowResult:
+        """Money from credit is not credited: the case (and the refusal, and an alert) first,
+        then the deposit fails, then the money goes back through the provider that took it."""
+        paid = settled.result
+        assert paid is not None
+        funding = paid.funding or {}
+        amount = paid.amount_minor or inp.amount_minor
+        currency = paid.currency or inp.currency
+        case = await self._guard.run(
+            ComplianceActivities.refuse_credit_funds,
+            CreditFundsInput(
+                deposit_id=inp.deposit_id,
+                provider=provider,
+                amount_minor=amount,
+                currency=currency,
+                funding=funding,
+            ),
+        )
+        why = reason(REFUSAL_CODE, funding_label(funding))
+        result = await self._finish(inp, DepositStatus.FAILED, why, provider=provider)
+        result.provider = provider
+        if case.resolution != "open":
+            return result  # refunded already (a run replayed from a reset)
+        outcome = await refund_at_provider(
+            self._guard,
+            refund_id=f"credit-{case.case_id}",
+            deposit_id=inp.deposit_id,
+            provider=provider,
+            amount_minor=amount,
+            currency=currency,
+        )
+        if outcome == "refunded":
+            await self._guard.run(
+                LatePaymentActivities.resolve_late_payment,
+                ResolveLateInput(
+                    case_id=case.case_id, resolution="refunded", occurred_at=workflow.now()
+                ),
+            )
         return result
 
     async def _finish(

@@ -27,11 +27,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.models import CreditDepositInput
     from activities.refunds import RefundActivities, RefundAtProviderInput
+    from workflows.compliance_steps import ESU_REPORT_PATCH, start_compliance_report
     from workflows.steps import StuckGuard, reason
 
 # Released change: a case to refund is refunded through the connector that took the money
 # (before, it was only recorded as `refund_requested`). Older histories keep their path.
 REFUND_AT_PROVIDER = "late-refund-at-provider"
+# Released change: money a late request only held at an auth/capture acquirer is released by
+# the inquiry, never taken (taking it would charge the payer twice).
+RELEASE_HELD = "late-release-held"
 
 
 class LatePaymentInput(BaseModel):
@@ -62,7 +66,12 @@ class LatePaymentWorkflow:
         try:
             answer = await workflow.execute_activity_method(
                 DepositActivities.inquire_payment,
-                InquiryInput(deposit_id=inp.deposit_id, provider=inp.provider, method=inp.method),
+                InquiryInput(
+                    deposit_id=inp.deposit_id,
+                    provider=inp.provider,
+                    method=inp.method,
+                    release_held=workflow.patched(RELEASE_HELD),
+                ),
                 start_to_close_timeout=timedelta(seconds=30),
                 schedule_to_close_timeout=timedelta(seconds=inp.inquiry_seconds),
                 retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=5)),
@@ -103,6 +112,8 @@ class LatePaymentWorkflow:
                 ),
             )
             transaction_id = credit.transaction_id
+            if workflow.patched(ESU_REPORT_PATCH):  # a deposit credited late is reported too
+                await start_compliance_report(guard, "deposit", inp.deposit_id)
         resolution = "credited" if case.policy == "credit" else "refund_requested"
         if case.policy == "refund" and workflow.patched(REFUND_AT_PROVIDER):
             outcome = await self._refund(inp, guard, case.case_id, answer)

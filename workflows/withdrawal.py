@@ -5,6 +5,10 @@ Operators and the player act through workflow updates whose validators refuse an
 transition before anything is written, so the API can answer 409 at once. The first decision
 (approved, rejected, cancelled) stands: a later one is refused, never written over it. A review
 that waits too long is escalated (search attribute and database), never dropped.
+
+Compliance (issue 17, gated by patches): the withdrawal starts its payout-deadline workflow
+(winnings within 3 calendar days) and is reported to the unified accounting system when asked;
+a paid one is reported again as a payout, after it is screened for financial monitoring.
 """
 
 import builtins
@@ -32,6 +36,12 @@ with workflow.unsafe.imports_passed_through():
         check_reject,
     )
     from workflows import search_attributes as sa
+    from workflows.compliance_steps import (
+        ESU_REPORT_PATCH,
+        PAYOUT_DEADLINE_PATCH,
+        start_compliance_report,
+        start_payout_deadline,
+    )
     from workflows.payout import Payout
     from workflows.steps import StuckGuard, reason
     from workflows.withdrawal_models import (
@@ -76,6 +86,10 @@ class WithdrawalWorkflow:
 
     @workflow.run
     async def run(self, inp: WithdrawalWorkflowInput) -> WithdrawalWorkflowResult:
+        if workflow.patched(PAYOUT_DEADLINE_PATCH):
+            await start_payout_deadline(self._guard, inp.withdrawal_id)
+        if workflow.patched(ESU_REPORT_PATCH):
+            await start_compliance_report(self._guard, "withdrawal", inp.withdrawal_id)
         risk = await self._guard.run(
             WithdrawalActivities.assess_withdrawal_risk,
             WithdrawalRiskInput(withdrawal_id=inp.withdrawal_id),
@@ -101,7 +115,10 @@ class WithdrawalWorkflow:
         payout = await Payout(inp, self._guard).run()
         if payout.found and payout.status == "paid":
             await self._settle("post")
-            return await self._finish(WithdrawalStatus.PAID, None)
+            paid = await self._finish(WithdrawalStatus.PAID, None)
+            if workflow.patched(ESU_REPORT_PATCH):  # screened, then reported to the ESU
+                await start_compliance_report(self._guard, "payout", inp.withdrawal_id)
+            return paid
         await self._settle("void")
         code = (payout.failure_code or "unknown") if payout.found else "provider_never_received"
         return await self._finish(WithdrawalStatus.FAILED, reason("payout_failed", code))

@@ -58,7 +58,7 @@ async def list_alerts(
     status: Literal["open", "handled"] | None = None,
     kind: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,18}$")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> AlertList:
     rows = await monitoring.list_alerts(
         session,
@@ -79,7 +79,7 @@ async def run_checks(session: SessionDep, settings: SettingsDep, _: OperatorDep)
     rules = RuleSource(settings.fraud_rules_path, settings.fraud_rules_overlay).current()
     async with session.begin():
         raised = await monitoring.run_checks(
-            session, now=datetime.now(UTC), thresholds=monitoring.MonitorThresholds(), rules=rules
+            session, now=datetime.now(UTC), thresholds=settings.monitor_thresholds(), rules=rules
         )
     return CheckOut(raised=raised)
 

@@ -14,6 +14,7 @@ STATIC = Path(__file__).resolve().parent.parent / "static"
 _ASSETS = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "recon.js": "text/javascript; charset=utf-8",
 }
 # The page loads only its own assets and talks only to this API.
 _CSP = (
@@ -26,6 +27,17 @@ _CSP = (
 async def dashboard() -> FileResponse:
     return FileResponse(
         STATIC / "dashboard.html",
+        media_type="text/html; charset=utf-8",
+        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/dashboard/recon")
+async def recon_dashboard() -> FileResponse:
+    """Reconciliation per provider and day: matched and unmatched counts and amounts, open
+    cases, clearing and difference balances (`GET /v1/finance/recon`)."""
+    return FileResponse(
+        STATIC / "recon.html",
         media_type="text/html; charset=utf-8",
         headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"},
     )

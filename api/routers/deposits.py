@@ -23,8 +23,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.gateway_models import CardRoute
-from api import listing
-from api.deposit_methods import parse_card, parse_details, require_route, tokenize_everywhere
+from api import compliance, listing
+from api.deposit_methods import (
+    card_identity,
+    parse_card,
+    parse_details,
+    require_route,
+    tokenize_everywhere,
+)
 from api.deps import SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from api.idempotency import fingerprint, require_key
@@ -38,6 +44,7 @@ from api.schemas import (
 )
 from api.views import attempts_out, events_out, ledger_out
 from config import Settings
+from db import compliance as compliance_store
 from db import deposits as deposit_store
 from db import idempotency, responsible_gaming
 from db import players as player_store
@@ -55,10 +62,15 @@ _PROBLEMS = {
     409: {"description": "idempotency_key_reused"},
     422: {
         "description": "validation_error, unsupported_currency, invalid_card_number, "
-        "self_excluded, deposit_limit_exceeded, ..."
+        "self_excluded, cooling_off, deposit_limit_exceeded, underage, debtor_excluded, "
+        "civil_servant_excluded, military_excluded, credit_funds_not_allowed, esu_refused, "
+        "esu_monthly_limit_exceeded, ..."
     },
     502: {"description": "provider_error: the card provider could not tokenize"},
-    503: {"description": "orchestrator_unavailable: retry with the same Idempotency-Key"},
+    503: {
+        "description": "orchestrator_unavailable, exclusion_check_unavailable, "
+        "esu_unavailable: retry with the same Idempotency-Key"
+    },
 }
 
 
@@ -184,20 +196,38 @@ async def create_deposit(
             details = (
                 parse_details(body, player_phone=player.phone) if body.method != "card" else {}
             )
+            now = datetime.now(UTC)
+            subject = compliance.Subject(
+                "deposit", player.iin, player, minted, body.amount, body.currency
+            )
             refusal = await responsible_gaming.deposit_refusal(
                 session,
                 player_id=body.player_id,
                 amount_minor=body.amount,
                 currency=body.currency,
-                now=datetime.now(UTC),
+                now=now,
             )
             if refusal is not None:
-                raise Problem(422, refusal.code, refusal.detail)
+                problem = Problem(422, refusal.code, refusal.detail)
+                raise await compliance.refused(state, subject, problem)
+            await compliance.check_deposit(
+                state,
+                player=player,
+                deposit_id=minted,
+                amount_minor=body.amount,
+                currency=body.currency,
+                card_bin=card.number[:6] if card else None,
+                person_month_minor=await compliance_store.person_month_deposits(
+                    session, player_id=player.id, currency=body.currency, now=now
+                ),
+            )
             vaulted = (
                 await tokenize_everywhere(state.card_providers, eligible_providers, card)
                 if card
                 else None
             )
+            if vaulted is not None and card is not None:  # fingerprint, holder name: issue 18
+                vaulted |= card_identity(card, player_name=player.full_name, settings=settings)
             deposit_id = minted
             now = datetime.now(UTC)
             deposit = await deposit_store.create_deposit(

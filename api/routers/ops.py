@@ -33,13 +33,14 @@ WAITING_ON: dict[tuple[str, str], str] = {
     ("deposit", "pending"): "risk check, then the provider charge",
     ("deposit", "requires_action"): "the player to finish (next_action)",
     ("deposit", "processing"): "the provider's result (charge retries or status inquiry)",
+    ("deposit", "in_review"): "an operator's review: paid, not credited (approve/reject)",
     ("withdrawal", "pending"): "risk check",
     ("withdrawal", "in_review"): "an operator's review (approve/reject)",
     ("withdrawal", "approved"): "the payout to start",
     ("withdrawal", "processing"): "the provider's payout result",
 }
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _VISIBILITY_TIMEOUT_SECONDS = 5.0
 _VISIBILITY_LIMIT = 2000
@@ -308,7 +309,7 @@ class LatePayment(BaseModel):
     currency: str
     deposit_status: str
     policy: Literal["credit", "refund", "manual"]
-    resolution: Literal["open", "credited", "refund_requested"]
+    resolution: Literal["open", "credited", "refunded", "refund_requested"]
     ledger_transaction_id: int | None
     created_at: datetime
     resolved_at: datetime | None

@@ -38,6 +38,7 @@ from db import deposits as deposit_store
 from db import late_payments as late_store
 from db import monitoring
 from db import players as player_store
+from db import risk as risk_store
 from db.models import Deposit
 from domain.fraud.geo import names_match
 from domain.ids import deposit_workflow_id
@@ -96,6 +97,9 @@ async def _take_callback(
     session: AsyncSession,
     dialect: Any,
 ) -> WebhookAck:
+    if not all(value.isascii() for value in request.headers.values()):
+        # Signatures and timestamps are ASCII; comparing other bytes would only fail later.
+        raise Problem(401, "invalid_signature", "A header holds non-ASCII characters")
     try:
         dialect.verify_callback(
             settings.webhook_secret(provider),
@@ -132,7 +136,7 @@ async def _take_callback(
         return WebhookAck(received=True, outcome="duplicate")
     holder = getattr(callback, "card_owner", None)  # providers that report it (Freedom Pay)
     if isinstance(holder, str) and holder.strip():
-        await _judge_card_holder(session, deposit, provider, holder)
+        event.card_holder_matches = await _judge_card_holder(session, deposit, provider, holder)
     if callback.status == "succeeded" and (
         (callback.amount is not None and callback.amount != deposit.amount_minor)
         or (callback.currency is not None and callback.currency != deposit.currency)
@@ -190,13 +194,15 @@ async def _take_callback(
 
 async def _judge_card_holder(
     session: AsyncSession, deposit: Deposit, provider: str, holder: str
-) -> None:
+) -> bool | None:
     """The cardholder name the provider reports, for the risk engine: whether it is the
-    player's (`risk.card_holder_matches`, a `card_holder_mismatch` reason and a high alert when
-    not: a card of someone else). The name itself is not kept."""
+    player's (`risk.card_holder_matches`; when not, a `card_holder_mismatch` reason on the
+    deposit and its decision, a high alert and a review: a deposit not yet credited is held,
+    one already credited blocks the person's withdrawals until an operator decides). The name
+    itself is not kept."""
     player = await player_store.get_player(session, player_id=deposit.player_id)
     if player is None:
-        return
+        return None
     matches = names_match(player.full_name, holder)
     risk = dict(deposit.risk or {})
     risk["card_holder_matches"] = matches
@@ -212,7 +218,13 @@ async def _judge_card_holder(
             "not the player: someone else's card?",
             details={"payment_id": deposit.id, "provider": provider},
         )
+        review = await risk_store.card_holder_reported(
+            session, deposit=deposit, credited=deposit.status == "succeeded"
+        )
+        if review is not None:
+            risk["review"] = review
     deposit.risk = risk
+    return matches
 
 
 async def _start_late_payment(

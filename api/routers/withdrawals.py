@@ -4,7 +4,9 @@ Approve, reject and cancel are workflow updates: their validators refuse an inva
 transition before anything is written, which the API answers with 409 `invalid_state`.
 """
 
+import base64
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -20,7 +22,8 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import listing
+from api import compliance, listing
+from api.closed_loop import check_closed_loop
 from api.deps import MerchantDep, OperatorDep, ReaderDep, SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from api.idempotency import fingerprint, require_key
@@ -36,11 +39,13 @@ from api.withdrawal_schemas import (
     WithdrawalSummaryOut,
 )
 from config import Settings
+from db import compliance as compliance_store
 from db import idempotency
 from db import ledger as ledger_store
 from db import players as player_store
 from db import withdrawals as withdrawal_store
 from db.models import Deposit, Withdrawal
+from domain.compliance.deadlines import deadline_state
 from domain.iban import InvalidIBAN, parse_kz_iban
 from domain.ids import new_id
 from domain.ledger import withdrawal_hold
@@ -64,7 +69,10 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
     409: {"description": "idempotency_key_reused / invalid_state"},
     422: {
         "description": "insufficient_funds, amount_out_of_range, invalid_iban, invalid_phone, "
-        "card_not_owned, destination_not_owned, invalid_destination, unsupported_currency"
+        "card_not_owned, card_not_payable, destination_not_owned, invalid_destination, "
+        "unsupported_currency, underage, debtor_excluded, civil_servant_excluded, "
+        "military_excluded, closed_loop_required (with allowed_destinations), "
+        "destination_not_in_player_name, withdrawals_blocked_by_review"
     },
     503: {"description": "orchestrator_unavailable: retry (with the same Idempotency-Key)"},
 }
@@ -115,9 +123,25 @@ async def parse_destination(
                 "{card_token} or {deposit_id} of a succeeded card deposit",
             )
         card = cards[token]
-        shown = {k: card[k] for k in ("token", "bin", "last4", "scheme") if k in card}
-        # Providers vault one card under several tokens: the card itself is BIN + last four.
-        return {"card": shown}, f"{card.get('bin')}:{card.get('last4')}"
+        # Paid to the same card as the payout provider vaulted it: any of the card's tokens
+        # names the card, but only the payout provider's own token can be paid.
+        vaulted = dict(card.get("tokens") or {})
+        if vaulted:
+            if payout_provider not in vaulted:
+                raise Problem(
+                    422,
+                    "card_not_payable",
+                    f"this card was never vaulted at the card payout provider "
+                    f"{payout_provider!r}: choose another card or method",
+                )
+            card = {**card, "token": str(vaulted[payout_provider])}
+        keep = ("token", "bin", "last4", "scheme", "fingerprint")
+        shown = {k: card[k] for k in keep if k in card}
+        # Providers vault one card under several tokens: the card itself is its fingerprint
+        # (HMAC of the PAN, issue 18), or BIN + last four for cards vaulted before.
+        return {"card": shown}, str(
+            card.get("fingerprint") or f"{card.get('bin')}:{card.get('last4')}"
+        )
     if body.method == "bank_transfer":
         try:
             iban = parse_kz_iban(str(details.get("iban", "")))
@@ -190,6 +214,7 @@ async def ensure_workflow(client: Client, withdrawal: Withdrawal, settings: Sett
 
 def withdrawal_out(view: withdrawal_store.WithdrawalView) -> WithdrawalOut:
     w = view.withdrawal
+    paid_at = next((e.occurred_at for e in view.events if e.status == "paid"), None)
     return WithdrawalOut(
         id=w.id,
         player_id=w.player_id,
@@ -219,6 +244,12 @@ def withdrawal_out(view: withdrawal_store.WithdrawalView) -> WithdrawalOut:
         workflow_id=w.workflow_id,
         created_at=w.created_at,
         updated_at=w.updated_at,
+        payout_deadline=w.payout_deadline,
+        deadline_state=deadline_state(
+            w.payout_deadline, status=w.status, paid_at=paid_at, now=datetime.now(UTC)
+        ),
+        deadline_warned_at=w.deadline_warned_at,
+        deadline_escalated_at=w.deadline_escalated_at,
     )
 
 
@@ -274,9 +305,21 @@ async def create_withdrawal(
             player = await player_store.get_player(session, player_id=body.player_id)
             if player is None:
                 raise Problem(404, "player_not_found", f"No player {body.player_id!r}")
+            await compliance.check_withdrawal(
+                state, player=player, amount_minor=body.amount, currency=body.currency
+            )
             provider = settings.payout_providers[body.method]
             shown, normalized = await parse_destination(
                 session, body, player_phone=player.phone, payout_provider=provider
+            )
+            await check_closed_loop(  # issue 18: reviews that hold payouts back, closed loop
+                session,
+                player=player,
+                method=body.method,
+                destination=shown,
+                destination_key=destination_fingerprint(body.method, normalized),
+                amount_minor=body.amount,
+                currency=body.currency,
             )
             withdrawal_id = new_id("wd")
             await withdrawal_store.create_withdrawal(
@@ -338,28 +381,73 @@ async def list_withdrawals(
     player_id: str | None = None,
     status: WithdrawalStatus | None = None,
     escalated: bool | None = None,
+    order: Literal["newest", "deadline"] = "newest",
     limit: listing.Limit = 50,
     cursor: str | None = None,
 ) -> WithdrawalList:
-    """The approval queue is `?status=in_review`; `&escalated=true` shows the overdue ones."""
-
-    async def fetch(rows: int, before: listing.Before | None) -> list[Withdrawal]:
-        return await withdrawal_store.list_withdrawals(
+    """The approval queue is `?status=in_review&order=deadline` (the nearest payout deadline
+    first); `&escalated=true` shows the overdue reviews. By default the newest come first."""
+    if order == "deadline":
+        rows = await withdrawal_store.list_by_deadline(
             session,
             player_id=player_id,
             status=status.value if status else None,
             escalated=escalated,
-            limit=rows,
-            before=before,
+            limit=limit + 1,
+            after=_deadline_cursor(cursor),
         )
+        page: Sequence[Withdrawal] = rows[:limit]
+        next_cursor = _encode_deadline_cursor(page[-1]) if len(rows) > limit else None
+    else:
 
-    page, next_cursor = await listing.page(fetch, limit=limit, cursor=cursor)
+        async def fetch(rows: int, before: listing.Before | None) -> list[Withdrawal]:
+            return await withdrawal_store.list_withdrawals(
+                session,
+                player_id=player_id,
+                status=status.value if status else None,
+                escalated=escalated,
+                limit=rows,
+                before=before,
+            )
+
+        page, next_cursor = await listing.page(fetch, limit=limit, cursor=cursor)
+    paid = await compliance_store.paid_at(
+        session, payment_ids=[w.id for w in page if w.status == "paid"]
+    )
+    now = datetime.now(UTC)
     return WithdrawalList(
         data=[
-            WithdrawalSummaryOut(**listing.summary(w), escalated_at=w.escalated_at) for w in page
+            WithdrawalSummaryOut(
+                **listing.summary(w),
+                escalated_at=w.escalated_at,
+                payout_deadline=w.payout_deadline,
+                deadline_state=deadline_state(
+                    w.payout_deadline, status=w.status, paid_at=paid.get(w.id), now=now
+                ),
+                risk=RiskOut.model_validate(w.risk) if w.risk else None,
+            )
+            for w in page
         ],
         next_cursor=next_cursor,
     )
+
+
+def _encode_deadline_cursor(row: Withdrawal) -> str:
+    assert row.payout_deadline is not None
+    raw = f"deadline|{row.payout_deadline.isoformat()}|{row.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _deadline_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    try:
+        kind, stamp, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 2)
+        if kind != "deadline":
+            raise ValueError(kind)
+        return datetime.fromisoformat(stamp), ident
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, "invalid_cursor", "cursor is not one this API returned") from exc
 
 
 Action = Literal["approve", "reject", "cancel"]
