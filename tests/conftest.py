@@ -126,7 +126,9 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return make_sessionmaker(engine)
 
 
-@pytest.fixture(scope="session")
+# A time-skipping server per test module: skipping days in one module fires only that module's
+# timers, never those of the workflows earlier modules left waiting (polls, deadlines, reviews).
+@pytest.fixture(scope="module")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(BIN / "temporal-test-server"),
@@ -137,7 +139,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def temporal_client(
     temporal_env: WorkflowEnvironment,
     settings: Settings,
@@ -150,7 +152,7 @@ async def temporal_client(
             yield temporal_env.client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def app(settings: Settings, temporal_client: Client) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):

@@ -21,7 +21,7 @@ from tests.conftest import ROOT, _wait_http, card_deposit, make_iin, new_player,
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def api_process(
     settings: Settings,
     temporal_client: Client,
