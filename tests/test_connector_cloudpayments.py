@@ -265,6 +265,7 @@ async def test_answers_are_read_in_our_terms() -> None:
         "amount": 500010,  # "Amount": 5000.10, read from its digits
         "currency": "KZT",
         "action_url": None,
+        "action_form": None,
     }
     declined = await offline(always("charge_declined.json")).charge(
         reference="dep_fixture_2", token="tk", amount=1000, currency="KZT"
@@ -285,6 +286,11 @@ async def test_answers_are_read_in_our_terms() -> None:
         "amount": 250000,
         "currency": "KZT",
         "action_url": "https://acs.example.kz/acs/auth/start.do",
+        # what the payer's browser POSTs to the ACS (the platform adds TermUrl)
+        "action_form": {
+            "PaReq": "eJxVUdtuwjAM/ZWI9zVpKWxD2pvGWRBC4ASdjXdh3Lld+e3dsIAf",
+            "MD": "506",
+        },
     }
     waiting = await offline(always("find_awaiting.json")).get_charge("dep_fixture_3")
     assert waiting is not None

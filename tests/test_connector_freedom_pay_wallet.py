@@ -487,7 +487,7 @@ def test_the_registry_and_the_configuration_know_the_connector() -> None:
         "ewallet",
         1_000_000_00,
         1800,
-        False,
+        True,  # it serves the default routing
     )
 
 
