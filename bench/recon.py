@@ -23,7 +23,6 @@ the day's clearing is zero.
 import argparse
 import asyncio
 import gc
-import os
 import sys
 import tempfile
 import time
@@ -37,11 +36,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.recon import MatchReportInput, ReconActivities, SettleRunInput
-from bench.ledger import embedded_database
+from bench.database import add_database_argument, run_on_database
 from db import ledger as ledger_store
 from db import recon as recon_store
 from db.engine import make_engine, make_sessionmaker
-from db.migrate import upgrade
 from domain.ledger import TransactionSpec, deposit_credit, deposit_fee, fee_for
 from domain.recon.canonical import read_jsonl, write_jsonl
 from domain.recon.days import business_day
@@ -271,33 +269,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="report sizes, comma-separated (default 10000,100000)",
     )
     parser.add_argument("--target-seconds", type=float, default=30.0)
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("PAY_DATABASE_URL") or None,
-        help="an existing PostgreSQL (default: PAY_DATABASE_URL, else a fresh embedded one)",
-    )
+    add_database_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
-
-    def out(line: str) -> None:
-        print(line, flush=True)
-
-    with tempfile.TemporaryDirectory(prefix="bench-recon-") as directory:
-        cleanup: Callable[[], None] | None = None
-        if args.database_url:
-            url = args.database_url
-        else:
-            out("starting an embedded PostgreSQL")
-            url, cleanup = embedded_database(Path(directory))
-        try:
-            upgrade(url)
-            return asyncio.run(bench(args, url, out))
-        finally:
-            if cleanup is not None:
-                cleanup()
+    return run_on_database(parse(argv), bench, name="recon")
 
 
 if __name__ == "__main__":
