@@ -6,7 +6,7 @@ still pending is no balance yet. A day is a posting date (`domain.finance`): the
 day a transaction was written, unless its writer dated it (`date_postings`).
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -163,6 +163,23 @@ class AccountBalance:
         return BalanceLine(self.debits_minor, self.credits_minor)
 
 
+def _balances(rows: Iterable[Any]) -> list[AccountBalance]:
+    """Rows selected as `account_id, code, type, currency, owner_id, debits_minor,
+    credits_minor`, as balances."""
+    return [
+        AccountBalance(
+            account_id=row.account_id,
+            code=row.code,
+            type=row.type,
+            currency=row.currency,
+            owner_id=row.owner_id,
+            debits_minor=int(row.debits_minor),
+            credits_minor=int(row.credits_minor),
+        )
+        for row in rows
+    ]
+
+
 # Each account's posted debits and credits through the end of :day: from the newest snapshot
 # before it that is still fresh (no transaction it did not see is dated on or before its day),
 # plus what was posted since. :base is that snapshot's day, or NULL: from the first posting.
@@ -218,18 +235,7 @@ async def balances_at(session: AsyncSession, *, day: date) -> list[AccountBalanc
         ),
         {"day": day, "base": base},
     )
-    return [
-        AccountBalance(
-            account_id=row.account_id,
-            code=row.code,
-            type=row.type,
-            currency=row.currency,
-            owner_id=row.owner_id,
-            debits_minor=int(row.debits_minor),
-            credits_minor=int(row.credits_minor),
-        )
-        for row in rows
-    ]
+    return _balances(rows)
 
 
 @dataclass(frozen=True)
@@ -320,18 +326,7 @@ async def snapshot_rows(
         ),
         {"day": day, "prefix": account_prefix, "after": after, "limit": limit},
     )
-    return [
-        AccountBalance(
-            account_id=row.account_id,
-            code=row.code,
-            type=row.type,
-            currency=row.currency,
-            owner_id=row.owner_id,
-            debits_minor=int(row.debits_minor),
-            credits_minor=int(row.credits_minor),
-        )
-        for row in rows
-    ]
+    return _balances(rows)
 
 
 # -- trial balance and GL ---------------------------------------------------------------------
@@ -381,18 +376,7 @@ async def day_movements(session: AsyncSession, *, day: date) -> list[AccountBala
         ),
         {"day": day},
     )
-    return [
-        AccountBalance(
-            account_id=row.account_id,
-            code=row.code,
-            type=row.type,
-            currency=row.currency,
-            owner_id=row.owner_id,
-            debits_minor=int(row.debits_minor),
-            credits_minor=int(row.credits_minor),
-        )
-        for row in rows
-    ]
+    return _balances(rows)
 
 
 async def gl_day(session: AsyncSession, *, day: date) -> AsyncIterator[GlLine]:

@@ -912,23 +912,50 @@ def _dismissed(row: CheckoutSession) -> None:
         row.details = {**(row.details or {}), "dismissed": row.payment_id}
 
 
+@dataclass(frozen=True)
+class Posted:
+    """A player's form post that passed the gates: the visit, the fields, the form's nonce."""
+
+    visit: Visit
+    form: dict[str, str]
+    nonce: str
+
+
+async def _posted(
+    request: Request,
+    token: str,
+    state: AppState,
+    db: AsyncSession,
+    *,
+    form_name: str,
+    kind: str | None,
+) -> Posted | Response:
+    """Every form post passes the same gates in the same order (limits, the session, its kind,
+    the form's CSRF token); a refusal is the response to send back."""
+    settings = state.settings
+    refused = await _guard(request, token, settings, page=True)
+    if refused is not None:
+        return refused
+    visit = await _visit(request, token, db, state)
+    if visit is None or (kind is not None and visit.row.kind != kind):
+        return _not_found(request, settings)
+    form = await _form(request, settings)
+    nonce = check_csrf(settings, visit.row.id, form_name, (form or {}).get("csrf"))
+    if form is None or nonce is None:
+        return await _refuse(db, visit, "form_expired")
+    return Posted(visit=visit, form=form, nonce=nonce)
+
+
 @pages.post("/{token}/choose")
 async def checkout_choose(
     token: str, request: Request, state: StateDep, session: SessionDep
 ) -> Response:
     """Amount and method picked: methods that need details show their form; the others (QR,
     bank transfer, an aggregator's page) start the payment at once."""
-    settings = state.settings
-    refused = await _guard(request, token, settings, page=True)
-    if refused is not None:
-        return refused
-    visit = await _visit(request, token, session, state)
-    if visit is None or visit.row.kind != "deposit":
-        return _not_found(request, settings)
-    form = await _form(request, settings)
-    nonce = check_csrf(settings, visit.row.id, "choose", (form or {}).get("csrf"))
-    if form is None or nonce is None:
-        return await _refuse(session, visit, "form_expired")
+    posted = await _posted(request, token, state, session, form_name="choose", kind="deposit")
+    if not isinstance(posted, Posted):
+        return posted
+    visit, form, nonce, settings = posted.visit, posted.form, posted.nonce, state.settings
     row = visit.row
     if not _usable(visit) or await _in_flight(session, row):
         return _again(visit)
@@ -998,17 +1025,10 @@ async def checkout_pay(
     token: str, request: Request, state: StateDep, session: SessionDep
 ) -> Response:
     """The details of the chosen method (the card itself, for cards): the payment starts."""
-    settings = state.settings
-    refused = await _guard(request, token, settings, page=True)
-    if refused is not None:
-        return refused
-    visit = await _visit(request, token, session, state)
-    if visit is None or visit.row.kind != "deposit":
-        return _not_found(request, settings)
-    form = await _form(request, settings)
-    nonce = check_csrf(settings, visit.row.id, "pay", (form or {}).get("csrf"))
-    if form is None or nonce is None:
-        return await _refuse(session, visit, "form_expired")
+    posted = await _posted(request, token, state, session, form_name="pay", kind="deposit")
+    if not isinstance(posted, Posted):
+        return posted
+    visit, form, nonce = posted.visit, posted.form, posted.nonce
     row = visit.row
     method, amount = row.chosen_method, row.chosen_amount_minor
     if (
@@ -1043,16 +1063,10 @@ async def checkout_pay(
 async def checkout_back(
     token: str, request: Request, state: StateDep, session: SessionDep
 ) -> Response:
-    settings = state.settings
-    refused = await _guard(request, token, settings, page=True)
-    if refused is not None:
-        return refused
-    visit = await _visit(request, token, session, state)
-    if visit is None:
-        return _not_found(request, settings)
-    form = await _form(request, settings)
-    if form is None or check_csrf(settings, visit.row.id, "back", form.get("csrf")) is None:
-        return await _refuse(session, visit, "form_expired")
+    posted = await _posted(request, token, state, session, form_name="back", kind=None)
+    if not isinstance(posted, Posted):
+        return posted
+    visit = posted.visit
     _dismissed(visit.row)
     await store.choose(
         session,
@@ -1070,17 +1084,10 @@ async def checkout_withdraw(
     token: str, request: Request, state: StateDep, session: SessionDep
 ) -> Response:
     """A cash-out to one of the offered destinations, through `POST /v1/withdrawals`'s code."""
-    settings = state.settings
-    refused = await _guard(request, token, settings, page=True)
-    if refused is not None:
-        return refused
-    visit = await _visit(request, token, session, state)
-    if visit is None or visit.row.kind != "withdrawal":
-        return _not_found(request, settings)
-    form = await _form(request, settings)
-    nonce = check_csrf(settings, visit.row.id, "withdraw", (form or {}).get("csrf"))
-    if form is None or nonce is None:
-        return await _refuse(session, visit, "form_expired")
+    posted = await _posted(request, token, state, session, form_name="withdraw", kind="withdrawal")
+    if not isinstance(posted, Posted):
+        return posted
+    visit, form, nonce, settings = posted.visit, posted.form, posted.nonce, state.settings
     row = visit.row
     if row.payment_id or not _usable(visit):
         return _again(visit)
