@@ -162,6 +162,7 @@ def build_worker(
         sessions=sessions,
         source=provider_report_source(settings, http),
         window_days=settings.recon_cross_day_window_days,
+        shards=settings.ledger_house_shards,
     )
     cases = CaseActivities(sessions=sessions)
     finance = FinanceActivities(sessions=sessions)
@@ -212,6 +213,7 @@ def build_worker(
             recon.load_recon_report,
             recon.match_recon_report,
             recon.settle_recon_run,
+            recon.charge_reported_chargebacks,
             cases.settle_return_hold,
             cases.finish_case,
             finance.take_balance_snapshot,

@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 from config import Settings
 from db import ledger as ledger_store
 from db import recon as store
+from db import recon_cases as case_store
 from domain.ledger import reversal
 from domain.recon.canonical import ReportInvalid
 from domain.recon.lines import ReportHeader, ReportLine
@@ -98,6 +99,14 @@ class SettleRunResult(BaseModel):
     superseded_run_ids: list[int]
 
 
+class ChargeChargebacksInput(BaseModel):
+    run_id: int
+
+
+class ChargeChargebacksResult(BaseModel):
+    charged_case_ids: list[int]  # chargeback cases resolved now by charging their player
+
+
 # -- the sources -----------------------------------------------------------------------------
 
 
@@ -164,11 +173,13 @@ class ReconActivities:
         source: ReportSource | None = None,
         window_days: int = 31,
         chunk_lines: int = 5_000,
+        shards: int = 1,
     ) -> None:
         self._sessions = sessions
         self._source = source
         self._window = window_days
         self._chunk = chunk_lines
+        self._shards = shards  # clearing shards a chargeback posts to (ledger_house_shards)
 
     @activity.defn
     async def load_recon_report(self, inp: LoadReportInput) -> LoadReportResult:
@@ -247,13 +258,17 @@ class ReconActivities:
             tally = matcher.tally
             matched = [t for k, t in tally.outcomes.items() if k in MATCHED_KINDS]
             unmatched = [t for k, t in tally.outcomes.items() if k in CASE_KINDS - MATCHED_KINDS]
-            settlements = tally.outcomes.get("settlement")
+            settlements = [
+                tally.outcomes[k]
+                for k in ("settlement", "settlement_unmatched", "settlement_mismatch")
+                if k in tally.outcomes
+            ]
             details: dict[str, Any] = {
                 "statement": tally.is_statement,
                 "lines_net_minor": tally.lines_net_minor,
                 "header_net_minor": report.net_settled_minor,
                 "matched_other_day": sorted(matcher.matched_other_day),
-                "settlements_seen_minor": settlements.amount_minor if settlements else 0,
+                "settlements_seen_minor": sum(t.amount_minor for t in settlements),
             }
             if not tally.is_statement and tally.lines_net_minor != report.net_settled_minor:
                 # The provider pays what it says it pays: the gap ends in the difference account.
@@ -312,7 +327,7 @@ class ReconActivities:
             after = chunk[-1].line_no
             needs = matcher.needs(chunk)
             found = None
-            if needs.references or needs.payers or needs.refund_parents:
+            if needs.references or needs.payers or needs.refund_parents or needs.settlements:
                 found = await store.lookup(
                     session,
                     provider=report.provider,
@@ -440,6 +455,14 @@ class ReconActivities:
             settlement_transaction_id=transaction_id,
             finished_at=datetime.now(UTC),
         )
+        if not statement:  # the bank's statement may have shown this day's settlement already
+            await store.close_settlement_cases(
+                session,
+                provider=run.provider,
+                business_date=run.business_date,
+                settled_minor=settled,
+                currency=run.currency,
+            )
         return SettleRunResult(
             run_id=run.id,
             status="completed",
@@ -451,6 +474,33 @@ class ReconActivities:
             difference_minor=figures.difference_minor,
             superseded_run_ids=superseded,
         )
+
+    @activity.defn
+    async def charge_reported_chargebacks(
+        self, inp: ChargeChargebacksInput
+    ) -> ChargeChargebacksResult:
+        """After the run settled (the chargebacks' money is in the difference account), charge
+        each chargeback the report showed to its player: the wallet as far as it covers, a
+        receivable for the rest, the player flagged (db/recon_cases.py
+        `charge_reported_chargebacks`). Once per report line: a chargeback is recorded once per
+        provider's id and its case is resolved, so a retry or a re-run finds nothing left; what
+        cannot be charged (a deposit never credited) stays open for an operator."""
+
+        async def work(session: AsyncSession) -> list[int]:
+            run = await store.get_run(session, run_id=inp.run_id)
+            if run is None:
+                raise _invalid(f"no run {inp.run_id}", "NotFound")
+            if run.status != "completed":  # superseded: the later run's cases are charged
+                return []
+            return await case_store.charge_reported_chargebacks(
+                session, run_id=run.id, shards=self._shards, now=datetime.now(UTC)
+            )
+
+        try:
+            charged = await ledger_store.with_retry(self._sessions, work)
+        except ledger_store.LedgerError as exc:
+            raise _invalid(str(exc), type(exc).__name__) from exc
+        return ChargeChargebacksResult(charged_case_ids=charged)
 
     @staticmethod
     async def _reverse(session: AsyncSession, old: store.RunRow) -> tuple[str | None, int | None]:

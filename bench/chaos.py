@@ -54,7 +54,12 @@ to be taken up, then checks (`bench.chaos_checks`):
   withdrawal is paid;
 * ledger: each payment's postings (credit once; hold then exactly one of post/void), the
   ledger invariants (`db.ledger_check.run_checks`), and each player's wallet equal to succeeded
-  deposits - paid withdrawals - held (available) and open withdrawals (held).
+  deposits - paid withdrawals - held (available) and open withdrawals (held);
+* unexplained clearing: that day's reconciliation (issue 16's "done means"), started as an
+  operator would (`POST /v1/recon/runs {provider, date}` for each provider used and each
+  business day of the run, each awaited), leaves every provider's clearing (`GET
+  /v1/finance/recon?date=`) at zero, with what the settlement parked in the difference account
+  exactly the money of the cases still open; printed as a table per provider.
 
 It prints the counts (FIGURES: lost, double charges, double payouts, dropped late payments) and
 exits 1 on any breach. `--self-test` (`bench.chaos_selftest`) runs a short schedule, plants a
@@ -80,21 +85,25 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import httpx
 from sqlalchemy import text
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.service import RPCError
 
 from bench.chaos_checks import (
+    ClearingDay,
     Held,
     LateCase,
     Money,
     OpenPayment,
     cases_by_deposit,
+    clearing_table,
+    judge_clearing,
     judge_money,
     judge_open,
 )
@@ -104,6 +113,7 @@ from db.engine import make_engine, make_sessionmaker
 from db.ledger_check import run_checks
 from domain.iban import with_check_digits
 from domain.iin import check_digit
+from domain.recon.days import business_day
 from domain.statuses import TERMINAL_DEPOSIT_STATUSES, DepositStatus
 from domain.withdrawals import WithdrawalStatus
 from stack.launcher import Stack, free_port
@@ -124,6 +134,8 @@ WITHDRAWAL_MIN = Settings.model_fields["withdrawal_min_minor"].default
 # the requests the fault schedule holds in the network (8 s), short enough that a run does not
 # idle two minutes for each of them.
 CHAOS_PROCESSING_WINDOW_SECONDS = 20
+# How long the end-of-run reconciliation of one provider's day may take.
+RECON_TIMEOUT_SECONDS = 300.0
 
 
 def chaos_providers() -> str:
@@ -759,6 +771,9 @@ class Chaos:
         self.progressed = asyncio.Event()
         self.background: set[asyncio.Task[None]] = set()  # late money on its way
         self.late_endpoint = "unknown"  # GET /v1/ops/late-payments: ok | missing
+        self.began_at = datetime.now(UTC)
+        # (provider, business day) -> how the end-of-run reconciliation of it ended
+        self.reconciled: dict[tuple[str, date], str] = {}
 
     async def run(
         self, tamper: "Callable[[Chaos], Awaitable[None]] | None" = None
@@ -774,6 +789,7 @@ class Chaos:
         ):
             self.api = Api(http, keys, self.tally)
             self.sim = sim
+            self.began_at = datetime.now(UTC)
             self.faults = Faults(self.stack, sim, self.tally)
             await self.faults.load_providers()
             began = time.monotonic()
@@ -796,12 +812,16 @@ class Chaos:
             settle_seconds = time.monotonic() - settle_began
             self.finished.set()
             await asyncio.gather(reactor, reporter)
+            recon_began = time.monotonic()
+            await self.reconcile()
+            recon_seconds = time.monotonic() - recon_began
             if tamper is not None:
                 await tamper(self)
             report = await self.verify()
             report["timing"] = {
                 "submit_seconds": round(submit_seconds, 1),
                 "settle_seconds": round(settle_seconds, 1),
+                "reconcile_seconds": round(recon_seconds, 1),
                 "open_after_settle": open_left,
                 "late_payments_not_taken_up_after_settle": late_left,
             }
@@ -1458,6 +1478,77 @@ class Chaos:
                 last = time.monotonic()
             await asyncio.sleep(3.0)
 
+    # -- the day's reconciliation -------------------------------------------------------------
+
+    def business_days(self) -> list[date]:
+        """The run's business days (Asia/Almaty): usually one, two across midnight."""
+        first, last = business_day(self.began_at), business_day(datetime.now(UTC))
+        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+    async def provider_days(self, day: date) -> list[dict[str, Any]]:
+        """`GET /v1/finance/recon?date=`: every provider's day with money in its books."""
+        data = await self.api.get_json(f"/v1/finance/recon?date={day.isoformat()}", role="operator")
+        rows: list[dict[str, Any]] = data["data"]
+        return rows
+
+    def providers_used(self) -> set[str]:
+        used = {p.provider for p in self.payments if p.provider}
+        used |= {attempt.split(" ", 1)[0] for p in self.payments for attempt in p.attempts}
+        return used
+
+    async def reconcile(self, *, timeout: float = RECON_TIMEOUT_SECONDS) -> None:
+        """That day's reconciliation, as an operator starts it: `POST /v1/recon/runs {provider,
+        date}` with the operator key for each provider the run used (and any other with money
+        in its books that day) and each business day of the run, then each run awaited. How
+        each ended is kept for the clearing check (`check_clearing`)."""
+        client = await Client.connect(
+            self.stack.settings.temporal_target, namespace=self.stack.settings.temporal_namespace
+        )
+        started: dict[tuple[str, date], str] = {}
+        for day in self.business_days():
+            booked = {row["provider"] for row in await self.provider_days(day)}
+            for provider in sorted(self.providers_used() | booked):
+                response = await self.api.call(
+                    "POST",
+                    "/v1/recon/runs",
+                    role="operator",
+                    body={"provider": provider, "date": day.isoformat()},
+                )
+                if response.status_code != 202:
+                    problem = response.json() if response.content else {}
+                    code = problem.get("code") or problem.get("title") or response.status_code
+                    self.reconciled[(provider, day)] = f"not started: {code}"
+                    continue
+                started[(provider, day)] = response.json()["workflow_id"]
+
+        async def finished(key: tuple[str, date], workflow_id: str) -> None:
+            handle = client.get_workflow_handle(workflow_id)
+            try:
+                result = await asyncio.wait_for(handle.result(), timeout)
+            except TimeoutError:
+                self.reconciled[key] = f"not finished after {timeout:.0f} s"
+                return
+            except WorkflowFailureError as exc:
+                cause = exc.cause or exc
+                self.reconciled[key] = f"failed: {cause}"[:200]
+                return
+            cases = result.get("cases_open", 0) if isinstance(result, dict) else 0
+            status = result.get("status", "?") if isinstance(result, dict) else "?"
+            self.reconciled[key] = f"{status}, {cases} case(s) open"
+
+        await asyncio.gather(*(finished(key, wid) for key, wid in started.items()))
+        for (provider, day), how in sorted(self.reconciled.items()):
+            say(f"reconciled {provider} {day}: {how}")
+
+    async def check_clearing(self) -> list[ClearingDay]:
+        """Each provider's books for each day of the run after its reconciliation."""
+        days: list[ClearingDay] = []
+        for day in self.business_days():
+            for row in await self.provider_days(day):
+                how = self.reconciled.get((str(row["provider"]), day), "not reconciled")
+                days.append(ClearingDay.from_json(row, how))
+        return days
+
     # -- verification --------------------------------------------------------------------------
 
     async def late_cases(self) -> dict[str, list[LateCase]]:
@@ -1573,6 +1664,7 @@ class Chaos:
         ledger = self.check_postings(accepted, credited_late)
         wallets = await self.check_wallets(sem, credited_late)
         invariants = await self.check_invariants()
+        clearing = await self.check_clearing()
 
         statuses: dict[str, Counter[str]] = defaultdict(Counter)
         for p in accepted:
@@ -1625,6 +1717,9 @@ class Chaos:
             "ledger_postings_wrong": ledger,
             "wallets_wrong": wallets,
             "ledger_invariants": invariants,
+            "reconciliation": {f"{p} {d}": how for (p, d), how in sorted(self.reconciled.items())},
+            "clearing": [dataclasses.asdict(day) for day in clearing],
+            "unexplained_clearing": judge_clearing(clearing),
         }
 
     async def load_held(
@@ -1747,6 +1842,7 @@ CHECKS = (
     "wallets_wrong",
     "open_without_reason",
     "faults_failed",
+    "unexplained_clearing",
 )
 
 
@@ -1761,7 +1857,9 @@ def figures(report: dict[str, Any]) -> str:
         f"lost {len(report['lost'])}, double charges {len(report['double_charges'])}, "
         f"double payouts {len(report['double_payouts'])}, dropped late payments "
         f"{len(report['dropped_late_payments'])} (late payments made "
-        f"{report['late_payments_made']}, cases {report['late_payment_cases'] or 0})"
+        f"{report['late_payments_made']}, cases {report['late_payment_cases'] or 0}), "
+        f"unexplained clearing {len(report['unexplained_clearing'])} of "
+        f"{len(report['clearing'])} provider days"
     )
 
 
@@ -1814,6 +1912,9 @@ def print_report(report: dict[str, Any]) -> None:
     )
     for line in report["stuck_listed"][:20]:
         print(f"  stuck {line}")
+    print("clearing after the day's reconciliation (explained: zero, or the open cases' money):")
+    for row in clearing_table([ClearingDay(**day) for day in report["clearing"]]):
+        print(f"  {row}")
     for key in CHECKS:
         print(f"{key:<26} {len(report[key])}")
         for line in report[key][:10]:
@@ -1830,7 +1931,7 @@ def print_report(report: dict[str, Any]) -> None:
         "RESULT: "
         + (
             "PASS (zero lost, zero double, no late payment dropped, every fault applied, "
-            "ledger balanced)"
+            "ledger balanced, every provider's clearing settled or explained by open cases)"
             if not found
             else "FAIL " + "; ".join(found)
         ),

@@ -286,3 +286,80 @@ def judge_open(
                 f"{waiting!r}{extra}"
             )
     return listed, unexplained
+
+
+# -- the day's reconciliation --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClearingDay:
+    """One provider's business day after the run's reconciliation, as `GET /v1/finance/recon`
+    shows it: the clearing and difference balances at the end of the day (debits minus
+    credits) and the money of the cases still open (`held`: positive when received and not
+    booked, which the difference account holds as a credit)."""
+
+    provider: str
+    date: str
+    currency: str
+    clearing: int
+    difference: int
+    open_cases: int  # opened for this day and still open
+    open_held: int  # their money
+    outstanding_held: int  # the money of every case still open at the end of the day
+    reconciled: str  # what the run's reconciliation of the day said: completed, failed: ...
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any], reconciled: str) -> "ClearingDay":
+        return cls(
+            provider=str(row["provider"]),
+            date=str(row["date"]),
+            currency=str(row["currency"]),
+            clearing=int(row["clearing_balance"]),
+            difference=int(row["difference_balance"]),
+            open_cases=int(row["open_cases"]),
+            open_held=int(row["open_cases_amount"]),
+            outstanding_held=int(row["outstanding_cases_amount"]),
+            reconciled=reconciled,
+        )
+
+    @property
+    def unexplained(self) -> int:
+        """What neither the settlement nor an open case accounts for: the clearing left over
+        (a day settled sweeps it to zero) plus what the difference account holds beyond the
+        open cases' money."""
+        return self.clearing + self.difference + self.outstanding_held
+
+    @property
+    def explained(self) -> bool:
+        return self.clearing == 0 and self.difference + self.outstanding_held == 0
+
+    def describe(self) -> str:
+        return (
+            f"{self.provider} {self.date} {self.currency}: clearing {self.clearing}, difference "
+            f"{self.difference}, open cases {self.open_cases} (their money {self.open_held}; "
+            f"every open case's {self.outstanding_held}), reconciliation {self.reconciled}"
+        )
+
+
+def judge_clearing(days: Sequence[ClearingDay]) -> list[str]:
+    """A provider's clearing after the day's reconciliation is zero, and what the settlement
+    parked in the difference account is exactly the money of the cases still open: anything
+    else is money nobody can explain (a day not reconciled, a posting after the settlement, a
+    case closed without moving its money)."""
+    return [f"{day.describe()}: {day.unexplained} unexplained" for day in days if not day.explained]
+
+
+def clearing_table(days: Sequence[ClearingDay]) -> list[str]:
+    """The printed table: one row per provider, day and currency."""
+    head = (
+        f"{'provider':<16} {'date':<10} {'cur':<3} {'clearing':>12} {'difference':>12} "
+        f"{'open cases':>10} {'their money':>12} {'explained':>9}  reconciliation"
+    )
+    rows = [head]
+    for d in days:
+        rows.append(
+            f"{d.provider:<16} {d.date:<10} {d.currency:<3} {d.clearing:>12} {d.difference:>12} "
+            f"{d.open_cases:>10} {d.outstanding_held:>12} {'yes' if d.explained else 'NO':>9}  "
+            f"{d.reconciled}"
+        )
+    return rows

@@ -23,7 +23,11 @@ behind the platform's back, the way a broken platform or a provider would leave 
 (h) a payout for a withdrawal the platform did not pay (failed, rejected or cancelled by the
     player), made at a payout desk that holds nothing for it, as in (d);
 (i) a payment flagged stuck whose reason only echoes its status (`stuck_reason` set to the
-    status in the database).
+    status in the database);
+(j) unexplained clearing: after the day's reconciliation settled a provider's clearing, money
+    posted into it that no report, settlement or case accounts for (a ledger posting made
+    directly, provider clearing against the write-off account, at a provider no other plant
+    touches).
 
 Then the ordinary end checks run. It exits 0 only when each planted breach is reported by a
 check that names it, and prints which check caught which breach.
@@ -45,7 +49,14 @@ from temporalio.service import RPCError
 
 from db import ledger as ledger_store
 from db.engine import make_engine, make_sessionmaker
-from domain.ledger import deposit_credit
+from domain.ledger import (
+    Entry,
+    Side,
+    TransactionSpec,
+    deposit_credit,
+    provider_clearing,
+    recon_write_off,
+)
 from providers.card import CardData, CardProviderClient
 from providers.registry import build_client, card_dialect, payout_class
 
@@ -56,6 +67,7 @@ UNKNOWN_KNOB = "chaos_selftest_no_such_knob"
 # Card acquirers of the default routing whose own API saves a card server to server.
 CARD_ACQUIRERS = ("halyk", "freedom")
 NOBODY_POLLS = "chaos-selftest-nobody-polls"
+STRAY_CLEARING = 1_234_56  # (j): what is posted into a settled provider's clearing
 
 
 @dataclass
@@ -88,6 +100,7 @@ class SelfTest:
             ("(g) an accepted payment lost (its workflow deleted)", self.lost_payment),
             ("(h) a payout for a withdrawal the platform did not pay", self.unpaid_payout),
             ("(i) a stuck payment whose reason echoes its status", self.echoed_reason),
+            ("(j) money in a settled provider's clearing nothing explains", self.stray_clearing),
         ]
         say("SELF-TEST: planting breaches")
         for payment in chaos.payments:
@@ -449,6 +462,45 @@ class SelfTest:
             "",
             {"lost": str(payment.id)},
             what=f"{payment.id} ({payment.status}): workflow {payment.workflow_id} deleted",
+        )
+
+    async def stray_clearing(self, chaos: "Chaos") -> Planted:
+        """Into the clearing of a provider the day's reconciliation left at zero, and that
+        no other plant moves money at (not a card acquirer, not the bank's payout desk)."""
+        day = max(chaos.business_days())
+        rows = {row["provider"]: row for row in await chaos.provider_days(day)}
+        busy = {*CARD_ACQUIRERS, *chaos.faults.by_method("card"), "kazbank"}
+        settled = [
+            provider
+            for (provider, on), how in sorted(chaos.reconciled.items())
+            if on == day
+            and how.startswith("completed")
+            and provider not in busy
+            and int(rows.get(provider, {}).get("clearing_balance", 0)) == 0
+        ]
+        if not settled:
+            raise RuntimeError(f"no settled provider day of {day} to plant on")
+        provider = settled[0]
+        assert chaos.stack.database_url
+        spec = TransactionSpec(
+            key=f"chaos-selftest:stray-clearing:{provider}:{day}",
+            kind="chaos_selftest_stray",
+            payment_id=None,
+            entries=(
+                Entry(provider_clearing(provider, "KZT"), Side.DEBIT, STRAY_CLEARING),
+                Entry(recon_write_off("KZT"), Side.CREDIT, STRAY_CLEARING),
+            ),
+        )
+        engine = make_engine(chaos.stack.database_url, pool_size=1)
+        try:
+            posted = await ledger_store.post(make_sessionmaker(engine), spec)
+        finally:
+            await engine.dispose()
+        return Planted(
+            "",
+            {"unexplained_clearing": f"{provider} {day} KZT: clearing {STRAY_CLEARING},"},
+            what=f"{STRAY_CLEARING} posted into {provider}'s clearing after its {day} was "
+            f"settled (transaction {posted.id}, key {spec.key})",
         )
 
     # -- judging ------------------------------------------------------------------------------

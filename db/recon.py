@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.recon.canonical import ContentHash, ReportInvalid, check_header, check_line
 from domain.recon.days import business_day, day_bounds
 from domain.recon.lines import ReportHeader, ReportLine
-from domain.recon.match import Lookup, Needs, OurRecord, Outcome, RecordKind
+from domain.recon.match import Lookup, Needs, OurRecord, Outcome, RecordKind, SettledDay
 from domain.recon.references import iin_key, name_key
 
 _LINE_COLUMNS = (
@@ -415,6 +415,7 @@ async def lookup(
     )
     records = await _records(session, provider=provider, references=references)
     return Lookup(
+        settled=await settled_days(session, references=needs.settlements),
         records=records,
         payers={k: tuple(v) for k, v in payers.items()},
         refunds={
@@ -422,6 +423,68 @@ async def lookup(
             for parent, ids in refunds.items()
         },
     )
+
+
+async def settled_days(
+    session: AsyncSession, *, references: Iterable[str]
+) -> dict[str, SettledDay]:
+    """The provider days bank settlement lines name (`{provider}:{YYYY-MM-DD}`): each one's
+    latest completed reconciliation run and the net it settled to the operator's bank."""
+    days: dict[str, tuple[str, date]] = {}
+    for reference in references:
+        provider, _, day = reference.rpartition(":")
+        try:
+            days[reference] = (provider, date.fromisoformat(day))
+        except ValueError:
+            continue  # names no day: nothing can have settled it
+    if not days:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT ON (provider, business_date) id, provider, business_date, "
+            "net_settled_minor, currency FROM recon_runs "
+            "WHERE status = 'completed' AND (provider, business_date) IN "
+            "(SELECT * FROM unnest(CAST(:providers AS text[]), CAST(:days AS date[]))) "
+            "ORDER BY provider, business_date, id DESC"
+        ),
+        {
+            "providers": [provider for provider, _ in days.values()],
+            "days": [day for _, day in days.values()],
+        },
+    )
+    runs = {
+        (row.provider, row.business_date): SettledDay(
+            provider=row.provider,
+            business_date=row.business_date,
+            run_id=int(row.id),
+            net_settled_minor=int(row.net_settled_minor),
+            currency=str(row.currency),
+        )
+        for row in rows
+    }
+    return {ref: runs[key] for ref, key in days.items() if key in runs}
+
+
+async def close_settlement_cases(
+    session: AsyncSession, *, provider: str, business_date: date, settled_minor: int, currency: str
+) -> int:
+    """A provider day settled now as the bank statement showed it: its settlement cases (a
+    statement reconciled before the provider's run, or against an earlier report of the day)
+    are closed. Returns how many."""
+    result = await session.execute(
+        text(
+            "UPDATE recon_cases SET status = 'resolved', resolution = 'settled_by_run', "
+            "resolved_by = 'reconciliation', resolved_at = now(), updated_at = now() "
+            "WHERE reference = :ref AND kind IN ('settlement_unmatched', 'settlement_mismatch') "
+            "AND status = 'open' AND amount_minor = :amount AND currency = :currency"
+        ),
+        {
+            "ref": f"{provider}:{business_date.isoformat()}",
+            "amount": settled_minor,
+            "currency": currency,
+        },
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def _records(

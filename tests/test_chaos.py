@@ -5,8 +5,10 @@ throttling, expired credentials, halyk down and back, late answers from freedom,
 payouts, one worker SIGKILL, dropped callbacks, one PostgreSQL restart; bank statement lines
 short then topped up and after the deposit failed; an e-wallet order paid after it expired)
 must lose nothing, charge and pay out nothing twice, drop no late payment, apply every fault,
-and keep the ledger and every wallet balanced. `--self-test` plants breaches and must see each
-reported. The full run (1,000 payments): `make chaos`."""
+and keep the ledger and every wallet balanced; that day's reconciliation, run for each provider
+at the end, must leave every provider's clearing at zero or explained by open cases.
+`--self-test` plants breaches and must see each reported. The full run (1,000 payments):
+`make chaos`."""
 
 import asyncio
 import json
@@ -30,10 +32,13 @@ from bench.chaos import (
     schedule,
 )
 from bench.chaos_checks import (
+    ClearingDay,
     Held,
     LateCase,
     Money,
     OpenPayment,
+    clearing_table,
+    judge_clearing,
     judge_money,
     judge_open,
     names_something,
@@ -133,13 +138,25 @@ def test_small_chaos_run_loses_nothing_and_keeps_the_books(tmp_path: Path) -> No
     assert any(k.startswith("deposit:succeeded") for k in report["final_status"])
     assert any(k.startswith("withdrawal:") for k in report["final_status"])
     assert report["player_actions"], report
+    # That day's reconciliation ran for every provider the run used (the card acquirers and
+    # the bank among them), each run finished, and every provider's clearing is settled to
+    # zero or explained by the open cases' money.
+    assert report["unexplained_clearing"] == [], output
+    days = {row["provider"]: row for row in report["clearing"]}
+    assert {"halyk", "freedom", "kazbank"} <= set(days), days
+    assert {p.split()[0] for p in report["reconciliation"]} >= set(days), report["reconciliation"]
+    for provider, row in days.items():
+        assert row["reconciled"].startswith("completed"), (provider, row)
+        assert row["clearing"] == 0, (provider, row)
+        assert row["difference"] == -row["outstanding_held"], (provider, row)
+    assert "clearing after the day's reconciliation" in output
 
 
 @pytest.mark.fullstack
 def test_self_test_sees_every_planted_breach(tmp_path: Path) -> None:
     run, report, output = _chaos(tmp_path, "--self-test", timeout=300)
     assert run.returncode == 0, output
-    assert "SELF-TEST: PASS (9/9 planted breaches reported)" in run.stdout, output
+    assert "SELF-TEST: PASS (10/10 planted breaches reported)" in run.stdout, output
     caught = {p["name"][:3]: set(p["caught_by"]) for p in report["self_test"]}
     assert caught == {
         "(a)": {"double_charges"},
@@ -151,6 +168,7 @@ def test_self_test_sees_every_planted_breach(tmp_path: Path) -> None:
         "(g)": {"lost"},
         "(h)": {"payout_mismatch"},
         "(i)": {"open_without_reason"},
+        "(j)": {"unexplained_clearing"},
     }, output
     echoed = next(p for p in report["self_test"] if p["name"].startswith("(i)"))
     assert "says nothing" in echoed["caught_by"]["open_without_reason"], output
@@ -165,6 +183,7 @@ def test_self_test_sees_every_planted_breach(tmp_path: Path) -> None:
         "wallets_wrong",
         "open_without_reason",
         "faults_failed",
+        "unexplained_clearing",
     }, output
 
 
@@ -495,3 +514,47 @@ def test_a_withdrawal_the_closed_loop_refuses_goes_where_it_may() -> None:
     other = Payment("withdrawal", "card", player, 5_000_00, "card")
     assert not chaos.reroute(other, refused("insufficient_funds"))
     assert not chaos.reroute(other, refused("card_not_payable"))  # not rerouted: the API's word
+
+
+def _day(provider: str, clearing: int, difference: int, held: int, how: str) -> ClearingDay:
+    return ClearingDay(
+        provider=provider,
+        date="2026-11-27",
+        currency="KZT",
+        clearing=clearing,
+        difference=difference,
+        open_cases=1 if held else 0,
+        open_held=held,
+        outstanding_held=held,
+        reconciled=how,
+    )
+
+
+def test_clearing_is_explained_only_when_settled_and_covered_by_open_cases() -> None:
+    """Made-up provider days: settled to zero with nothing left over; settled with the open
+    cases' money in the difference account (received and not booked: a credit there); and
+    each way it can fail: the day never reconciled, money posted after the settlement, a
+    difference no open case explains, a case closed without moving its money."""
+    fine = [
+        _day("halyk", 0, 0, 0, "completed, 0 case(s) open"),
+        _day("kazbank", 0, -77_700, 77_700, "completed, 1 case(s) open"),  # unknown transfer
+        _day("freedom", 0, 50_000, -50_000, "completed, 1 case(s) open"),  # short payment
+    ]
+    assert judge_clearing(fine) == []
+    broken = [
+        _day("ioka", 300_000, 0, 0, "not reconciled"),
+        _day("kaspi_pay", 123_456, 0, 0, "completed, 0 case(s) open"),
+        _day("kaspi_qr", 0, 10_000, 0, "completed, 0 case(s) open"),
+        _day("freedom_wallet", 0, -40_000, 25_000, "completed, 1 case(s) open"),
+    ]
+    found = judge_clearing(fine + broken)
+    assert [line.split()[0] for line in found] == [d.provider for d in broken]
+    assert found[0] == (
+        "ioka 2026-11-27 KZT: clearing 300000, difference 0, open cases 0 (their money 0; every "
+        "open case's 0), reconciliation not reconciled: 300000 unexplained"
+    )
+    assert found[3].endswith("-15000 unexplained")
+    table = clearing_table(fine + broken)
+    assert len(table) == 1 + len(fine) + len(broken)
+    assert [row.split()[0] for row in table[1:]] == [d.provider for d in fine + broken]
+    assert [row.split()[7] for row in table[1:]] == ["yes"] * 3 + ["NO"] * 4

@@ -523,7 +523,13 @@ async def test_each_discrepancy_kind_becomes_a_case_and_the_day_settles(
         ("missing_provider", unreported),
         ("chargeback", matched),
     }
-    assert all(c["status"] == "open" for c in cases)
+    # A chargeback is a fact, not a decision: the run charged it to the player at once (the
+    # wallet covers it); every other case waits for an operator.
+    charged = by_kind[("chargeback", matched)]
+    assert (charged["status"], charged["resolution"]) == ("resolved", "charge_player")
+    assert result.chargebacks_charged == [charged["id"]]
+    assert all(c["status"] == "open" for c in cases if c["id"] != charged["id"])
+    assert result.cases_open == len(cases) - 1
     assert by_kind[("missing_ours", expired)]["details"]["cause"] == "late"
     assert by_kind[("missing_ours", unknown)]["details"]["cause"] == "unknown"
     assert by_kind[("amount_mismatch", short)]["details"]["delta"] == -10_000
@@ -539,8 +545,9 @@ async def test_each_discrepancy_kind_becomes_a_case_and_the_day_settles(
     assert result.clearing_minor == result.settled_minor + result.fee_delta_minor + (
         result.difference_minor
     )
+    # ... and what the chargeback took (parked as a debit there) was charged to the player.
     assert await balance(sessions, recon_difference("rt_kinds", "KZT").code) == (
-        result.difference_minor
+        result.difference_minor - 10_000
     )
 
     # The same report again: the run that reconciled it, nothing new.
@@ -652,7 +659,7 @@ async def test_a_messy_bank_statement_confirms_transfers_and_opens_cases(
         "over_payment": 1,
         "late_payment": 1,
         "unknown_reference": 1,
-        "settlement": 1,
+        "settlement_unmatched": 1,  # no run of halyk's 2020-01-01 settled it
     }
     cases = {(c["kind"], c["reference"]): c for c in await cases_of(sessions, "rt_bank")}
     assert set(cases) == {
@@ -660,6 +667,7 @@ async def test_a_messy_bank_statement_confirms_transfers_and_opens_cases(
         ("over_payment", over),
         ("late_payment", late),
         ("unknown_reference", None),
+        ("settlement_unmatched", "halyk:2020-01-01"),
     }
     assert cases[("short_payment", short)]["details"]["received"] == 350_000
     assert cases[("late_payment", late)]["details"]["status"] == "expired"
@@ -811,6 +819,7 @@ async def own_worker(
             activities.load_recon_report,
             activities.match_recon_report,
             activities.settle_recon_run,
+            activities.charge_reported_chargebacks,
         ],
         workflow_runner=workflow_runner(),
     ):
@@ -932,6 +941,7 @@ async def test_the_schedule_is_created_once_and_fires(
                 activities.load_recon_report,
                 activities.match_recon_report,
                 activities.settle_recon_run,
+                activities.charge_reported_chargebacks,
             ],
             workflow_runner=workflow_runner(),
         ):

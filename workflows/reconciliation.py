@@ -6,7 +6,10 @@ schedule's run of the same day never overlap. The steps are activities, each ide
    with backoff while the provider has not published it yet) and stored once per content hash;
 2. matching: every line against the day's records, cases opened, counts kept, once per report;
 3. settlement: the day's earlier runs superseded (their settlement reversed), the day's
-   clearing swept to the operator's bank account, fee expense and the difference account.
+   clearing swept to the operator's bank account, fee expense and the difference account;
+4. chargebacks the report showed (each a `chargeback` case) charged to their players: the
+   wallet as far as it covers, a receivable for the rest (once per report line; one that
+   cannot be charged stays open for an operator).
 Running it again for the same report changes nothing; for a corrected report (another hash) it
 supersedes the earlier run, with an audit trail (`recon_supersessions`).
 
@@ -38,6 +41,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.recon import (
+        ChargeChargebacksInput,
         LoadReportInput,
         MatchReportInput,
         OutcomeTotals,
@@ -80,6 +84,11 @@ class ReconciliationResult(BaseModel):
     fee_delta_minor: int
     difference_minor: int
     superseded_run_ids: list[int]
+    chargebacks_charged: list[int] = []  # chargeback cases charged to their players
+
+
+# Step 4 came after the first histories were recorded: runs started before it skip it.
+CHARGE_CHARGEBACKS_PATCH = "recon-charge-reported-chargebacks"
 
 
 @workflow.defn
@@ -119,6 +128,22 @@ class ReconciliationWorkflow:
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RetryPolicy(maximum_attempts=10, non_retryable_error_types=_FINAL),
         )
+        charged: list[int] = []
+        chargebacks = matched.outcomes.get("chargeback")
+        if (
+            settled.status == "completed"
+            and chargebacks is not None
+            and chargebacks.count > 0
+            and workflow.patched(CHARGE_CHARGEBACKS_PATCH)
+        ):
+            charged = (
+                await workflow.execute_activity_method(
+                    ReconActivities.charge_reported_chargebacks,
+                    ChargeChargebacksInput(run_id=matched.run_id),
+                    start_to_close_timeout=timedelta(minutes=5),
+                    retry_policy=RetryPolicy(maximum_attempts=10, non_retryable_error_types=_FINAL),
+                )
+            ).charged_case_ids
         return ReconciliationResult(
             run_id=matched.run_id,
             report_id=report.report_id,
@@ -126,13 +151,14 @@ class ReconciliationWorkflow:
             status=settled.status,
             already_reconciled=matched.already,
             outcomes=matched.outcomes,
-            cases_open=matched.cases_open,
+            cases_open=max(matched.cases_open - len(charged), 0),
             settlement_key=settled.settlement_key,
             clearing_minor=settled.clearing_minor,
             settled_minor=settled.settled_minor,
             fee_delta_minor=settled.fee_delta_minor,
             difference_minor=settled.difference_minor,
             superseded_run_ids=settled.superseded_run_ids,
+            chargebacks_charged=charged,
         )
 
 

@@ -99,7 +99,9 @@ class RunOut(BaseModel):
     outcomes: dict[str, Figure] = Field(
         description="per outcome: matched, missing_ours, missing_provider, amount_mismatch, "
         "currency_mismatch, fee_mismatch, duplicate, unknown_reference, short_payment, "
-        "over_payment, late_payment, chargeback, chargeback_reversal, settlement"
+        "over_payment, late_payment, chargeback, chargeback_reversal, settlement (a provider's "
+        "settlement on the bank statement as its run settled it), settlement_unmatched, "
+        "settlement_mismatch"
     )
     matched: Figure
     unmatched: Figure

@@ -22,9 +22,14 @@ by the cases still open:
 - charge_player (a chargeback): Dr wallet (what it covers) / Dr receivable (the rest) /
   Cr difference (recon/chargebacks.py).
 - write_off (either way): between the difference account and the write-off account
-  (`recon:case:{id}:write_off`).
+  (`recon:case:{id}:write_off`); for a `settlement_mismatch`, whose gap is not in the
+  difference account but in the operator's bank account (the provider's run booked there what
+  it said it paid, the bank received another amount), between the bank account and the
+  write-off account.
 - acknowledge: nothing waits, nothing is posted (a fee the settlement booked at its actual
-  figure already, a line in another currency the provider's net counted as it stood).
+  figure already, a line in another currency the provider's net counted as it stood, a
+  provider settlement the bank statement shows otherwise than the provider's run settled it:
+  taken up with the provider, whose corrected report then settles the day again).
 
 Everything here is pure: the database layer locks the case and posts what these functions say.
 """
@@ -36,6 +41,7 @@ from domain.ledger import (
     Entry,
     Side,
     TransactionSpec,
+    operator_bank,
     player_wallet,
     provider_clearing,
     recon_difference,
@@ -57,6 +63,8 @@ CaseKind = Literal[
     "late_payment",  # paid after the deposit expired
     "chargeback",  # the payer's bank took money back and nothing of ours accounts for it
     "chargeback_reversal",
+    "settlement_unmatched",  # a provider settlement on the bank statement no run settled
+    "settlement_mismatch",  # ... of another amount than the provider's run settled
 ]
 CASE_KINDS: tuple[str, ...] = get_args(CaseKind)
 
@@ -87,6 +95,12 @@ ALLOWED: dict[str, tuple[Action, ...]] = {
     "fee_mismatch": ("acknowledge",),
     "chargeback": ("charge_player", "write_off"),
     "chargeback_reversal": ("credit_player", "write_off"),
+    # The bank's settlement is checked against what the provider's run settled; nothing of it
+    # waits in the difference account (a corrected report, or the provider's run of that day
+    # when it comes, closes the case by itself). A gap the provider will never pay is written
+    # off the operator's bank account (`bank_delta_minor`).
+    "settlement_unmatched": ("acknowledge",),
+    "settlement_mismatch": ("acknowledge", "write_off"),
 }
 _GIVES_MONEY: frozenset[str] = frozenset(
     {"credit_player", "assign_player", "refund", "return_to_sender"}
@@ -110,6 +124,9 @@ _OUR_SIGN: dict[str, int] = {
     "refund": 1,
     "chargeback": 1,
 }
+
+# A provider's settlement on the bank statement against that provider's run: no clearing moved.
+_SETTLEMENT_KINDS = ("settlement_unmatched", "settlement_mismatch")
 
 # Actions that move the money out through a provider: they finish in a workflow.
 ASYNC_ACTIONS: frozenset[str] = frozenset({"refund", "return_to_sender"})
@@ -161,7 +178,7 @@ def held_minor(case: CaseFacts) -> int:
     explicit = _int(details.get("delta_minor"))
     if explicit is not None:
         return explicit
-    if case.kind in ("fee_mismatch", "currency_mismatch"):
+    if case.kind in ("fee_mismatch", "currency_mismatch", *_SETTLEMENT_KINDS):
         # The settlement booked the actual fee; a line in another currency is the provider's
         # figure in its net as it stands: nothing of either waits here unless the case says so.
         return 0
@@ -183,8 +200,18 @@ def held_minor(case: CaseFacts) -> int:
     return line_sign * case.amount_minor
 
 
+def bank_delta_minor(case: CaseFacts) -> int:
+    """A `settlement_mismatch`: what the bank received less what the provider's run settled
+    (and booked to the operator's bank account); 0 for any other case."""
+    if case.kind != "settlement_mismatch":
+        return 0
+    return _int(case.details.get("delta")) or 0
+
+
 def allowed_actions(case: CaseFacts) -> tuple[Action, ...]:
     """What fits the case now: actions that give money only when money was received."""
+    if case.kind == "settlement_mismatch":
+        return ("acknowledge", "write_off") if bank_delta_minor(case) else ("acknowledge",)
     allowed = ALLOWED.get(case.kind, ("write_off",))
     held = held_minor(case)
     if held <= 0:
@@ -254,6 +281,8 @@ def propose(
             raise CaseRefused("invalid_action", f"{action} takes no player_id")
         target = None
     money = abs(held)
+    if action == "write_off" and case.kind == "settlement_mismatch":
+        money = abs(bank_delta_minor(case))
     if amount_minor is not None and amount_minor != money:
         raise CaseRefused(
             "invalid_amount",
@@ -264,11 +293,14 @@ def propose(
 
 def needs_four_eyes(case: CaseFacts, *, threshold_minor: int) -> bool:
     """A second, different operator must approve resolutions of this much money or more."""
-    return abs(held_minor(case)) >= threshold_minor
+    return max(abs(held_minor(case)), abs(bank_delta_minor(case))) >= threshold_minor
 
 
 def write_off_spec(case: CaseFacts) -> TransactionSpec:
-    """Money nobody will pay or be paid, out of the difference account for good."""
+    """Money nobody will pay or be paid, out of the difference account for good (a settlement
+    the bank received short or over: out of the operator's bank account)."""
+    if case.kind == "settlement_mismatch":
+        return _bank_write_off(case)
     held = held_minor(case)
     if held == 0:
         raise CaseRefused("invalid_action", "the case holds no money to write off")
@@ -280,6 +312,21 @@ def write_off_spec(case: CaseFacts) -> TransactionSpec:
         kind="recon_case_write_off",
         payment_id=case.reference,
         entries=(Entry(debit, Side.DEBIT, abs(held)), Entry(credit, Side.CREDIT, abs(held))),
+    )
+
+
+def _bank_write_off(case: CaseFacts) -> TransactionSpec:
+    delta = bank_delta_minor(case)
+    if delta == 0:
+        raise CaseRefused("invalid_action", "the bank received what the run settled")
+    bank, written_off = operator_bank(case.currency), recon_write_off(case.currency)
+    # Less than booked: the bank account holds less than the ledger says (credit it).
+    debit, credit = (written_off, bank) if delta < 0 else (bank, written_off)
+    return TransactionSpec(
+        key=case_key(case.id, "write_off"),
+        kind="recon_case_write_off",
+        payment_id=None,
+        entries=(Entry(debit, Side.DEBIT, abs(delta)), Entry(credit, Side.CREDIT, abs(delta))),
     )
 
 

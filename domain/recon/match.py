@@ -19,9 +19,13 @@ Each line becomes one outcome: `matched`, or a discrepancy that becomes a case:
   posting of ours accounts for;
 - bank statements: `short_payment`, `over_payment` (a transfer of another amount than the
   deposit's), `late_payment` (money for a deposit we never credited), `unknown_reference`
-  (a transfer whose purpose names nothing we know, nor its payer).
+  (a transfer whose purpose names nothing we know, nor its payer);
+- a provider's settlement on the bank statement, checked against that provider's
+  reconciliation run of the day it names (the net the run settled): `settlement` when the
+  amounts agree, `settlement_unmatched` when no run settled that day, `settlement_mismatch`
+  when the bank received another amount (or currency).
 Transfers for one deposit are summed before they are judged: a payer who tops up a short
-transfer pays the deposit.
+transfer pays the deposit; so are the settlement lines of one provider day.
 """
 
 import re
@@ -38,7 +42,9 @@ RecordKind = Literal["deposit", "withdrawal", "refund", "chargeback", "chargebac
 
 OutcomeKind = Literal[
     "matched",
-    "settlement",  # a provider's settlement seen on the bank statement: no case
+    "settlement",  # a provider's settlement on the bank statement, as its run settled: no case
+    "settlement_unmatched",  # ... naming a provider day no run settled
+    "settlement_mismatch",  # ... of another amount than the run settled
     "missing_ours",
     "missing_provider",
     "amount_mismatch",
@@ -67,6 +73,8 @@ CASE_KINDS: frozenset[str] = frozenset(
         "late_payment",
         "chargeback",
         "chargeback_reversal",
+        "settlement_unmatched",
+        "settlement_mismatch",
     }
 )
 # Outcomes whose money is matched with ours (the fee aside).
@@ -117,12 +125,26 @@ class OurRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SettledDay:
+    """A provider day's current reconciliation run, as a bank statement's settlement line
+    meets it: what the run settled to the operator's bank account."""
+
+    provider: str
+    business_date: date
+    run_id: int
+    net_settled_minor: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
 class Needs:
     """What a chunk names outside the day's records: the caller looks these up."""
 
     references: frozenset[str]
     payers: frozenset[str]  # iin:... / name:... keys (references.iin_key, name_key)
     refund_parents: frozenset[str] = frozenset()  # deposits whose refunds a line may name
+    # settlement references (`{provider}:{day}`) of bank lines: the runs of those days
+    settlements: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +156,8 @@ class Lookup:
     payers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # deposit -> its refunds posted on any day (a refund line names the payment it gives back)
     refunds: Mapping[str, tuple[OurRecord, ...]] = field(default_factory=dict)
+    # settlement reference -> the run that settled that provider day (none: not settled)
+    settled: Mapping[str, SettledDay] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +223,16 @@ class _Transfers:
     matched_by: str = "reference"
 
 
+@dataclass
+class _Settlements:
+    """The bank lines settling one provider day, judged together at the end."""
+
+    line_nos: list[int] = field(default_factory=list)
+    total_minor: int = 0  # signed: a negative day is debited
+    currencies: set[str] = field(default_factory=set)
+    bank_ids: list[str] = field(default_factory=list)
+
+
 class DayMatcher:
     """Reconciles one (provider, business day). Feed it chunks, then call `finish` once."""
 
@@ -225,6 +259,8 @@ class DayMatcher:
                 self._refunds_by_deposit[record.parent].append(record)
         self._transfers: dict[str, _Transfers] = {}
         self._claimed_by_payer: set[str] = set()
+        self._settlements: dict[str, _Settlements] = {}
+        self._settled: dict[str, SettledDay] = {}
         self.tally = Tally()
         # References of another day's records that this report's lines matched.
         self.matched_other_day: set[str] = set()
@@ -235,7 +271,12 @@ class DayMatcher:
         references: set[str] = set()
         payers: set[str] = set()
         parents: set[str] = set()
+        settlements: set[str] = set()
         for line in lines:
+            if _settles(line):
+                if line.reference:
+                    settlements.add(line.reference)
+                continue
             record_kind = RECORD_FOR_LINE.get(line.kind)
             if record_kind is None:
                 continue
@@ -253,7 +294,9 @@ class DayMatcher:
                     parents.add(reference)
                 continue
             references.add(reference)
-        return Needs(frozenset(references), frozenset(payers), frozenset(parents))
+        return Needs(
+            frozenset(references), frozenset(payers), frozenset(parents), frozenset(settlements)
+        )
 
     def feed(self, lines: Sequence[ReportLine], lookup: Lookup | None = None) -> list[Outcome]:
         """Classify a chunk; returns its outcomes (the matched ones too, for counting)."""
@@ -266,8 +309,11 @@ class DayMatcher:
                 self.tally.statement_lines += 1
             else:
                 self.tally.provider_lines += 1
-            outcome = self._classify(line, found)
-            if outcome is None or outcome.kind != "settlement":  # settlements move no clearing
+            if _settles(line):  # settlements move no clearing: judged together at the end
+                self._settlement(line, found)
+                outcome = None
+            else:
+                outcome = self._classify(line, found)
                 self.tally.lines_net_minor += _SIGN[line.kind] * line.amount_minor
             self.tally.lines_net_minor -= line.fee_minor
             if outcome is not None:
@@ -280,6 +326,7 @@ class DayMatcher:
     def finish(self) -> list[Outcome]:
         """Judge the summed transfers, then list what we moved that the report lacks."""
         outcomes = [o for ref, group in self._transfers.items() for o in self._judge(ref, group)]
+        outcomes += [self._judge_settlement(ref, g) for ref, g in self._settlements.items()]
         for (kind, reference), record in self._ours.items():
             if (kind, reference) in self._matched or reference in self._elsewhere:
                 continue
@@ -307,33 +354,13 @@ class DayMatcher:
 
     def _classify(self, line: ReportLine, found: Lookup) -> Outcome | None:
         record_kind = RECORD_FOR_LINE[line.kind]
-        if record_kind is None:  # a provider's settlement reaching the bank account
-            return Outcome(
-                kind="settlement",
-                reference=line.reference,
-                line_key=f"settlement:{line.line_no}",
-                amount_minor=line.amount_minor,
-                currency=line.currency,
-                line_no=line.line_no,
-                details={"payer_name": line.payer_name, "purpose": line.purpose},
-            )
+        assert record_kind is not None  # settlements are judged apart (`_settlement`)
         if line.kind == "transfer_in":
             return self._transfer_in(line, found)
         reference = line.reference
         if not reference:
             return self._line_outcome(
                 "unknown_reference", line, None, "no_reference", {"provider_id": line.provider_id}
-            )
-        if line.kind == "transfer_out" and _SETTLEMENT_REFERENCE.match(reference):
-            # a provider's negative day, debited from the operator's account
-            return Outcome(
-                kind="settlement",
-                reference=reference,
-                line_key=f"settlement:{line.line_no}",
-                amount_minor=-line.amount_minor,
-                currency=line.currency,
-                line_no=line.line_no,
-                details={"direction": "out", "purpose": line.purpose},
             )
         occurrence = self._seen[(line.kind, reference)]
         self._seen[(line.kind, reference)] += 1
@@ -446,6 +473,65 @@ class DayMatcher:
 
     # -- bank statements ---------------------------------------------------------------------
 
+    def _settlement(self, line: ReportLine, found: Lookup) -> None:
+        """A provider's settlement line: summed with the others of its provider day."""
+        reference = line.reference or f"settlement:{line.line_no}"
+        group = self._settlements.setdefault(reference, _Settlements())
+        group.line_nos.append(line.line_no)
+        group.total_minor += (
+            line.amount_minor if line.kind == "settlement_in" else -line.amount_minor
+        )
+        group.currencies.add(line.currency)
+        if line.provider_id:
+            group.bank_ids.append(line.provider_id)
+        settled = found.settled.get(reference)
+        if settled is not None:
+            self._settled[reference] = settled
+
+    def _judge_settlement(self, reference: str, group: _Settlements) -> Outcome:
+        """What the bank received for a provider day against what that day's run settled."""
+        settled = self._settled.get(reference)
+        currency = next(iter(group.currencies)) if len(group.currencies) == 1 else None
+        details: dict[str, Any] = {
+            "line_kind": "settlement_in" if group.total_minor >= 0 else "transfer_out",
+            "line_nos": group.line_nos,
+            "bank_ids": group.bank_ids,
+            "received": group.total_minor,
+        }
+        kind: OutcomeKind
+        if settled is None:
+            kind = "settlement_unmatched"
+            details["cause"] = "no reconciliation run settled this provider day"
+            provider, _, day = reference.rpartition(":")
+            if _SETTLEMENT_REFERENCE.match(reference):
+                details |= {"provider": provider, "business_date": day}
+        else:
+            details |= {
+                "provider": settled.provider,
+                "business_date": settled.business_date.isoformat(),
+                "run_id": settled.run_id,
+                "settled": settled.net_settled_minor,
+                "delta": group.total_minor - settled.net_settled_minor,
+            }
+            same = currency == settled.currency and group.total_minor == settled.net_settled_minor
+            kind = "settlement" if same else "settlement_mismatch"
+            if currency != settled.currency:
+                details |= {
+                    "currencies": sorted(group.currencies),
+                    "run_currency": settled.currency,
+                }
+        outcome = Outcome(
+            kind=kind,
+            reference=reference,
+            line_key="settlement",
+            amount_minor=group.total_minor,
+            currency=currency or sorted(group.currencies)[0],
+            line_no=group.line_nos[0],
+            details=details,
+        )
+        self.tally.add(outcome, lines=len(group.line_nos))
+        return outcome
+
     def _transfer_in(self, line: ReportLine, found: Lookup) -> Outcome | None:
         named = self._named(line)
         reference, record = None, None
@@ -554,6 +640,18 @@ class DayMatcher:
         )
         self.tally.add(outcome, lines=len(group.line_nos))
         return [outcome]
+
+
+def _settles(line: ReportLine) -> bool:
+    """A provider's settlement reaching the operator's account, or a negative day taken from
+    it (an outgoing transfer under a settlement reference)."""
+    if line.kind == "settlement_in":
+        return True
+    return (
+        line.kind == "transfer_out"
+        and line.reference is not None
+        and _SETTLEMENT_REFERENCE.match(line.reference) is not None
+    )
 
 
 def _short_or_over(group: _Transfers, record: OurRecord) -> OutcomeKind:
