@@ -5,9 +5,15 @@ Routers declare what they need with the aliases in `api.deps` (`MerchantDep`, `O
 `operator_key_or_session` also accepts the operator session cookie of `api.session`, for the
 browser-facing codec endpoint only: no endpoint that changes anything takes a cookie, so a
 cross-site request cannot act with an operator's session.
+
+`DeciderDep` (`deciding_operator`): decisions (approvals, rejections, case resolutions) are made
+by people. The operator or admin key must belong to an active operator (`db/operators.py`);
+admin keys do not bypass it. The decision is recorded under the person's id and name, so four
+eyes are two people, not two keys of one.
 """
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -18,7 +24,7 @@ from api import session as operator_session
 from api.errors import Problem
 from api.hot_cache import CachedKey
 from api.state import AppState
-from db import api_keys
+from db import api_keys, operators
 from domain.roles import Role, allows
 
 Principal = api_keys.KeyHolder
@@ -135,3 +141,37 @@ async def payments_access(
     """Merchants read and write players and payments; operators only read them."""
     check = _read if request.method in _READ_METHODS else _write
     return await check(principal)
+
+
+@dataclass(frozen=True)
+class Decider:
+    """A person deciding, through one of their keys."""
+
+    operator_id: str
+    operator_name: str
+    key_id: str
+    role: Role
+
+
+_decision_role = require_role(Role.OPERATOR)
+
+
+async def deciding_operator(
+    request: Request, principal: Annotated[Principal, Depends(_decision_role)]
+) -> Decider:
+    """The active operator the key belongs to (checked at each decision, not cached), or 403."""
+    state: AppState = request.app.state.payments
+    async with state.lookups() as session:
+        operator = await operators.operator_of_key(session, key_id=principal.key_id)
+    if operator is None:
+        raise Problem(
+            403,
+            "operator_required",
+            f"Decisions are made by people: key {principal.key_id} belongs to no active "
+            "operator (admin keys too). Assign it: `python -m api.keys assign "
+            f"{principal.key_id} --operator <operator id>`",
+        )
+    return Decider(operator.id, operator.name, principal.key_id, principal.role)
+
+
+DeciderDep = Annotated[Decider, Depends(deciding_operator)]

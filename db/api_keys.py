@@ -6,6 +6,9 @@ and keeps authentication to one indexed lookup per request.
 A key may expire (`expires_at`): from then on it is refused like a revoked one. Rotation
 (`rotate_key`, `python -m api.keys rotate`) issues a new key for the same holder and lets the
 old one expire after a grace period, so its users can switch without an outage.
+
+Operator and admin keys belong to a person (`db/operators.py`, migration 0200): `issue_key(...,
+operator_id=...)` assigns the new key, and a rotated key stays with its person.
 """
 
 import hashlib
@@ -17,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db import operators
 from db.models import ApiKey
 from domain.ids import new_id
 from domain.roles import Role
@@ -49,6 +53,8 @@ class KeyInfo:
     created_at: datetime
     revoked_at: datetime | None
     expires_at: datetime | None
+    operator_id: str | None = None
+    """The person the key belongs to (operator and admin keys), if assigned."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +91,10 @@ async def issue_key(
     role: Role,
     expires_at: datetime | None = None,
     merchant_id: str = "default",
+    operator_id: str | None = None,
 ) -> IssuedKey:
-    """`merchant_id`: the merchant whose players a merchant key registers (migration 0150)."""
+    """`merchant_id`: the merchant whose players a merchant key registers (migration 0150).
+    `operator_id`: the person an operator or admin key belongs to (migration 0200)."""
     key_id = new_id("key")
     secret = secrets.token_hex(32)
     session.add(
@@ -100,6 +108,8 @@ async def issue_key(
         )
     )
     await session.flush()
+    if operator_id is not None:
+        await operators.assign_key(session, key_id=key_id, operator_id=operator_id)
     return IssuedKey(KeyHolder(key_id, name, role), f"{PREFIX}_{key_id}_{secret}", expires_at)
 
 
@@ -125,10 +135,16 @@ async def active_holder(session: AsyncSession, *, key_id: str) -> KeyHolder | No
 
 
 async def list_keys(session: AsyncSession) -> list[KeyInfo]:
-    rows = await session.scalars(select(ApiKey).order_by(ApiKey.created_at))
+    rows = await session.execute(
+        select(ApiKey, operators.OperatorKey.operator_id)
+        .outerjoin(operators.OperatorKey, operators.OperatorKey.key_id == ApiKey.id)
+        .order_by(ApiKey.created_at)
+    )
     return [
-        KeyInfo(KeyHolder(r.id, r.name, Role(r.role)), r.created_at, r.revoked_at, r.expires_at)
-        for r in rows
+        KeyInfo(
+            KeyHolder(r.id, r.name, Role(r.role)), r.created_at, r.revoked_at, r.expires_at, owner
+        )
+        for r, owner in rows
     ]
 
 
@@ -170,6 +186,10 @@ async def rotate_key(
     if old.expires_at is None or old.expires_at > end_of_grace:
         old.expires_at = end_of_grace
     await session.flush()
+    owner = await operators.operator_id_of_key(session, key_id=old.id)
+    if owner is not None:  # the new key is the same person's
+        session.add(operators.OperatorKey(key_id=new.id, operator_id=owner))
+        await session.flush()
     holder = KeyHolder(new.id, new.name, Role(new.role))
     issued = IssuedKey(holder, f"{PREFIX}_{new.id}_{secret}", new.expires_at)
     return RotatedKey(issued, old.id, old.expires_at)

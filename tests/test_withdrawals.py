@@ -13,10 +13,9 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from db import ledger as ledger_store
-from db.api_keys import issue_key
 from domain.iban import with_check_digits
 from domain.ledger import deposit_credit, game_transaction
-from domain.roles import Role
+from tests.approval_helpers import person_key
 from tests.conftest import _client, _result, card_deposit, deposit_and_wait, new_player
 from tests.ledger_helpers import assert_invariants
 
@@ -222,7 +221,7 @@ async def test_four_eyes_needs_two_different_operators(
     assert same_again.status_code == 200
     assert same_again.json()["status"] == "in_review"  # one operator cannot approve twice
     async with sessions.begin() as session:
-        second_key = (await issue_key(session, name="second operator", role=Role.OPERATOR)).secret
+        second_key = (await person_key(session, "second operator")).secret  # another person
     async with _client(app, second_key) as second:
         approved = await second.post(f"/v1/withdrawals/{created['id']}/approve")
     assert approved.status_code == 200

@@ -4,7 +4,9 @@ operator approves it (issue 18, gated by the patch `fraud-review-hold`).
 The deposit waits in `in_review`. Operators act through the workflow updates `approve` and
 `reject`, whose validators refuse a decision the review cannot take before anything is written
 (the API answers 409 `invalid_state`): approving or rejecting a deposit that is not waiting for a
-review, or the other decision after one was taken; the same decision again is harmless. Approved,
+review, or the other decision after one was taken; the same decision again is harmless. First
+of all they refuse an update without the API's signed approval token for this deposit, decision
+and operator (`workflows/approval_gate.py`): one sent straight to Temporal moves no money. Approved,
 the deposit is credited as any other; rejected, it is `declined` (`risk_review_rejected`) and the
 money goes back through the provider that took it. With the rule set's `review_mode = "credit"`
 nothing is held here: the deposit is credited and the person's withdrawals wait instead. A
@@ -26,6 +28,7 @@ from activities.models import RiskCheckResult
 from domain.fraud.review import InvalidReview, ReviewAction, ReviewStatus, check_review
 from domain.risk import RiskVerdict
 from domain.statuses import DepositStatus
+from workflows.approval_gate import require_token
 from workflows.compliance_steps import refund_at_provider
 from workflows.steps import StuckGuard, reason
 
@@ -36,11 +39,14 @@ REVIEW_HOLD_PATCH = "fraud-review-hold"
 
 
 class ReviewInput(BaseModel):
-    """An operator's decision, as the API sends it (the operator from the API key)."""
+    """An operator's decision, as the API sends it: the person (`db/operators.py`) the API key
+    belongs to, and the API's signed approval token for this deposit and decision
+    (`domain/approvals.py`; None only in histories recorded before tokens existed)."""
 
     actor_id: str
     actor_name: str
     reason: str | None = None
+    approval_token: str | None = None
 
 
 class ReviewResult(BaseModel):
@@ -154,6 +160,7 @@ class DepositReviewHold:
 
     @approve.validator
     def _validate_approve(self, review: ReviewInput) -> None:
+        require_token(review, "approve")  # first: an update forged through Temporal stops here
         self._check("approve")
 
     @workflow.update
@@ -162,6 +169,7 @@ class DepositReviewHold:
 
     @reject.validator
     def _validate_reject(self, review: ReviewInput) -> None:
+        require_token(review, "reject")
         self._check("reject")
 
     def _check(self, action: ReviewAction) -> bool:

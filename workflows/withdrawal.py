@@ -2,9 +2,12 @@
 ask for one, the payout, then exactly one of post (paid) or void (anything else).
 
 Operators and the player act through workflow updates whose validators refuse an invalid
-transition before anything is written, so the API can answer 409 at once. The first decision
-(approved, rejected, cancelled) stands: a later one is refused, never written over it. A review
-that waits too long is escalated (search attribute and database), never dropped.
+transition before anything is written, so the API can answer 409 at once. Each update carries
+the API's signed approval token for that withdrawal, decision and person
+(`workflows/approval_gate.py`): one sent straight to Temporal without it is refused before it is
+written. Four eyes count people: `actor_id` is the operator's id, never a key's. The first
+decision (approved, rejected, cancelled) stands: a later one is refused, never written over it.
+A review that waits too long is escalated (search attribute and database), never dropped.
 
 Compliance (issue 17, gated by patches): the withdrawal starts its payout-deadline workflow
 (winnings within 3 calendar days) and is reported to the unified accounting system when asked;
@@ -36,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         check_reject,
     )
     from workflows import search_attributes as sa
+    from workflows.approval_gate import require_token
     from workflows.compliance_steps import (
         ESU_REPORT_PATCH,
         PAYOUT_DEADLINE_PATCH,
@@ -140,6 +144,7 @@ class WithdrawalWorkflow:
 
     @approve.validator
     def _validate_approve(self, review: ReviewInput) -> None:
+        require_token(review, "approve")  # first: nothing forged gets further
         if self._status is not WithdrawalStatus.PENDING:  # pending: decided after risk
             self._check(
                 lambda: check_approve(self._status, tuple(self._approvals), review.actor_id)
@@ -156,6 +161,7 @@ class WithdrawalWorkflow:
 
     @reject.validator
     def _validate_reject(self, review: ReviewInput) -> None:
+        require_token(review, "reject")
         if self._status is not WithdrawalStatus.PENDING:
             self._check(lambda: check_reject(self._status))
 
@@ -169,6 +175,7 @@ class WithdrawalWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, review: ReviewInput) -> None:
+        require_token(review, "cancel")
         self._check(lambda: check_cancel(self._status))
 
     @staticmethod

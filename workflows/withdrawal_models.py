@@ -38,11 +38,15 @@ class WithdrawalWorkflowResult(BaseModel):
 
 
 class ReviewInput(BaseModel):
-    """Who acts (operator key id and name, or the player via the merchant's key) and why."""
+    """Who acts and why: an operator (the person's id and name, `db/operators.py`), or the
+    player through the merchant's key (the key's id). `approval_token`: the API's signature of
+    exactly this decision (`domain/approvals.py`); the validators refuse an update without one.
+    None only in histories recorded before tokens existed."""
 
     actor_id: str
     actor_name: str
     reason: str | None = None
+    approval_token: str | None = None
 
 
 class ReviewResult(BaseModel):

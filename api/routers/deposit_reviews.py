@@ -4,19 +4,24 @@ A deposit the risk engine sends to review is, by the rule set's `review_mode`, e
 not credited: the deposit workflow waits in `in_review` and the decision is a workflow update whose
 validator refuses an invalid one before anything is written) or credited with the person's
 withdrawals blocked until the review (decided here, in one database transaction). Either way
-approving twice is harmless, and the other decision after one was taken is 409 `invalid_state`;
-the operator is the API key's.
+approving twice is harmless, and the other decision after one was taken is 409 `invalid_state`.
+The decision is a person's: the operator the API key belongs to (`DeciderDep`; 403
+`operator_required` for a key of no active operator, admin keys included), recorded with their
+id and name. The update to a held deposit's workflow carries an approval token the API signs for
+that deposit, decision and person (api/approvals.py); its validator refuses anything else.
 """
 
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import OperatorDep, SessionDep, StateDep
+from api.approvals import approval_token, refused_token
+from api.auth import DeciderDep
+from api.deps import SessionDep, StateDep
 from api.errors import Problem
 from api.routers.deposits import deposit_out, load_view
 from api.schemas import DepositOut
@@ -32,10 +37,13 @@ router = APIRouter(prefix="/v1/deposits", tags=["deposits"])
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"description": "unauthorized"},
-    403: {"description": "forbidden: the operator role decides reviews"},
+    403: {
+        "description": "forbidden: the operator role decides reviews; operator_required: "
+        "the key belongs to no active operator (decisions are made by people)"
+    },
     404: {"description": "deposit_not_found"},
     409: {"description": "invalid_state: not waiting for a review, or decided otherwise"},
-    503: {"description": "orchestrator_unavailable: retry"},
+    503: {"description": "orchestrator_unavailable: retry; approval_not_verified"},
 }
 
 
@@ -46,11 +54,12 @@ async def _act(
     review: ReviewInput,
     session: SessionDep,
     state: Any,
+    request: Request,
 ) -> DepositOut:
     async with session.begin():
         held = await _decide_in_database(session, action, deposit_id, review)
     if held is not None:
-        await _update_workflow(action, deposit_id, held, review, session, state)
+        await _update_workflow(action, deposit_id, held, review, session, state, request)
     session.expire_all()
     return deposit_out(await load_view(session, deposit_id))
 
@@ -93,6 +102,7 @@ async def _update_workflow(
     review: ReviewInput,
     session: SessionDep,
     state: Any,
+    request: Request,
 ) -> None:
     """A held deposit: the workflow decides (its validator refuses an invalid decision)."""
     try:
@@ -101,11 +111,27 @@ async def _update_workflow(
     except InvalidReview as exc:
         raise Problem(409, "invalid_state", f"deposit {deposit_id}: {exc}") from exc
     view = await load_view(session, deposit_id)
-    handle = (await state.temporal()).get_workflow_handle(view.deposit.workflow_id)
+    workflow_id = view.deposit.workflow_id
+    signed = review.model_copy(
+        update={
+            "approval_token": await approval_token(
+                request,
+                workflow_id=workflow_id,
+                decision=action,
+                actor_id=review.actor_id,
+                actor_name=review.actor_name,
+                reason=review.reason,
+            )
+        }
+    )
+    handle = (await state.temporal()).get_workflow_handle(workflow_id)
     update = DepositWorkflow.approve if action == "approve" else DepositWorkflow.reject
     try:
-        await handle.execute_update(update, review)
+        await handle.execute_update(update, signed)
     except WorkflowUpdateFailedError as exc:
+        refused = refused_token(exc, f"deposit {deposit_id}")
+        if refused is not None:
+            raise refused from exc
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
         detail = f"deposit {deposit_id} is {view.deposit.status}: {message}"
@@ -125,18 +151,26 @@ async def _update_workflow(
 @router.post("/{deposit_id}/approve", responses=_PROBLEMS)
 async def approve_deposit(
     deposit_id: str,
+    request: Request,
     session: SessionDep,
     state: StateDep,
-    operator: OperatorDep,
+    operator: DeciderDep,
     body: ReviewBody | None = None,
 ) -> DepositOut:
     """An operator approves a deposit in review: a held one is credited, a credited one no
     longer blocks the person's withdrawals."""
     review = ReviewInput(
-        actor_id=operator.key_id, actor_name=operator.name, reason=body.reason if body else None
+        actor_id=operator.operator_id,
+        actor_name=operator.operator_name,
+        reason=body.reason if body else None,
     )
     return await _act(
-        action="approve", deposit_id=deposit_id, review=review, session=session, state=state
+        action="approve",
+        deposit_id=deposit_id,
+        review=review,
+        session=session,
+        state=state,
+        request=request,
     )
 
 
@@ -144,14 +178,22 @@ async def approve_deposit(
 async def reject_deposit(
     deposit_id: str,
     body: RejectBody,
+    request: Request,
     session: SessionDep,
     state: StateDep,
-    operator: OperatorDep,
+    operator: DeciderDep,
 ) -> DepositOut:
     """An operator rejects a deposit in review, with a reason: a held one is declined and the
     money returned through the provider; a credited one keeps the person's withdrawals blocked
     (refund it with `POST /v1/deposits/{id}/refunds`)."""
-    review = ReviewInput(actor_id=operator.key_id, actor_name=operator.name, reason=body.reason)
+    review = ReviewInput(
+        actor_id=operator.operator_id, actor_name=operator.operator_name, reason=body.reason
+    )
     return await _act(
-        action="reject", deposit_id=deposit_id, review=review, session=session, state=state
+        action="reject",
+        deposit_id=deposit_id,
+        review=review,
+        session=session,
+        state=state,
+        request=request,
     )

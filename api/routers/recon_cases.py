@@ -5,7 +5,10 @@
 - `POST /v1/recon/cases/{id}/resolve {action, note, player_id?, amount?, iban?, booking_date?}`:
   an allowed action for the case's kind, posted to the ledger with the operator and the note;
   at or above `PAY_RECON_FOUR_EYES_FROM_MINOR` the first operator's request is an approval
-  (202) and a second, different operator executes it. A refund or a return to the sender
+  (202) and a second, different operator executes it. Operators are people (`DeciderDep`, 403
+  `operator_required` for a key of no active operator, admin keys included): the requester
+  cannot approve their own request with another key, and the case records the person's id
+  and name. A refund or a return to the sender
   finishes in CaseMoneyBackWorkflow (202, `resolving`).
 - `POST /v1/recon/chargebacks`: a chargeback entered by hand (a provider's notice by mail or
   its back office), idempotent on the provider's chargeback id; `GET /v1/recon/chargebacks/{id}`
@@ -24,12 +27,14 @@ from temporalio.service import RPCError
 
 from activities.refunds import refunds_supported
 from api import listing
+from api.auth import DeciderDep
 from api.deps import OperatorDep, SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from api.schemas import StrictModel
 from config import Settings
 from db import chargebacks as chargeback_store
 from db import finance
+from db import operators as operator_store
 from db import recon_cases as case_store
 from domain.finance import business_day
 from domain.recon.cases import CASE_KINDS, CaseRefused, held_minor
@@ -44,7 +49,7 @@ _PROVIDER = r"^[a-z0-9_]{1,64}$"
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"description": "unauthorized"},
-    403: {"description": "forbidden"},
+    403: {"description": "forbidden / operator_required (decisions are made by people)"},
     404: {"description": "case_not_found / chargeback_not_found"},
     409: {
         "description": "case_resolved, case_resolving, same_operator (four eyes need a second "
@@ -265,18 +270,21 @@ async def resolve_case(
     session: SessionDep,
     settings: SettingsDep,
     state: StateDep,
-    principal: OperatorDep,
+    operator: DeciderDep,
 ) -> CaseOut:
     """Resolve the case (200), record the first of two approvals (202), or send its money back
-    through a provider (202, `resolving` until the provider has answered)."""
+    through a provider (202, `resolving` until the provider has answered). Four eyes are two
+    people: a second key of the requester's is `same_operator` (409)."""
     _case_id(case_id)
     now = datetime.now(UTC)
     if body.booking_date is not None and body.booking_date > business_day(now):
         raise Problem(422, "invalid_booking_date", "booking_date cannot be in the future")
-    actor = case_store.Actor(id=principal.key_id, name=principal.name)
+    actor = case_store.Actor(id=operator.operator_id, name=operator.operator_name)
     try:
         async with session.begin():
             current = await case_store.get_case(session, case_id=case_id)
+            if current is not None:
+                await _not_approved_with_an_old_key(session, current, actor)
             if current is not None and current.status == "resolving":
                 again = await case_store.money_back_of(session, current)
                 if again is not None and body.action == current.resolution:
@@ -304,6 +312,23 @@ async def resolve_case(
     if not resolved.executed or resolved.case.status != "resolved":
         response.status_code = 202
     return _out(resolved.case, settings, await case_store.case_actions(session, case_id=case_id))
+
+
+async def _not_approved_with_an_old_key(
+    session: Any, case: case_store.Case, actor: case_store.Actor
+) -> None:
+    """A pending approval recorded under one of this person's key ids (before decisions were
+    recorded by person, migration 0200) is theirs: they cannot give the second one."""
+    approvers = {str(a.get("operator_id")) for a in case.approvals if isinstance(a, dict)}
+    if case.status != "open" or not approvers or actor.id in approvers:
+        return
+    if approvers & await operator_store.key_ids_of(session, operator_id=actor.id):
+        raise Problem(
+            409,
+            "same_operator",
+            f"case {case.id}: you asked for this resolution (with another of your keys); "
+            "a second, different operator must approve it",
+        )
 
 
 async def _resolve(

@@ -1,7 +1,11 @@
 """Withdrawals: the amount is held at once, in the request; the workflow does the rest.
 
 Approve, reject and cancel are workflow updates: their validators refuse an invalid
-transition before anything is written, which the API answers with 409 `invalid_state`.
+transition before anything is written, which the API answers with 409 `invalid_state`. Each
+carries an approval token the API signs for that withdrawal, decision and person
+(api/approvals.py); approvals and rejections are a person's (`DeciderDep`): a key that belongs
+to no active operator gets 403 `operator_required`, admin keys included, and four eyes are two
+different people.
 """
 
 import base64
@@ -10,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import (
@@ -23,8 +27,10 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import compliance, listing
+from api.approvals import approval_token, refused_token
+from api.auth import DeciderDep
 from api.closed_loop import check_closed_loop
-from api.deps import MerchantDep, OperatorDep, ReaderDep, SessionDep, SettingsDep, StateDep
+from api.deps import MerchantDep, ReaderDep, SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from api.idempotency import fingerprint, require_key
 from api.schemas import RiskOut
@@ -42,6 +48,7 @@ from config import Settings
 from db import compliance as compliance_store
 from db import idempotency
 from db import ledger as ledger_store
+from db import operators as operator_store
 from db import players as player_store
 from db import withdrawals as withdrawal_store
 from db.models import Deposit, Withdrawal
@@ -64,7 +71,7 @@ router = APIRouter(prefix="/v1/withdrawals", tags=["withdrawals"])
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"description": "idempotency_key_required"},
     401: {"description": "unauthorized"},
-    403: {"description": "forbidden"},
+    403: {"description": "forbidden / operator_required (decisions are made by people)"},
     404: {"description": "player_not_found / withdrawal_not_found"},
     409: {"description": "idempotency_key_reused / invalid_state"},
     422: {
@@ -74,7 +81,10 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         "military_excluded, closed_loop_required (with allowed_destinations), "
         "destination_not_in_player_name, withdrawals_blocked_by_review"
     },
-    503: {"description": "orchestrator_unavailable: retry (with the same Idempotency-Key)"},
+    503: {
+        "description": "orchestrator_unavailable: retry (with the same Idempotency-Key); "
+        "approval_not_verified: the workers refused the API's approval token (configuration)"
+    },
 }
 
 
@@ -465,6 +475,7 @@ async def _act(
     review: ReviewInput,
     session: AsyncSession,
     state: Any,
+    request: Request,
 ) -> WithdrawalOut:
     view = await load_view(session, withdrawal_id)
     current = WithdrawalStatus(view.withdrawal.status)
@@ -474,7 +485,16 @@ async def _act(
         raise Problem(
             409, "invalid_state", f"withdrawal {withdrawal_id} is {current}; it cannot be {action}d"
         )
-    handle = (await state.temporal()).get_workflow_handle(view.withdrawal.workflow_id)
+    workflow_id = view.withdrawal.workflow_id
+    review.approval_token = await approval_token(
+        request,
+        workflow_id=workflow_id,
+        decision=action,
+        actor_id=review.actor_id,
+        actor_name=review.actor_name,
+        reason=review.reason,
+    )
+    handle = (await state.temporal()).get_workflow_handle(workflow_id)
     update = {
         "approve": WithdrawalWorkflow.approve,
         "reject": WithdrawalWorkflow.reject,
@@ -486,6 +506,9 @@ async def _act(
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type == "InvalidTransition":
             raise Problem(409, "invalid_state", cause.message) from exc
+        refused = refused_token(exc, f"withdrawal {withdrawal_id}")
+        if refused is not None:
+            raise refused from exc
         raise
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:  # the workflow finished meanwhile
@@ -501,20 +524,44 @@ async def _act(
     return withdrawal_out(await load_view(session, withdrawal_id))
 
 
+async def _approved_with_an_old_key(
+    session: AsyncSession, view: withdrawal_store.WithdrawalView, operator_id: str
+) -> bool:
+    """An approval recorded under one of this person's key ids, before decisions were recorded
+    by person (migration 0200): the workflow counts it under the key, so a second approval by
+    the same person would count twice there."""
+    approvers = {r.operator_id for r in view.reviews if r.action == "approve"}
+    if not approvers or operator_id in approvers:
+        return False
+    return bool(approvers & await operator_store.key_ids_of(session, operator_id=operator_id))
+
+
 @router.post("/{withdrawal_id}/approve", responses=_PROBLEMS)
 async def approve_withdrawal(
     withdrawal_id: str,
+    request: Request,
     session: SessionDep,
     state: StateDep,
-    operator: OperatorDep,
+    operator: DeciderDep,
     body: ReviewBody | None = None,
 ) -> WithdrawalOut:
-    """An operator approves; large amounts need a second, different operator."""
+    """An operator approves; large amounts need a second, different person (another key of the
+    same operator does not count)."""
+    view = await load_view(session, withdrawal_id)
+    if await _approved_with_an_old_key(session, view, operator.operator_id):
+        return withdrawal_out(view)  # this person approved already: it counts once
     review = ReviewInput(
-        actor_id=operator.key_id, actor_name=operator.name, reason=body.reason if body else None
+        actor_id=operator.operator_id,
+        actor_name=operator.operator_name,
+        reason=body.reason if body else None,
     )
     return await _act(
-        action="approve", withdrawal_id=withdrawal_id, review=review, session=session, state=state
+        action="approve",
+        withdrawal_id=withdrawal_id,
+        review=review,
+        session=session,
+        state=state,
+        request=request,
     )
 
 
@@ -522,20 +569,29 @@ async def approve_withdrawal(
 async def reject_withdrawal(
     withdrawal_id: str,
     body: RejectBody,
+    request: Request,
     session: SessionDep,
     state: StateDep,
-    operator: OperatorDep,
+    operator: DeciderDep,
 ) -> WithdrawalOut:
     """An operator rejects with a reason; the hold is released."""
-    review = ReviewInput(actor_id=operator.key_id, actor_name=operator.name, reason=body.reason)
+    review = ReviewInput(
+        actor_id=operator.operator_id, actor_name=operator.operator_name, reason=body.reason
+    )
     return await _act(
-        action="reject", withdrawal_id=withdrawal_id, review=review, session=session, state=state
+        action="reject",
+        withdrawal_id=withdrawal_id,
+        review=review,
+        session=session,
+        state=state,
+        request=request,
     )
 
 
 @router.post("/{withdrawal_id}/cancel", responses=_PROBLEMS)
 async def cancel_withdrawal(
     withdrawal_id: str,
+    request: Request,
     session: SessionDep,
     state: StateDep,
     merchant: MerchantDep,
@@ -543,5 +599,10 @@ async def cancel_withdrawal(
     """The player cancels (through the casino's key) before the payout is processing."""
     review = ReviewInput(actor_id=merchant.key_id, actor_name=f"player via {merchant.name}")
     return await _act(
-        action="cancel", withdrawal_id=withdrawal_id, review=review, session=session, state=state
+        action="cancel",
+        withdrawal_id=withdrawal_id,
+        review=review,
+        session=session,
+        state=state,
+        request=request,
     )
