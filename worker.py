@@ -32,6 +32,7 @@ from config import Settings, get_settings
 from config.logging import LogContextInterceptor, configure_logging
 from config.temporal_tls import temporal_tls
 from db.engine import make_engine, make_sessionmaker
+from domain.approvals import configure_worker_secret
 from domain.compliance.monitoring import Thresholds
 from domain.fraud import RuleSource
 from domain.fraud.geo import use_ip_database
@@ -168,6 +169,11 @@ def build_worker(
     finance = FinanceActivities(sessions=sessions)
     reviews = ReviewActivities(sessions=sessions)
     use_ip_database(settings.geoip_database)  # the fraud rules' IP countries
+    # What the decision updates' validators verify the API's approval tokens with (never a
+    # workflow input, so never in a history): domain/approvals.py, workflows/approval_gate.py.
+    configure_worker_secret(
+        settings.temporal_task_queue, settings.approval_token_secret.get_secret_value()
+    )
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,

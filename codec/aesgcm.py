@@ -1,26 +1,57 @@
-"""AES-256-GCM payload codec with key ids, so keys can be rotated without losing history.
+"""AES-256-GCM payload codec with key ids, bound to the namespace and workflow a payload is for.
 
 Every payload leaving the process is serialized, encrypted with the active key and replaced by a
-`binary/encrypted` payload whose metadata names the key id. Decryption picks the key by that id,
-so payloads written under an older key stay readable as long as the key is still configured.
-The key id and encoding are authenticated (AES-GCM associated data): moving a ciphertext under
-another key id, or changing a single byte, fails decryption instead of yielding garbage.
+`binary/encrypted` payload whose metadata names the key id and, when the SDK says which workflow
+the payload belongs to, the namespace and workflow id. All of these are AES-GCM associated data:
+relabelling the key id, changing a byte, or moving the ciphertext into another workflow's history
+(a deposit's input replayed into a withdrawal, a signal copied from one payment to another) fails
+decryption instead of yielding a value.
+
+Which workflow a payload is for comes from Temporal's serialization context
+(`temporalio.converter.WithSerializationContext`): the SDK hands every codec call on a workflow's
+behalf (its input and result, its activities' inputs and results, heartbeats, signals, queries,
+updates, child workflows, failures) the namespace and the workflow id, so the codec binds when it
+encodes and checks the binding when it decodes. Without a context (the `/codec` endpoint the Web
+UI calls, which learns the namespace but not the workflow) a bound payload is decrypted under the
+binding its own metadata states, which the key authenticates, and the caller can only display it.
+
+Strict mode (production): a payload that is not encrypted is refused on decode instead of passed
+through, and so is an encrypted payload that names no workflow while the codec knows which
+workflow it decodes for (the format written before payloads were bound; see
+`PAY_CODEC_ACCEPT_UNBOUND` for a migration window).
 """
 
 import base64
 import binascii
+import copy
 import os
+import re
+import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.converter import (
+    ActivitySerializationContext,
+    PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
+)
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
+NAMESPACE_METADATA = "encryption-namespace"
+WORKFLOW_ID_METADATA = "encryption-workflow-id"
 KEY_BYTES = 32
 NONCE_BYTES = 12
+_BOUND_FORMAT = b"kzpay payload codec v2\x00"
+# A schedule encodes its action's input for the workflow id it is configured with; the server
+# starts each run as "<that id>-<RFC 3339 time>" (workflows/finance.py, reconciliation.py).
+_SCHEDULED_RUN = re.compile(r"-\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
 
 
 class CodecError(ValueError):
@@ -33,6 +64,36 @@ class UnknownKeyError(CodecError):
 
 class DecryptionError(CodecError):
     pass
+
+
+class PlaintextRefusedError(CodecError):
+    """Strict mode: a payload that is not encrypted."""
+
+
+class BindingError(CodecError):
+    """The ciphertext was made for another namespace or workflow, or for none."""
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What a payload is bound to: the namespace, and the workflow when it is known."""
+
+    namespace: str
+    workflow_id: str | None = None
+
+    def describe(self) -> str:
+        if self.workflow_id is None:
+            return f"namespace {self.namespace!r}"
+        return f"workflow {self.workflow_id!r} in namespace {self.namespace!r}"
+
+
+def binding_of(context: SerializationContext) -> Binding | None:
+    """The workflow a payload is for, from the SDK's serialization context (None: not known)."""
+    if isinstance(context, WorkflowSerializationContext):
+        return Binding(context.namespace, context.workflow_id)
+    if isinstance(context, ActivitySerializationContext):
+        return Binding(context.namespace, context.workflow_id)  # None for a standalone activity
+    return None  # Nexus: not used here
 
 
 def decode_key(value: str) -> bytes:
@@ -51,18 +112,36 @@ def decode_key(value: str) -> bytes:
     return raw
 
 
-def _associated_data(key_id: str) -> bytes:
-    return ENCODING + b"\x00" + key_id.encode()
+def _unbound_associated_data(key_id: bytes) -> bytes:
+    return ENCODING + b"\x00" + key_id
 
 
-class AesGcmCodec(PayloadCodec):
+def _bound_associated_data(key_id: bytes, namespace: bytes, workflow_id: bytes) -> bytes:
+    parts = (key_id, namespace, workflow_id)
+    return _BOUND_FORMAT + b"".join(struct.pack(">I", len(part)) + part for part in parts)
+
+
+def _scheduled_run_of(run: str, configured: str) -> bool:
+    return run.startswith(configured + "-") and bool(_SCHEDULED_RUN.fullmatch(run, len(configured)))
+
+
+class AesGcmCodec(PayloadCodec, WithSerializationContext):
     """Encrypts with `active_key_id`; decrypts with whichever configured key a payload names.
 
-    Payloads that are not encrypted (written before the codec was turned on) pass through
-    decoding unchanged, so turning encryption on does not strand running workflows.
+    `binding` is the namespace and workflow this instance encodes and decodes for; the SDK sets
+    it through `with_context`. Outside strict mode, payloads that are not encrypted (written
+    before the codec was turned on) pass through decoding unchanged.
     """
 
-    def __init__(self, keys: Mapping[str, bytes], active_key_id: str) -> None:
+    def __init__(
+        self,
+        keys: Mapping[str, bytes],
+        active_key_id: str,
+        *,
+        refuse_plaintext: bool = False,
+        refuse_unbound: bool = False,
+        binding: Binding | None = None,
+    ) -> None:
         if not keys:
             raise ValueError("the payload codec needs at least one key (PAY_CODEC_KEYS)")
         if active_key_id not in keys:
@@ -77,10 +156,24 @@ class AesGcmCodec(PayloadCodec):
                 raise ValueError(f"codec key {key_id!r} must be {KEY_BYTES} bytes (AES-256)")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
         self.active_key_id = active_key_id
+        self.refuse_plaintext = refuse_plaintext
+        self.refuse_unbound = refuse_unbound
+        self.binding = binding
 
     @property
     def key_ids(self) -> list[str]:
         return sorted(self._ciphers)
+
+    def bound_to(self, binding: Binding | None) -> "AesGcmCodec":
+        """This codec (same keys and rules) for another namespace and workflow."""
+        clone = copy.copy(self)
+        clone.binding = binding
+        return clone
+
+    def with_context(self, context: SerializationContext) -> Self:
+        clone = copy.copy(self)
+        clone.binding = binding_of(context)
+        return clone
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         return [self.encrypt(payload) for payload in payloads]
@@ -91,16 +184,27 @@ class AesGcmCodec(PayloadCodec):
     def encrypt(self, payload: Payload) -> Payload:
         key_id = self.active_key_id
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[key_id].encrypt(
-            nonce, payload.SerializeToString(), _associated_data(key_id)
-        )
-        return Payload(
-            metadata={"encoding": ENCODING, KEY_ID_METADATA: key_id.encode()},
-            data=nonce + sealed,
-        )
+        metadata = {"encoding": ENCODING, KEY_ID_METADATA: key_id.encode()}
+        binding = self.binding
+        if binding is not None and binding.workflow_id is not None:
+            metadata[NAMESPACE_METADATA] = binding.namespace.encode()
+            metadata[WORKFLOW_ID_METADATA] = binding.workflow_id.encode()
+            associated = _bound_associated_data(
+                key_id.encode(), metadata[NAMESPACE_METADATA], metadata[WORKFLOW_ID_METADATA]
+            )
+        else:
+            associated = _unbound_associated_data(key_id.encode())
+        sealed = self._ciphers[key_id].encrypt(nonce, payload.SerializeToString(), associated)
+        return Payload(metadata=metadata, data=nonce + sealed)
 
     def decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
+            if self.refuse_plaintext:
+                encoding = payload.metadata.get("encoding", b"").decode(errors="replace")
+                raise PlaintextRefusedError(
+                    f"payload with encoding {encoding!r} is not encrypted{self._for()}: refused, "
+                    "in production only payloads this codec encrypted are read"
+                )
             return payload
         raw_key_id = payload.metadata.get(KEY_ID_METADATA)
         if raw_key_id is None:
@@ -112,12 +216,52 @@ class AesGcmCodec(PayloadCodec):
                 f"payload encrypted with codec key {key_id!r}, which is not configured "
                 f"(known: {self.key_ids}); add it to PAY_CODEC_KEYS to read this history"
             )
+        associated = self._associated_data_to_check(payload, raw_key_id)
         nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
-            plain = cipher.decrypt(nonce, sealed, _associated_data(key_id))
+            plain = cipher.decrypt(nonce, sealed, associated)
         except InvalidTag as exc:
             raise DecryptionError(
-                f"payload under codec key {key_id!r} failed authentication: "
+                f"payload under codec key {key_id!r} failed authentication{self._for()}: "
                 "it was altered, or the key with this id is not the one that encrypted it"
             ) from exc
         return Payload.FromString(plain)
+
+    def _associated_data_to_check(self, payload: Payload, key_id: bytes) -> bytes:
+        raw_namespace = payload.metadata.get(NAMESPACE_METADATA)
+        raw_workflow = payload.metadata.get(WORKFLOW_ID_METADATA)
+        if raw_namespace is None and raw_workflow is None:
+            if self.refuse_unbound and self.binding is not None and self.binding.workflow_id:
+                raise BindingError(
+                    f"encrypted payload bound to no workflow{self._for()}: refused, in "
+                    "production a payload must have been encrypted for the workflow that reads "
+                    "it (PAY_CODEC_ACCEPT_UNBOUND=true reads history written before payloads "
+                    "were bound)"
+                )
+            return _unbound_associated_data(key_id)
+        if raw_namespace is None or raw_workflow is None:
+            raise DecryptionError(
+                f"encrypted payload with only one of {NAMESPACE_METADATA!r} and "
+                f"{WORKFLOW_ID_METADATA!r}"
+            )
+        stored = Binding(
+            raw_namespace.decode(errors="replace"), raw_workflow.decode(errors="replace")
+        )
+        expected = self.binding
+        if expected is not None and not (
+            expected.namespace == stored.namespace
+            and (
+                expected.workflow_id is None
+                or expected.workflow_id == stored.workflow_id
+                or _scheduled_run_of(expected.workflow_id, stored.workflow_id or "")
+            )
+        ):
+            raise BindingError(
+                f"payload encrypted for {stored.describe()} cannot be read for "
+                f"{expected.describe()}: a ciphertext does not move between workflows"
+            )
+        # The metadata is authenticated: if it was edited to pass the check, decryption fails.
+        return _bound_associated_data(key_id, raw_namespace, raw_workflow)
+
+    def _for(self) -> str:
+        return "" if self.binding is None else f" (reading for {self.binding.describe()})"

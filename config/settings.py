@@ -152,6 +152,11 @@ class Settings(BaseSettings):
         default_factory=lambda: {DEV_CODEC_KEY_ID: SecretStr(DEV_CODEC_KEY)}
     )
     codec_active_key: str = DEV_CODEC_KEY_ID
+    # Decoding refuses payloads that are not encrypted, and encrypted ones not bound to the
+    # workflow reading them (codec/aesgcm.py). Always on in production (it cannot be turned off
+    # there); PAY_CODEC_ACCEPT_UNBOUND=true reads history written before payloads were bound.
+    codec_refuse_plaintext: bool | None = None
+    codec_accept_unbound: bool = False
     # Browser origins allowed to call /codec (the Temporal Web UI); empty: temporal_web_url.
     codec_cors_origins: list[str] = Field(default_factory=list)
     # Operator sessions (api/session.py): an operator key is exchanged at POST /v1/session for
@@ -160,6 +165,11 @@ class Settings(BaseSettings):
     operator_session_secret: SecretStr = SecretStr(f"{DEV_SECRET}-operator-session")
     operator_session_ttl_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
     operator_session_secure: bool | None = None
+    # Approval tokens (domain/approvals.py): the API signs each decision update (approve,
+    # reject, cancel) for that payment, decision and operator; the workers' update validators
+    # refuse anything else. The API and the workers need the same secret; tokens live this long.
+    approval_token_secret: SecretStr = SecretStr(f"{DEV_SECRET}-approvals")
+    approval_token_ttl_seconds: int = Field(default=120, ge=10, le=3600)
 
     # `GET /metrics` asks for `Authorization: Bearer <token>` when set (Prometheus scrapes the
     # replicas on the internal network; the edge never forwards /metrics). Required in production.
@@ -278,6 +288,10 @@ class Settings(BaseSettings):
     recon_schedule_providers: tuple[str, ...] | None = None
     recon_upload_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     recon_cross_day_window_days: int = Field(default=31, ge=0, le=366)
+    # Business days a provider's settlement (its run's net, booked to the operator's bank
+    # account) may take, after the report's settlement date, to show on a bank statement; a
+    # statement of a later day without it makes it a `settlement_missing_at_bank` case.
+    recon_settlement_grace_days: int = Field(default=3, ge=0, le=60)
 
     # Reconciliation cases (db/recon_cases.py): resolving this much money or more needs a second,
     # different operator's approval.
@@ -388,6 +402,18 @@ class Settings(BaseSettings):
             )
         elif len(self.operator_session_secret.get_secret_value().strip()) < 32:
             problems.append("set PAY_OPERATOR_SESSION_SECRET to at least 32 random characters")
+        if unset(self.approval_token_secret):
+            problems.append(
+                "set PAY_APPROVAL_TOKEN_SECRET (it is missing or the development default)"
+            )
+        elif len(self.approval_token_secret.get_secret_value().strip()) < 32:
+            problems.append("set PAY_APPROVAL_TOKEN_SECRET to at least 32 random characters")
+        if self.codec_enabled is False:
+            problems.append("unset PAY_CODEC_ENABLED: production always encrypts payloads")
+        if self.codec_refuse_plaintext is False:
+            problems.append(
+                "unset PAY_CODEC_REFUSE_PLAINTEXT: production never reads unencrypted payloads"
+            )
         if self.payload_codec_enabled:
             dev_keys = sorted(k for k, key in self.codec_keys.items() if unset(key))
             if not self.codec_keys:
@@ -408,6 +434,13 @@ class Settings(BaseSettings):
     def payload_codec_enabled(self) -> bool:
         if self.codec_enabled is not None:
             return self.codec_enabled
+        return self.environment == "production"
+
+    @property
+    def codec_strict(self) -> bool:
+        """Decoding refuses plaintext (and unbound) payloads: production, or when asked."""
+        if self.codec_refuse_plaintext is not None:
+            return self.codec_refuse_plaintext
         return self.environment == "production"
 
     @property

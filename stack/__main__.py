@@ -11,9 +11,11 @@ from config import get_settings
 from stack.launcher import Stack, StackError
 
 
-def run() -> int:
+def run(*, encrypted: bool = False) -> int:
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     settings = get_settings()
+    if encrypted:
+        settings = settings.model_copy(update={"codec_enabled": True})
     stack = Stack(settings)
     stop = threading.Event()
 
@@ -39,6 +41,7 @@ def run() -> int:
         f"  Dashboard       {settings.api_url}/dashboard\n"
         f"  Temporal Web UI {settings.temporal_web_url}"
         + ("" if settings.temporal_address else '  (filter: PaymentStatus="processing")')
+        + _encryption_lines(stack)
         + f"\n  Simulator       {settings.simulator_url}/docs\n"
         f"  Logs            {stack.log_dir}\n"
         + "".join(f"  API key {role:<8} {key}\n" for role, key in stack.dev_keys.items())
@@ -63,11 +66,28 @@ def run() -> int:
     return code
 
 
+def _encryption_lines(stack: Stack) -> str:
+    if not stack.settings.payload_codec_enabled:
+        return ""
+    return (
+        f"\n  Encryption      on: the Web UI decodes through {stack.codec_endpoint} once you"
+        f"\n                  sign in at {stack.settings.api_url}/dashboard with an operator key"
+        "\n                  and turn on the UI's codec setting \"Include cross-origin"
+        '\n                  credentials" (README, "Encrypted history")'
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m stack")
     parser.add_argument("command", choices=["run"], nargs="?", default="run")
-    parser.parse_args()
-    sys.exit(run())
+    parser.add_argument(
+        "--encrypted",
+        action="store_true",
+        help="encrypt workflow payloads (as production does) and wire the Web UI to /codec; "
+        "the same as PAY_CODEC_ENABLED=true",
+    )
+    arguments = parser.parse_args()
+    sys.exit(run(encrypted=arguments.encrypted))
 
 
 if __name__ == "__main__":

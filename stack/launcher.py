@@ -134,6 +134,7 @@ class Stack:
                 "journal_mode=wal",
                 "--sqlite-pragma",
                 "synchronous=normal",
+                *self.ui_codec_flags(),
                 *dev_server_flags(),
             ],
         )
@@ -155,7 +156,27 @@ class Stack:
                 == 0
             ),
         )
-        return f"(gRPC {self.settings.temporal_target}, UI {self.settings.temporal_web_url})"
+        codec = (
+            f", payloads encrypted, UI codec {self.codec_endpoint}"
+            if self.settings.payload_codec_enabled
+            else ""
+        )
+        return f"(gRPC {self.settings.temporal_target}, UI {self.settings.temporal_web_url}{codec})"
+
+    @property
+    def codec_endpoint(self) -> str:
+        return f"{self.settings.api_url}/codec"
+
+    def ui_codec_flags(self) -> list[str]:
+        """With encryption on, the dev server's Web UI decodes payloads through our `/codec`.
+
+        The dev server cannot tell its UI to send cookies with those calls (its only codec flag
+        is the endpoint), so the operator turns on the UI's own "include cross-origin
+        credentials" setting once per browser (README, "Encrypted history"); until then the UI
+        shows ciphertext."""
+        if not self.settings.payload_codec_enabled:
+            return []
+        return ["--ui-codec-endpoint", self.codec_endpoint]
 
     async def _register_search_attributes(self) -> list[str]:
         client = await Client.connect(
@@ -201,6 +222,10 @@ class Stack:
                 "PAY_SIMULATOR_PORT": str(self.settings.simulator_port),
                 "PAY_SIMULATOR_URL": self.settings.simulator_url,
                 "PAY_DATA_DIR": str(self.data_dir),
+                "PAY_TEMPORAL_UI_PORT": str(self.settings.temporal_ui_port),
+                # What the launcher decided (`python -m stack run --encrypted`), not just what
+                # the environment said: the worker, the API and the UI must agree.
+                "PAY_CODEC_ENABLED": str(self.settings.payload_codec_enabled).lower(),
             }
         )
 

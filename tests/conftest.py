@@ -26,6 +26,7 @@ from config.settings import DEFAULT_PROVIDERS
 from db.api_keys import issue_key
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
+from db.operators import create_operator
 from domain.iin import check_digit
 from domain.roles import Role
 from providers.registry import provider_http_client
@@ -153,20 +154,30 @@ async def temporal_client(
 
 
 @pytest.fixture(scope="module")
-async def app(settings: Settings, temporal_client: Client) -> AsyncIterator[FastAPI]:
+async def app(
+    settings: Settings, temporal_client: Client, temporal_env: WorkflowEnvironment
+) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         application.state.payments._temporal = temporal_client
+        # Approval tokens expire in workflow time, which runs ahead once time was skipped.
+        application.state.orchestrator_clock = temporal_env.get_current_time
         yield application
 
 
 @pytest.fixture(scope="session")
 async def api_keys(sessions: async_sessionmaker[AsyncSession]) -> dict[Role, str]:
-    """One key per role, issued the way `python -m api.keys create` does."""
+    """One key per role, issued the way `python -m api.keys create` does; the operator and the
+    admin key belong to two people (operators, db/operators.py) of the same names."""
     keys: dict[Role, str] = {}
     async with sessions.begin() as session:
         for role in Role:
-            keys[role] = (await issue_key(session, name=f"test {role}", role=role)).secret
+            person = None
+            if role is not Role.MERCHANT:
+                email = f"{role}-{uuid.uuid4().hex[:8]}@test.invalid"
+                person = (await create_operator(session, name=f"test {role}", email=email)).id
+            issued = await issue_key(session, name=f"test {role}", role=role, operator_id=person)
+            keys[role] = issued.secret
     return keys
 
 

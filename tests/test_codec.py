@@ -1,8 +1,13 @@
-"""The AES-GCM payload codec: unit properties, a real deposit on the time-skipping server with the
-codec on (its history holds no plaintext), and the codec endpoint the Temporal Web UI calls."""
+"""The AES-GCM payload codec: unit properties (binding to namespace and workflow, production's
+refusal of plaintext, key rotation in two deploys), a real deposit on the time-skipping server
+with the codec on as in production (its history holds no plaintext; its input replayed into
+another workflow, or an input in clear, fails in the worker), and the codec endpoint the
+Temporal Web UI and the CLI call."""
 
+import asyncio
 import base64
 import json
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,13 +18,19 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from google.protobuf.message import Message
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.api.common.v1 import Payload
+from temporalio.api.common.v1 import Payload, Payloads, WorkflowType
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import StartWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
+from temporalio.converter import (
+    ActivitySerializationContext,
+    DefaultFailureConverterWithEncodedAttributes,
+    WorkflowSerializationContext,
+)
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -27,8 +38,13 @@ from api.session import COOKIE_NAME, issue
 from codec.aesgcm import (
     ENCODING,
     KEY_ID_METADATA,
+    NAMESPACE_METADATA,
+    WORKFLOW_ID_METADATA,
     AesGcmCodec,
+    Binding,
+    BindingError,
     DecryptionError,
+    PlaintextRefusedError,
     UnknownKeyError,
 )
 from codec.converter import data_converter, payload_codec
@@ -119,6 +135,150 @@ async def test_plain_payloads_pass_through_decoding() -> None:
     assert await codec.decode([plain]) == [plain]
 
 
+async def test_strict_mode_refuses_plaintext_on_decode() -> None:
+    """Production: a payload that is not encrypted is an error, never passed through."""
+    strict = AesGcmCodec({"a": KEY_A}, "a", refuse_plaintext=True, refuse_unbound=True)
+    for plain in (_json_payload({"approve": True}), Payload(data=b"raw"), Payload()):
+        with pytest.raises(PlaintextRefusedError, match=r"not encrypted.*refused"):
+            await strict.decode([plain])
+    workflow = strict.bound_to(Binding("default", "deposit-dep_1"))
+    with pytest.raises(PlaintextRefusedError, match="workflow 'deposit-dep_1'"):
+        await workflow.decode([_json_payload("injected signal")])
+
+
+# -- binding to namespace and workflow id --------------------------------------------------------
+
+
+def _for(codec: AesGcmCodec, namespace: str, workflow_id: str) -> AesGcmCodec:
+    return codec.bound_to(Binding(namespace, workflow_id))
+
+
+async def test_a_ciphertext_is_bound_to_its_namespace_and_workflow() -> None:
+    codec = AesGcmCodec({"a": KEY_A}, "a", refuse_plaintext=True, refuse_unbound=True)
+    original = _json_payload({"deposit_id": "dep_1", "amount_minor": 500000})
+    (sealed,) = await _for(codec, "default", "deposit-dep_1").encode([original])
+    assert sealed.metadata[NAMESPACE_METADATA] == b"default"
+    assert sealed.metadata[WORKFLOW_ID_METADATA] == b"deposit-dep_1"
+
+    assert await _for(codec, "default", "deposit-dep_1").decode([sealed]) == [original]
+    # Moved into another workflow's history, or another namespace: refused.
+    for namespace, workflow_id in (("default", "withdrawal-wd_1"), ("other", "deposit-dep_1")):
+        with pytest.raises(BindingError, match=r"cannot be read for.*does not move"):
+            await _for(codec, namespace, workflow_id).decode([sealed])
+    # Relabelled to pass the check: the metadata is authenticated, so decryption fails.
+    relabelled = Payload(
+        metadata={**sealed.metadata, WORKFLOW_ID_METADATA: b"withdrawal-wd_1"}, data=sealed.data
+    )
+    with pytest.raises(DecryptionError, match="failed authentication"):
+        await _for(codec, "default", "withdrawal-wd_1").decode([relabelled])
+    # Without a workflow (the /codec endpoint): decrypted under the binding it states.
+    assert await codec.decode([sealed]) == [original]
+    assert await codec.bound_to(Binding("default")).decode([sealed]) == [original]
+    with pytest.raises(BindingError):
+        await codec.bound_to(Binding("other")).decode([sealed])
+
+
+async def test_the_sdk_serialization_context_binds_every_payload() -> None:
+    """The SDK calls `with_context` with the workflow a payload is for; the converter's codec
+    binds to it, an activity of the same workflow reads it, another workflow does not."""
+    converter = data_converter(production())
+    workflow = converter.with_context(WorkflowSerializationContext("default", "deposit-dep_1"))
+    activity = converter.with_context(
+        ActivitySerializationContext(
+            namespace="default",
+            activity_id="1",
+            activity_type="charge_card",
+            activity_task_queue="payments",
+            workflow_id="deposit-dep_1",
+            workflow_type="DepositWorkflow",
+            is_local=False,
+        )
+    )
+    other = converter.with_context(WorkflowSerializationContext("default", "deposit-dep_2"))
+    (sealed,) = await workflow.encode([{"amount_minor": 500000}])
+    assert sealed.metadata[WORKFLOW_ID_METADATA] == b"deposit-dep_1"
+    assert await activity.decode([sealed]) == [{"amount_minor": 500000}]
+    with pytest.raises(BindingError):
+        await other.decode([sealed])
+    assert isinstance(converter.payload_codec, AesGcmCodec)
+    assert converter.payload_codec.binding is None  # the shared instance is never mutated
+
+
+async def test_a_schedule_run_reads_the_input_bound_to_the_schedule_action_id() -> None:
+    """A schedule encodes for the configured id; the server starts "<id>-<RFC 3339 time>"."""
+    codec = AesGcmCodec({"a": KEY_A}, "a", refuse_plaintext=True, refuse_unbound=True)
+    (sealed,) = await _for(codec, "default", "finance-snapshot").encode([_json_payload({})])
+    run = _for(codec, "default", "finance-snapshot-2026-11-28T02:00:00Z")
+    assert await run.decode([sealed]) == [_json_payload({})]
+    for not_a_run in (
+        "finance-snapshot-evil",
+        "finance-snapshot-2026-11-28T02:00:00Z-x",
+        "finance-snapshot2026-11-28T02:00:00Z",
+        "other-finance-snapshot-2026-11-28T02:00:00Z",
+    ):
+        with pytest.raises(BindingError):
+            await _for(codec, "default", not_a_run).decode([sealed])
+
+
+async def test_unbound_ciphertexts_are_refused_where_the_workflow_is_known() -> None:
+    """The format written before binding (and by a codec without context) names no workflow:
+    strict workers refuse it unless PAY_CODEC_ACCEPT_UNBOUND opens a migration window."""
+    (unbound,) = await AesGcmCodec({"a": KEY_A}, "a").encode([_json_payload("old")])
+    assert NAMESPACE_METADATA not in unbound.metadata
+    assert WORKFLOW_ID_METADATA not in unbound.metadata
+    strict = AesGcmCodec({"a": KEY_A}, "a", refuse_plaintext=True, refuse_unbound=True)
+    with pytest.raises(BindingError, match=r"bound to no workflow.*PAY_CODEC_ACCEPT_UNBOUND"):
+        await _for(strict, "default", "deposit-dep_1").decode([unbound])
+    window = AesGcmCodec({"a": KEY_A}, "a", refuse_plaintext=True, refuse_unbound=False)
+    assert await _for(window, "default", "deposit-dep_1").decode([unbound]) == [
+        _json_payload("old")
+    ]
+    assert await strict.decode([unbound]) == [_json_payload("old")]  # the endpoint shows it
+
+
+async def test_binding_metadata_must_come_in_pairs() -> None:
+    codec = AesGcmCodec({"a": KEY_A}, "a")
+    (sealed,) = await _for(codec, "default", "deposit-dep_1").encode([_json_payload("x")])
+    half = Payload(
+        metadata={k: v for k, v in sealed.metadata.items() if k != NAMESPACE_METADATA},
+        data=sealed.data,
+    )
+    with pytest.raises(DecryptionError, match="only one of"):
+        await codec.decode([half])
+
+
+# -- key rotation: two deploys -------------------------------------------------------------------
+
+
+async def test_key_rotation_in_two_deploys() -> None:
+    """Deploy 1 adds the new key to every process's decrypt set, still encrypting with the old
+    one; deploy 2 makes the new key active. Between them, a process already on deploy 2 may
+    write under the new key while others are still on deploy 1: they read it, because they
+    already hold it. History written before either deploy stays readable."""
+    workflow = Binding("default", "deposit-dep_1")
+    before = AesGcmCodec({"2025": KEY_A}, "2025", refuse_plaintext=True, refuse_unbound=True)
+    first = AesGcmCodec(
+        {"2025": KEY_A, "2026": KEY_B}, "2025", refuse_plaintext=True, refuse_unbound=True
+    )
+    second = AesGcmCodec(
+        {"2025": KEY_A, "2026": KEY_B}, "2026", refuse_plaintext=True, refuse_unbound=True
+    )
+    (old,) = await before.bound_to(workflow).encode([_json_payload("before")])
+    (during,) = await first.bound_to(workflow).encode([_json_payload("deploy 1")])
+    (after,) = await second.bound_to(workflow).encode([_json_payload("deploy 2")])
+    assert during.metadata[KEY_ID_METADATA] == b"2025"
+    assert after.metadata[KEY_ID_METADATA] == b"2026"
+    # Mid-rollout: deploy-1 processes read what deploy-2 processes write, and the reverse.
+    assert await first.bound_to(workflow).decode([after]) == [_json_payload("deploy 2")]
+    assert await second.bound_to(workflow).decode([old, during]) == [
+        _json_payload("before"),
+        _json_payload("deploy 1"),
+    ]
+    # Skipping deploy 1 is what breaks: a process without the new key cannot read it.
+    with pytest.raises(UnknownKeyError, match=r"codec key '2026'.*not configured.*PAY_CODEC_KEYS"):
+        await before.bound_to(workflow).decode([after])
+
+
 def test_configuration_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="PAY_CODEC_ACTIVE_KEY"):
         AesGcmCodec({"a": KEY_A}, "b")
@@ -141,6 +301,7 @@ def production(**overrides: Any) -> Settings:
         "codec_keys": {"2025": _key(KEY_A)},
         "codec_active_key": "2025",
         "operator_session_secret": "s" * 40,
+        "approval_token_secret": "a" * 40,
         "metrics_token": "m" * 40,
         "exclusion_registry_secret": "r" * 24,
         "esu_secret": "e" * 24,
@@ -163,8 +324,26 @@ def test_converter_is_plain_in_development_and_encrypting_in_production() -> Non
     # Failure messages and stack traces can quote inputs: they are encrypted too.
     assert converter.failure_converter_class is DefaultFailureConverterWithEncodedAttributes
 
-    assert data_converter(production(codec_enabled=False)) is pydantic_data_converter
+    assert converter.payload_codec.refuse_plaintext
+    assert converter.payload_codec.refuse_unbound
     assert data_converter(Settings(codec_enabled=True)).payload_codec is not None
+
+
+def test_production_cannot_turn_the_codec_or_its_plaintext_refusal_off() -> None:
+    with pytest.raises(ValidationError, match="unset PAY_CODEC_ENABLED"):
+        production(codec_enabled=False)
+    with pytest.raises(ValidationError, match="unset PAY_CODEC_REFUSE_PLAINTEXT"):
+        production(codec_refuse_plaintext=False)
+    assert production().codec_strict
+    assert production(codec_enabled=True, codec_refuse_plaintext=True).codec_strict
+    # A migration window for history written before payloads were bound (README).
+    window = data_converter(production(codec_accept_unbound=True)).payload_codec
+    assert isinstance(window, AesGcmCodec)
+    assert window.refuse_plaintext
+    assert not window.refuse_unbound
+    # Development and tests: off unless asked, and plaintext then passes through.
+    assert not Settings(environment="development").codec_strict
+    assert Settings(codec_refuse_plaintext=True).codec_strict
 
 
 # -- a real deposit with the codec on -------------------------------------------------------------
@@ -178,6 +357,7 @@ def codec_settings(settings: Settings) -> Settings:
             "codec_enabled": True,
             "codec_keys": {"old": _secret(KEY_B), "current": _secret(KEY_A)},
             "codec_active_key": "current",
+            "codec_refuse_plaintext": True,  # as production: bound, and nothing in clear
             "temporal_task_queue": f"codec-{uuid.uuid4().hex[:8]}",
         }
     )
@@ -283,21 +463,105 @@ async def test_deposit_history_holds_no_plaintext(
     assert deposit["status"] == "succeeded"
     payloads = [p for event in history.events for p in _payloads(_without_sdk_marker_data(event))]
     assert len(payloads) >= 4  # workflow input, activity inputs and results, workflow result
-    raw = b"".join(p.SerializeToString() for p in payloads)
+    # The ciphertexts hold nothing readable; the metadata names the key and the workflow.
+    raw = b"".join(p.data for p in payloads)
     for plaintext in (deposit["id"], deposit["player_id"], "KZT", "4242", "json/plain"):
         assert plaintext.encode() not in raw, plaintext
     assert {p.metadata["encoding"] for p in payloads} == {ENCODING}
     assert {p.metadata[KEY_ID_METADATA] for p in payloads} == {b"current"}
+    assert {p.metadata[NAMESPACE_METADATA] for p in payloads} == {b"default"}
+    assert {p.metadata[WORKFLOW_ID_METADATA] for p in payloads} == {deposit["workflow_id"].encode()}
 
 
 async def test_history_decrypts_with_the_configured_keys(
     encrypted_deposit: tuple[dict[str, Any], WorkflowHistory], codec_settings: Settings
 ) -> None:
     deposit, history = encrypted_deposit
-    payloads = [p for event in history.events for p in _payloads(event)]
-    decoded = await payload_codec(codec_settings).decode(payloads)
+    payloads = [p for event in history.events for p in _payloads(_without_sdk_marker_data(event))]
+    workflow = Binding("default", deposit["workflow_id"])
+    decoded = await payload_codec(codec_settings).bound_to(workflow).decode(payloads)
     assert {p.metadata["encoding"] for p in decoded} <= {b"json/plain", b"binary/null"}
     assert any(deposit["id"].encode() in p.data for p in decoded)
+    # The SDK's own marker data is the one thing in clear, and a strict codec refuses it: the
+    # workers never decode it (the SDK core reads it), the /codec endpoint hands it back.
+    markers = [p for event in history.events for p in _payloads(event) if p not in payloads]
+    assert markers
+    with pytest.raises(PlaintextRefusedError):
+        await payload_codec(codec_settings).bound_to(workflow).decode(markers[:1])
+
+
+class _ActivationFailures(logging.Handler):
+    """The worker's "Failed handling activation" log records, awaited by run id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.get_running_loop()
+        self.errors: dict[str, BaseException] = {}
+        self.arrived = asyncio.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "Failed handling activation" in message and record.exc_info and record.exc_info[1]:
+            run_id = message.rsplit(" ", 1)[-1]
+            self.errors[run_id] = record.exc_info[1]
+            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(self._notify()))
+
+    async def _notify(self) -> None:
+        async with self.arrived:
+            self.arrived.notify_all()
+
+    async def error_of(self, run_id: str) -> BaseException:
+        async with asyncio.timeout(60), self.arrived:
+            await self.arrived.wait_for(lambda: run_id in self.errors)
+        return self.errors[run_id]
+
+
+async def _first_task_failure(client: Client, task_queue: str, payload: Payload) -> BaseException:
+    """Starts a deposit workflow whose input is `payload`, as anyone with access to Temporal
+    could (raw gRPC, no codec), and returns what the worker raised handling its first task."""
+    watcher = _ActivationFailures()
+    worker_log = logging.getLogger("temporalio.worker._workflow")
+    worker_log.addHandler(watcher)
+    workflow_id = f"deposit-injected-{uuid.uuid4().hex}"
+    try:
+        started = await client.workflow_service.start_workflow_execution(
+            StartWorkflowExecutionRequest(
+                namespace=client.namespace,
+                workflow_id=workflow_id,
+                workflow_type=WorkflowType(name="DepositWorkflow"),
+                task_queue=TaskQueue(name=task_queue),
+                input=Payloads(payloads=[payload]),
+                request_id=str(uuid.uuid4()),
+            )
+        )
+        return await watcher.error_of(started.run_id)
+    finally:
+        worker_log.removeHandler(watcher)
+        await client.get_workflow_handle(workflow_id).terminate("codec test")
+
+
+async def test_a_ciphertext_moved_into_another_workflow_fails_to_decode_in_the_worker(
+    encrypted_deposit: tuple[dict[str, Any], WorkflowHistory],
+    codec_client: Client,
+    codec_settings: Settings,
+) -> None:
+    """The deposit's real encrypted input, replayed as the input of a new workflow: the worker
+    refuses it (the workflow task fails) instead of running a second deposit with it; so does
+    an input in clear."""
+    deposit, history = encrypted_deposit
+    queue = codec_settings.temporal_task_queue
+    started = history.events[0].workflow_execution_started_event_attributes
+    (moved,) = started.input.payloads
+    assert moved.metadata[WORKFLOW_ID_METADATA] == deposit["workflow_id"].encode()
+    error = await _first_task_failure(codec_client, queue, moved)
+    assert isinstance(error, BindingError)
+    assert f"payload encrypted for workflow {deposit['workflow_id']!r}" in str(error)
+    assert "a ciphertext does not move between workflows" in str(error)
+
+    plain = _json_payload({"deposit_id": deposit["id"], "amount_minor": 1})
+    error = await _first_task_failure(codec_client, queue, plain)
+    assert isinstance(error, PlaintextRefusedError)
+    assert "payload with encoding 'json/plain' is not encrypted" in str(error)
 
 
 async def test_search_attributes_stay_readable_and_hold_no_personal_data(
@@ -338,7 +602,7 @@ async def test_codec_endpoint_round_trip_over_http(
     codec_app: FastAPI, api_keys: dict[Role, str], codec_settings: Settings
 ) -> None:
     original = _json_payload({"deposit": "dep_123", "amount": 500000})
-    namespace = {"X-Namespace": codec_settings.temporal_namespace}
+    namespace = {"X-Namespace": codec_settings.temporal_namespace, "X-Workflow-Id": "deposit-1"}
     async with _http(codec_app, api_keys[Role.OPERATOR], **namespace) as operator:
         encoded = await operator.post("/codec/encode", json={"payloads": [_wire(original)]})
         assert encoded.status_code == 200, encoded.text
@@ -447,6 +711,120 @@ async def test_codec_endpoint_answers_the_ui_cors_preflight(
         assert ok.status_code == 200
         assert ok.headers["access-control-allow-origin"] == ui
         assert ok.headers["access-control-allow-credentials"] == "true"
+
+
+async def test_codec_endpoint_binds_to_the_workflow_it_is_told(
+    codec_app: FastAPI, api_keys: dict[Role, str], codec_settings: Settings
+) -> None:
+    original = _json_payload({"deposit": "dep_bound"})
+    body = {"payloads": [_wire(original)]}
+    namespace = codec_settings.temporal_namespace
+    ui_headers = {"X-Namespace": namespace, "Origin": codec_settings.temporal_web_url}
+    async with _http(codec_app, api_keys[Role.OPERATOR], **ui_headers) as ui:
+        # Production (strict): the UI and the CLI cannot say which workflow, so no encoding.
+        refused = await ui.post("/codec/encode", json=body)
+        assert refused.status_code == 400
+        assert refused.json()["code"] == "workflow_id_required"
+        assert "X-Workflow-Id" in refused.json()["detail"]
+
+        encoded = await ui.post("/codec/encode", json=body, headers={"X-Workflow-Id": "wf-1"})
+        assert encoded.status_code == 200, encoded.text
+        (sealed,) = [_unwire(p) for p in encoded.json()["payloads"]]
+        assert sealed.metadata[WORKFLOW_ID_METADATA] == b"wf-1"
+        assert sealed.metadata[NAMESPACE_METADATA] == namespace.encode()
+
+        # Told the workflow: checked. Not told (the UI): decrypted under its own binding.
+        same = await ui.post(
+            "/codec/decode", json=encoded.json(), headers={"X-Workflow-Id": "wf-1"}
+        )
+        assert [_unwire(p) for p in same.json()["payloads"]] == [original]
+        moved = await ui.post(
+            "/codec/decode", json=encoded.json(), headers={"X-Workflow-Id": "wf-2"}
+        )
+        assert moved.status_code == 422
+        assert moved.json()["code"] == "payload_of_another_workflow"
+        assert "'wf-1'" in moved.json()["detail"]
+        assert "'wf-2'" in moved.json()["detail"]
+        shown = await ui.post("/codec/decode", json=encoded.json())
+        assert [_unwire(p) for p in shown.json()["payloads"]] == [original]
+
+    # A ciphertext made for another namespace is not decrypted under this one.
+    foreign = payload_codec(codec_settings).bound_to(Binding("elsewhere", "wf-1"))
+    (sealed,) = await foreign.encode([original])
+    async with _http(codec_app, api_keys[Role.OPERATOR]) as operator:
+        other = await operator.post("/codec/decode", json={"payloads": [_wire(sealed)]})
+    assert other.status_code == 422
+    assert other.json()["code"] == "payload_of_another_workflow"
+
+
+async def test_codec_endpoint_hands_plaintext_back_even_in_production(
+    codec_app: FastAPI, api_keys: dict[Role, str], codec_settings: Settings
+) -> None:
+    """The workers refuse plaintext; the endpoint only displays, and the SDK writes its marker
+    data in clear, so refusing it would break the CLI on every patched workflow."""
+    assert codec_settings.codec_strict
+    marker = Payload(metadata={"encoding": b"json/plain"}, data=b'{"patch":"core"}')
+    async with _http(codec_app, api_keys[Role.OPERATOR]) as operator:
+        shown = await operator.post("/codec/decode", json={"payloads": [_wire(marker)]})
+    assert shown.status_code == 200
+    assert [_unwire(p) for p in shown.json()["payloads"]] == [marker]
+
+
+async def test_a_merchant_key_gets_a_clear_403(
+    codec_app: FastAPI, api_keys: dict[Role, str], codec_settings: Settings
+) -> None:
+    body = {"payloads": [_wire(_json_payload("x"))]}
+    ui = codec_settings.temporal_web_url
+    browser_like = {"Origin": ui, "X-Namespace": codec_settings.temporal_namespace}
+    for headers in ({}, browser_like):
+        async with _http(codec_app, api_keys[Role.MERCHANT], **headers) as merchant:
+            for path in ("/codec/decode", "/codec/encode"):
+                refused = await merchant.post(path, json=body)
+                assert refused.status_code == 403, path
+                assert refused.headers["content-type"] == "application/problem+json"
+                problem = refused.json()
+                assert problem["code"] == "forbidden"
+                assert "needs an operator or admin API key" in problem["detail"]
+                assert "a merchant key is not one" in problem["detail"]
+
+
+async def test_the_cli_gets_refusals_as_values_it_prints(
+    codec_app: FastAPI, api_keys: dict[Role, str], codec_settings: Settings
+) -> None:
+    """The Go SDK behind the temporal CLI retries every codec error until its deadline; a call
+    with X-Namespace and no Origin (not a browser) gets 200 and the reason in each value."""
+    cli = {"X-Namespace": codec_settings.temporal_namespace}
+    good = _json_payload({"deposit": "dep_cli"})
+    (sealed,) = (
+        await payload_codec(codec_settings).bound_to(Binding("default", "wf")).encode([good])
+    )
+    stranger = AesGcmCodec({"elsewhere": os.urandom(32)}, "elsewhere")
+    (foreign,) = await stranger.encode([good])
+    body = {"payloads": [_wire(sealed), _wire(foreign)]}
+
+    async with _http(codec_app, api_keys[Role.MERCHANT], **cli) as merchant:
+        refused = await merchant.post("/codec/decode", json=body)
+    assert refused.status_code == 200
+    assert refused.headers["x-codec-refused"] == "403"
+    values = [json.loads(_unwire(p).data) for p in refused.json()["payloads"]]
+    assert len(values) == 2
+    assert all(v.startswith("codec refused (403 forbidden): The codec decrypts") for v in values)
+
+    async with _http(codec_app, **cli) as anonymous:
+        refused = await anonymous.post("/codec/decode", json=body)
+    assert refused.headers["x-codec-refused"] == "401"
+    assert json.loads(_unwire(refused.json()["payloads"][0]).data).startswith(
+        "codec refused (401 unauthorized)"
+    )
+
+    async with _http(codec_app, api_keys[Role.OPERATOR], **cli) as operator:
+        mixed = await operator.post("/codec/decode", json=body)
+    assert mixed.status_code == 200
+    assert mixed.headers["x-codec-refused"] == "422"
+    first, second = (_unwire(p) for p in mixed.json()["payloads"])
+    assert first == good
+    assert "'elsewhere'" in json.loads(second.data)
+    assert json.loads(second.data).startswith("codec could not decrypt (undecryptable_payload)")
 
 
 def test_codec_routes_are_documented(codec_app: FastAPI) -> None:

@@ -36,6 +36,7 @@ def production(**overrides: Any) -> Settings:
         "codec_keys": {"2025-01": STRONG_KEY},
         "codec_active_key": "2025-01",
         "operator_session_secret": "session-" + "s" * 40,
+        "approval_token_secret": "approvals-" + "a" * 40,
         "metrics_token": METRICS_TOKEN,
         "exclusion_registry_secret": "registers-" + "r" * 24,
         "esu_secret": "esu-" + "e" * 24,
@@ -101,6 +102,8 @@ def test_production_with_real_secrets_starts_with_the_codec_on() -> None:
         ({"operator_session_secret": DEV_SECRET}, "PAY_OPERATOR_SESSION_SECRET"),
         ({"operator_session_secret": f"{DEV_SECRET}-operator-session"}, "PAY_OPERATOR_SESSION"),
         ({"operator_session_secret": "short"}, "PAY_OPERATOR_SESSION_SECRET to at least 32"),
+        ({"approval_token_secret": f"{DEV_SECRET}-approvals"}, "PAY_APPROVAL_TOKEN_SECRET"),
+        ({"approval_token_secret": "short"}, "PAY_APPROVAL_TOKEN_SECRET to at least 32"),
         ({"webhook_secrets": {}}, "PAY_WEBHOOK_SECRETS"),
         ({"webhook_secrets": {**HOOK_SECRETS, "halyk": f"{DEV_SECRET}-halyk-webhook"}}, "halyk"),
         (
@@ -239,9 +242,9 @@ def test_a_dev_codec_key_kept_for_reading_old_history_is_refused_too() -> None:
     assert "key dev is the development default" in message
 
 
-def test_production_may_turn_the_codec_off_explicitly() -> None:
-    settings = production(codec_enabled=False, codec_keys={}, codec_active_key="none")
-    assert not settings.payload_codec_enabled
+def test_production_may_not_turn_the_codec_off() -> None:
+    message = production_refusal(codec_enabled=False, codec_keys={}, codec_active_key="none")
+    assert "PAY_CODEC_ENABLED" in message
 
 
 def test_codec_keys_must_be_base64_of_32_bytes_in_any_environment() -> None:
@@ -285,6 +288,7 @@ def test_production_settings_come_from_the_environment(monkeypatch: pytest.Monke
     monkeypatch.setenv("PAY_CODEC_KEYS", '{"2025-01": "' + STRONG_KEY + '"}')
     monkeypatch.setenv("PAY_CODEC_ACTIVE_KEY", "2025-01")
     monkeypatch.setenv("PAY_OPERATOR_SESSION_SECRET", "s" * 40)
+    monkeypatch.setenv("PAY_APPROVAL_TOKEN_SECRET", "a" * 40)
     monkeypatch.setenv("PAY_METRICS_TOKEN", METRICS_TOKEN)
     monkeypatch.setenv("PAY_EXCLUSION_REGISTRY_SECRET", "r" * 24)
     monkeypatch.setenv("PAY_ESU_SECRET", "e" * 24)

@@ -7,33 +7,50 @@ answered here for the origins in `PAY_CODEC_CORS_ORIGINS` (default: the Temporal
 The CLI works too: `temporal workflow show -w deposit-dep_... --codec-endpoint
 http://localhost:8000/codec --codec-auth "Bearer <operator key>"`.
 
-Only operator and admin keys may use it: decrypted histories show payment details. The Web UI
-cannot send our keys, so it sends the operator session cookie instead
-(`TEMPORAL_CODEC_INCLUDE_CREDENTIALS=true`; `POST /v1/session` in `api.routers.session`): CORS
-answers allow credentials for the configured UI origins only.
+Only operator and admin keys may use it: decrypted histories show payment details. A merchant
+key gets 403 problem+json at once (the CLI prints it: `Forbidden: {...}`). The Web UI cannot
+send our keys, so it sends the operator session cookie instead (the UI's "include cross-origin
+credentials" codec setting; `POST /v1/session` in `api.routers.session`): CORS answers allow
+credentials for the configured UI origins only.
+
+Binding. Payloads are bound to their namespace and workflow id (codec/aesgcm.py). Neither the UI
+nor the CLI says which workflow a payload comes from, only the namespace (`X-Namespace`, checked
+against every bound payload), so `/decode` decrypts a bound payload under the binding its own
+(authenticated) metadata states: it shows what a ciphertext is, it cannot tell that the
+ciphertext was moved into another workflow's history (the workers can, and refuse it). A caller
+that knows the workflow sends `X-Workflow-Id` and gets that checked too. `/encode` without
+`X-Workflow-Id` cannot bind, so in production it refuses (400): input typed into the UI or the
+CLI (a signal, a query argument, a started workflow) would be refused by the workers anyway.
+
+Plaintext. Workers refuse unencrypted payloads in production; `/decode` hands them back
+unchanged, because the SDK writes some payloads itself without the codec (patch and local
+activity markers) and refusing them would make the CLI fail on every patched workflow's history.
+Echoing a payload the caller sent discloses nothing.
 """
 
 import base64
 import binascii
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 from temporalio.api.common.v1 import Payload
 
-from api.auth import Principal, operator_key_or_session
+from api.auth import Principal, _bearer, operator_key_or_session
 from api.deps import SettingsDep
 from api.errors import Problem, problem_response
-from codec.aesgcm import CodecError
+from codec.aesgcm import AesGcmCodec, Binding, BindingError, CodecError, PlaintextRefusedError
 from codec.converter import payload_codec
 from config import Settings
 
 logger = logging.getLogger("api.codec")
 
-_ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace"
+_ALLOWED_HEADERS = "Authorization, Content-Type, X-Namespace, X-Workflow-Id"
 
 
 def _cors_headers(request: Request, settings: Settings) -> dict[str, str]:
@@ -106,39 +123,123 @@ def _from_payload(payload: Payload) -> CodecPayload:
     )
 
 
-def _check_namespace(settings: Settings, namespace: str | None) -> None:
+def _check_namespace(settings: Settings, namespace: str | None) -> str:
     if namespace is not None and namespace != settings.temporal_namespace:
         raise Problem(
             400,
             "unknown_namespace",
             f"This codec serves namespace {settings.temporal_namespace!r}, not {namespace!r}",
         )
+    return settings.temporal_namespace
+
+
+def _codec(settings: Settings, namespace: str | None, workflow_id: str | None) -> AesGcmCodec:
+    binding = Binding(_check_namespace(settings, namespace), workflow_id or None)
+    return payload_codec(settings).bound_to(binding)
+
+
+async def codec_operator(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """An operator or admin key, or the operator session cookie the Web UI sends; any other
+    key gets a 403 that says what the codec is for and which key it needs."""
+    try:
+        return await operator_key_or_session(request, credentials)
+    except Problem as problem:
+        if problem.status != 403:
+            raise
+        role = getattr(getattr(request.state, "principal", None), "role", None)
+        held = f"a {role} key" if role is not None else "this key"
+        raise Problem(
+            403,
+            "forbidden",
+            f"The codec decrypts workflow payloads (payment details) for operators only: it "
+            f"needs an operator or admin API key, and {held} is not one. Use an operator key "
+            "with --codec-auth, or sign in to the dashboard with one",
+        ) from problem
 
 
 Namespace = Annotated[str | None, Header(alias="X-Namespace")]
-# An operator or admin key, or the operator session cookie the Web UI sends.
-OperatorDep = Annotated[Principal, Depends(operator_key_or_session)]
+WorkflowId = Annotated[
+    str | None,
+    Header(
+        alias="X-Workflow-Id",
+        description="The workflow the payloads belong to, when the caller knows it (the Web UI "
+        "and the CLI do not send it): checked on decode, required to encode in production",
+        max_length=1000,
+    ),
+]
+OperatorDep = Annotated[Principal, Depends(codec_operator)]
+
+_PROBLEM_CODES: dict[type[CodecError], str] = {
+    PlaintextRefusedError: "unencrypted_payload",
+    BindingError: "payload_of_another_workflow",
+}
 
 
-@router.post("/decode", response_model=CodecPayloads)
+def _protocol_client(request: Request) -> bool:
+    """The temporal CLI (or another Go SDK tool): it speaks the codec protocol (`X-Namespace`)
+    and is not a browser (every browser POST carries `Origin`)."""
+    return "x-namespace" in request.headers and "origin" not in request.headers
+
+
+def _notice(text: str) -> Payload:
+    """A readable payload standing in for one the codec will not or cannot decode."""
+    return Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(text).encode())
+
+
+@router.post(
+    "/decode",
+    response_model=CodecPayloads,
+    responses={
+        401: {"description": "No operator key or session"},
+        403: {"description": "A key that is not an operator's or an admin's"},
+        422: {"description": "A payload that cannot be decrypted"},
+    },
+)
 async def decode(
     body: CodecPayloads,
+    request: Request,
+    response: Response,
     settings: SettingsDep,
-    principal: OperatorDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     namespace: Namespace = None,
+    workflow_id: WorkflowId = None,
 ) -> CodecPayloads:
-    """Decrypts payloads with whichever configured key each names; plain ones pass through."""
-    _check_namespace(settings, namespace)
-    payloads = [_to_payload(i, item) for i, item in enumerate(body.payloads)]
+    """Decrypts payloads with whichever configured key each names; plain ones pass through.
+
+    Refusals are problem+json (401, 403, 422), except to the temporal CLI: the Go SDK retries
+    every error its codec returns until its 10 s deadline, so a refusal would only ever show as
+    `context deadline exceeded`. The CLI (a request with `X-Namespace` and without `Origin`)
+    gets 200 instead, each payload it may not or cannot read replaced by a JSON string saying
+    why, which it prints in place of the value, and the header `X-Codec-Refused: <status>`."""
     try:
-        decoded = await payload_codec(settings).decode(payloads)
-    except CodecError as exc:
-        raise Problem(422, "undecryptable_payload", str(exc)) from exc
+        principal = await codec_operator(request, credentials)
+    except Problem as refusal:
+        if refusal.status not in (401, 403) or not _protocol_client(request):
+            raise
+        response.headers["X-Codec-Refused"] = str(refusal.status)
+        notice = _notice(f"codec refused ({refusal.status} {refusal.code}): {refusal.detail}")
+        return CodecPayloads(payloads=[_from_payload(notice) for _ in body.payloads])
+    codec = _codec(settings, namespace, workflow_id)
+    codec.refuse_plaintext = False  # display only: see the module's docstring
+    payloads = [_to_payload(i, item) for i, item in enumerate(body.payloads)]
+    decoded = []
+    for index, payload in enumerate(payloads):
+        try:
+            decoded.append(codec.decrypt(payload))
+        except CodecError as exc:
+            code = _PROBLEM_CODES.get(type(exc), "undecryptable_payload")
+            if not _protocol_client(request):
+                raise Problem(422, code, f"payloads[{index}]: {exc}") from exc
+            response.headers["X-Codec-Refused"] = "422"
+            decoded.append(_notice(f"codec could not decrypt ({code}): {exc}"))
     logger.info(
         "codec decode of %d payloads for key %s",
         len(payloads),
         principal.key_id,
-        extra={"namespace": namespace or settings.temporal_namespace},
+        extra={"namespace": codec.binding.namespace if codec.binding else None},
     )
     return CodecPayloads(payloads=[_from_payload(p) for p in decoded])
 
@@ -149,12 +250,23 @@ async def encode(
     settings: SettingsDep,
     _: OperatorDep,
     namespace: Namespace = None,
+    workflow_id: WorkflowId = None,
 ) -> CodecPayloads:
-    """Encrypts with the active key, as the workers would; unchanged while the codec is off."""
-    _check_namespace(settings, namespace)
+    """Encrypts with the active key for the workflow in `X-Workflow-Id`, as the workers would;
+    unchanged while the codec is off. Production refuses to encrypt for no workflow."""
+    codec = _codec(settings, namespace, workflow_id)
     payloads = [_to_payload(i, item) for i, item in enumerate(body.payloads)]
     if settings.payload_codec_enabled:
-        payloads = await payload_codec(settings).encode(payloads)
+        if not workflow_id and settings.codec_strict:
+            raise Problem(
+                400,
+                "workflow_id_required",
+                "Payloads are bound to their workflow and the workers refuse any other: send "
+                "X-Workflow-Id with the id of the workflow they are for. The Temporal Web UI "
+                "and CLI cannot, so input typed there (signals, queries, workflow starts) is not "
+                "accepted in production: use the API",
+            )
+        payloads = await codec.encode(payloads)
     return CodecPayloads(payloads=[_from_payload(p) for p in payloads])
 
 
