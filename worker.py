@@ -164,6 +164,7 @@ def build_worker(
         source=provider_report_source(settings, http),
         window_days=settings.recon_cross_day_window_days,
         shards=settings.ledger_house_shards,
+        settlement_grace_days=settings.recon_settlement_grace_days,
     )
     cases = CaseActivities(sessions=sessions)
     finance = FinanceActivities(sessions=sessions)

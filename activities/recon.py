@@ -9,6 +9,7 @@ Reports come from a `ReportSource` (the providers' report clients, `providers.re
 uploaded through the API and stored before the workflow started (`report_id`).
 """
 
+import functools
 import inspect
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from datetime import UTC, date, datetime
@@ -27,8 +28,16 @@ from db import recon_cases as case_store
 from domain.ledger import reversal
 from domain.recon.canonical import ReportInvalid
 from domain.recon.lines import ReportHeader, ReportLine
-from domain.recon.match import CASE_KINDS, MATCHED_KINDS, DayMatcher, Outcome
+from domain.recon.match import (
+    CASE_KINDS,
+    MATCHED_KINDS,
+    DayMatcher,
+    Outcome,
+    SettledDay,
+    recheck_settlement,
+)
 from domain.recon.postings import day_settlement
+from providers.connectors import modules_by_type
 from providers.reports import (
     ReportFormatError,
     StatementFetching,
@@ -97,6 +106,10 @@ class SettleRunResult(BaseModel):
     fee_delta_minor: int
     difference_minor: int
     superseded_run_ids: list[int]
+    # Settlement cases the run's checks across days opened (or opened again): provider days
+    # no statement showed in time (`settlement_missing_at_bank`), a statement's settlement
+    # that the provider's corrected run no longer agrees with (`settlement_mismatch`).
+    settlement_cases: list[int] = []
 
 
 class ChargeChargebacksInput(BaseModel):
@@ -143,6 +156,23 @@ def report_providers(settings: Settings) -> list[str]:
     return names
 
 
+@functools.cache
+def _statement_formats() -> frozenset[str]:
+    """The bank statements' formats (`camt.053`, `kazbank.csv`): the report connectors'
+    `STATEMENT_FORMATS`."""
+    return frozenset(
+        fmt
+        for module in modules_by_type("providers.reports").values()
+        for fmt in getattr(module, "STATEMENT_FORMATS", {})
+    )
+
+
+def _is_statement(tally_is_statement: bool, provider_lines: int, fmt: str) -> bool:
+    """A bank statement's run: its lines are the bank's; a statement with no line at all (a
+    quiet day on the account) by its format."""
+    return tally_is_statement or (provider_lines == 0 and fmt in _statement_formats())
+
+
 def _close(lines: Lines) -> None:
     """Release the report's spooled copy now, not when the iterator is collected."""
     close = getattr(lines, "close", None)
@@ -174,12 +204,15 @@ class ReconActivities:
         window_days: int = 31,
         chunk_lines: int = 5_000,
         shards: int = 1,
+        settlement_grace_days: int = 3,
     ) -> None:
         self._sessions = sessions
         self._source = source
         self._window = window_days
         self._chunk = chunk_lines
         self._shards = shards  # clearing shards a chargeback posts to (ledger_house_shards)
+        # business days a provider's settlement may take to show on a bank statement
+        self._grace = settlement_grace_days
 
     @activity.defn
     async def load_recon_report(self, inp: LoadReportInput) -> LoadReportResult:
@@ -264,13 +297,15 @@ class ReconActivities:
                 if k in tally.outcomes
             ]
             details: dict[str, Any] = {
-                "statement": tally.is_statement,
+                "statement": _is_statement(tally.is_statement, tally.provider_lines, report.format),
                 "lines_net_minor": tally.lines_net_minor,
                 "header_net_minor": report.net_settled_minor,
                 "matched_other_day": sorted(matcher.matched_other_day),
                 "settlements_seen_minor": sum(t.amount_minor for t in settlements),
             }
-            if not tally.is_statement and tally.lines_net_minor != report.net_settled_minor:
+            if matcher.settlements_seen:  # the provider days this statement shows paid
+                details["settlements"] = store.settlements_seen_json(matcher.settlements_seen)
+            if not details["statement"] and tally.lines_net_minor != report.net_settled_minor:
                 # The provider pays what it says it pays: the gap ends in the difference account.
                 details["net_check"] = "the header's net is not the lines' sum"
             cases_open = await store.record_matching(
@@ -455,7 +490,9 @@ class ReconActivities:
             settlement_transaction_id=transaction_id,
             finished_at=datetime.now(UTC),
         )
-        if not statement:  # the bank's statement may have shown this day's settlement already
+        if statement:
+            cases = await self._statement_checks(session, run)
+        else:  # the bank's statement may have shown this day's settlement already
             await store.close_settlement_cases(
                 session,
                 provider=run.provider,
@@ -463,6 +500,7 @@ class ReconActivities:
                 settled_minor=settled,
                 currency=run.currency,
             )
+            cases = await self._provider_day_checks(session, run, settled, superseded)
         return SettleRunResult(
             run_id=run.id,
             status="completed",
@@ -473,7 +511,122 @@ class ReconActivities:
             fee_delta_minor=figures.fee_delta_minor,
             difference_minor=figures.difference_minor,
             superseded_run_ids=superseded,
+            settlement_cases=cases,
         )
+
+    async def _statement_checks(self, session: AsyncSession, run: store.RunRow) -> list[int]:
+        """A bank statement settled: the provider days it shows paid are no longer missing;
+        those their runs settled that no statement showed by this statement's day, after the
+        grace business days, are (one case per provider day)."""
+        seen: dict[str, dict[str, Any]] = run.details.get("settlements") or {}
+        shown = sorted(seen)
+        await store.close_missing_at_bank(session, references=shown, statement_run_id=run.id)
+        cases = await self._paid_after_write_off(session, run, seen)
+        missing = await store.missing_at_bank(
+            session, as_of=run.business_date, grace_days=self._grace
+        )
+        return cases + await store.open_missing_at_bank(
+            session, missing=missing, checked_on=run.business_date
+        )
+
+    @staticmethod
+    async def _paid_after_write_off(
+        session: AsyncSession, run: store.RunRow, seen: dict[str, dict[str, Any]]
+    ) -> list[int]:
+        """Money the statement shows for a provider day whose missing-at-bank case was
+        written off the operator's bank account: the bank holds more than the ledger says, a
+        `settlement_mismatch` of this statement (its write-off puts the money back)."""
+        cases = []
+        written = await store.written_off_missing(session, references=sorted(seen))
+        for reference, (case_id, written_off) in written.items():
+            shown = seen[reference]
+            received = int(shown.get("received", 0))
+            judged = shown.get("settled", shown.get("received", 0))
+            settled_now = int(judged) - written_off  # what the ledger's bank holds of the day
+            outcome = Outcome(
+                kind="settlement_mismatch",
+                reference=reference,
+                line_key="settlement",
+                amount_minor=received,
+                currency=min(shown.get("currencies") or [run.currency]),
+                line_no=(shown.get("line_nos") or [None])[0],
+                details={
+                    **{k: shown[k] for k in ("line_kind", "line_nos", "bank_ids") if k in shown},
+                    "received": received,
+                    "settled": settled_now,
+                    "delta": received - settled_now,
+                    "written_off_case": case_id,
+                    "cause": "the settlement came after its missing-at-bank case was written off",
+                },
+            )
+            found = await store.open_auto_case(
+                session,
+                run_id=run.id,
+                provider=run.provider,
+                business_date=run.business_date,
+                outcome=outcome,
+                reopens=("superseded",),
+            )
+            if found is not None:
+                cases.append(found)
+        return cases
+
+    async def _provider_day_checks(
+        self, session: AsyncSession, run: store.RunRow, settled: int, superseded: list[int]
+    ) -> list[int]:
+        """A provider day settled (for the first time, or again from a corrected report): the
+        statements that showed its money are judged again against what it settled now (the
+        match of an earlier report becomes a `settlement_mismatch` when the corrected net
+        differs). A day the bank's statements had found missing (its case closed just now
+        with the run it superseded) is checked again as of the same statement: still missing
+        with the corrected net, or no longer (nothing settled). A day settled for the first
+        time waits for the next statement's check."""
+        reference = f"{run.provider}:{run.business_date.isoformat()}"
+        now_settled = SettledDay(
+            provider=run.provider,
+            business_date=run.business_date,
+            run_id=run.id,
+            net_settled_minor=settled,
+            currency=run.currency,
+        )
+        cases: list[int] = []
+        for sighting in await store.bank_sightings(session, references=[reference]):
+            outcome = recheck_settlement(sighting, now_settled)
+            if outcome.kind != "settlement_mismatch":
+                continue  # agrees: close_settlement_cases closed what was open
+            case_id = await store.open_auto_case(
+                session,
+                run_id=sighting.statement_run_id,
+                provider=sighting.bank,
+                business_date=sighting.statement_date,
+                outcome=outcome,
+                # the statement matched an earlier report, or a case of it was closed by a run
+                # that agreed: the corrected run's figure opens it again
+                reopens=("superseded", "settled_by_run"),
+            )
+            await store.close_unmatched_settlement(
+                session,
+                bank=sighting.bank,
+                statement_date=sighting.statement_date,
+                reference=reference,
+            )
+            if case_id is not None:
+                cases.append(case_id)
+        as_of = None
+        if superseded:
+            as_of = await store.missing_checked_on(
+                session, provider=run.provider, business_date=run.business_date
+            )
+        if as_of is not None and settled != 0:
+            missing = await store.missing_at_bank(
+                session,
+                as_of=as_of,
+                grace_days=self._grace,
+                provider=run.provider,
+                business_date=run.business_date,
+            )
+            cases += await store.open_missing_at_bank(session, missing=missing, checked_on=as_of)
+        return cases
 
     @activity.defn
     async def charge_reported_chargebacks(

@@ -22,9 +22,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.recon.canonical import ContentHash, ReportInvalid, check_header, check_line
-from domain.recon.days import business_day, day_bounds
+from domain.recon.days import add_business_days, business_day, day_bounds
 from domain.recon.lines import ReportHeader, ReportLine
-from domain.recon.match import Lookup, Needs, OurRecord, Outcome, RecordKind, SettledDay
+from domain.recon.match import (
+    BankSighting,
+    Lookup,
+    Needs,
+    OurRecord,
+    Outcome,
+    RecordKind,
+    SettledDay,
+)
 from domain.recon.references import iin_key, name_key
 
 _LINE_COLUMNS = (
@@ -483,6 +491,312 @@ async def close_settlement_cases(
             "amount": settled_minor,
             "currency": currency,
         },
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- the providers' settlements at the bank --------------------------------------------------
+
+# A statement's run keeps the provider days its settlements paid (`details.settlements`, keyed
+# by `{provider}:{day}`); a superseded statement's (a corrected statement of the day) no longer
+# counts. A bank writes a few settlements a day: these are small.
+_SIGHTINGS = (
+    "SELECT s.id, s.provider, s.business_date, x.key AS reference, x.value AS seen "
+    "FROM recon_runs s CROSS JOIN LATERAL jsonb_each(s.details -> 'settlements') x "
+    "WHERE s.status IN ('matched', 'completed') AND jsonb_typeof(s.details -> 'settlements') "
+    "= 'object'"
+)
+
+
+def settlements_seen_json(seen: Mapping[str, Outcome]) -> dict[str, dict[str, Any]]:
+    """What a statement's run records of the settlements it showed (`details.settlements`)."""
+    return {
+        reference: {
+            "kind": o.kind,
+            "received": o.amount_minor,
+            "currencies": sorted(o.details.get("currencies") or [o.currency]),
+            **{
+                k: o.details[k]
+                for k in ("line_kind", "line_nos", "bank_ids", "run_id", "settled")
+                if k in o.details
+            },
+        }
+        for reference, o in seen.items()
+    }
+
+
+async def bank_sightings(session: AsyncSession, *, references: Sequence[str]) -> list[BankSighting]:
+    """The settlements of these provider days the bank's statements showed (statements not
+    superseded), one per statement, oldest first."""
+    if not references:
+        return []
+    rows = await session.execute(
+        text(_SIGHTINGS + " AND x.key = ANY(:refs) ORDER BY s.business_date, s.id"),
+        {"refs": list(references)},
+    )
+    return [
+        BankSighting(
+            statement_run_id=int(row.id),
+            bank=str(row.provider),
+            statement_date=row.business_date,
+            reference=str(row.reference),
+            received_minor=int(row.seen.get("received", 0)),
+            currencies=frozenset(row.seen.get("currencies") or ()),
+            details=dict(row.seen),
+        )
+        for row in rows
+    ]
+
+
+async def missing_checked_on(
+    session: AsyncSession, *, provider: str, business_date: date
+) -> date | None:
+    """The statement day whose check found this provider day's settlement missing, when that
+    case was closed because its run was superseded (a corrected report settles the day
+    again), else None."""
+    found = await session.scalar(
+        text(
+            "SELECT details ->> 'checked_on' FROM recon_cases WHERE provider = :p "
+            "AND business_date = :d AND kind = 'settlement_missing_at_bank' "
+            "AND resolution = 'superseded'"
+        ),
+        {"p": provider, "d": business_date},
+    )
+    try:
+        return date.fromisoformat(found) if isinstance(found, str) else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class MissingAtBank:
+    """A provider day its run settled to the operator's bank account (a net other than zero)
+    whose money no statement showed by `due_by`."""
+
+    run_id: int
+    provider: str
+    business_date: date
+    currency: str
+    settled_minor: int
+    expected_on: date  # the report's settlement date (the business day itself when none)
+    due_by: date  # expected_on plus the grace business days
+
+    @property
+    def reference(self) -> str:
+        return f"{self.provider}:{self.business_date.isoformat()}"
+
+    def outcome(self, *, checked_on: date) -> Outcome:
+        return Outcome(
+            kind="settlement_missing_at_bank",
+            reference=self.reference,
+            line_key="settlement",
+            amount_minor=self.settled_minor,
+            currency=self.currency,
+            details={
+                "provider": self.provider,
+                "business_date": self.business_date.isoformat(),
+                "run_id": self.run_id,
+                "settled": self.settled_minor,
+                "received": 0,
+                "delta": -self.settled_minor,
+                "expected_on": self.expected_on.isoformat(),
+                "due_by": self.due_by.isoformat(),
+                "checked_on": checked_on.isoformat(),
+                "cause": "no bank statement showed this provider day's settlement in time",
+            },
+        )
+
+
+# A missing-at-bank case closed by one of these opens again when the check finds the day
+# missing once more (a corrected report settled it again; the statement that showed it was
+# itself superseded). One an operator resolved stays resolved.
+_MISSING_REOPENS = ("superseded", "seen_at_bank")
+
+
+async def missing_at_bank(
+    session: AsyncSession,
+    *,
+    as_of: date,
+    grace_days: int,
+    provider: str | None = None,
+    business_date: date | None = None,
+) -> list[MissingAtBank]:
+    """Provider days (every one, or the one named) whose current run settled a net to the
+    operator's bank account, that no statement not superseded showed, due by `as_of` (the day
+    of the statement checked: the bank has been seen that far), and that have no case yet (or
+    one closed by the reconciliation itself, `_MISSING_REOPENS`). Statements reconciled out of
+    order may find a day missing that an earlier statement, reconciled later, shows: that
+    statement closes the case."""
+    rows = await session.execute(
+        text(
+            "WITH seen AS (SELECT DISTINCT reference FROM ("  # noqa: S608 - constant text
+            + _SIGHTINGS
+            + ") s) "
+            "SELECT r.id, r.provider, r.business_date, r.currency, r.net_settled_minor, "
+            "coalesce(p.settlement_date, r.business_date) AS expected_on "
+            "FROM recon_runs r JOIN recon_reports p ON p.id = r.report_id "
+            "WHERE r.status = 'completed' AND r.net_settled_minor <> 0 "
+            "AND coalesce(r.details ->> 'statement', 'false') <> 'true' "
+            "AND coalesce(p.settlement_date, r.business_date) <= :latest "
+            "AND (CAST(:p AS varchar) IS NULL OR r.provider = :p) "
+            "AND (CAST(:d AS date) IS NULL OR r.business_date = :d) "
+            "AND r.provider || ':' || to_char(r.business_date, 'YYYY-MM-DD') "
+            "NOT IN (SELECT reference FROM seen) "
+            "AND NOT EXISTS (SELECT 1 FROM recon_cases c WHERE c.provider = r.provider "
+            "AND c.business_date = r.business_date AND c.kind = 'settlement_missing_at_bank' "
+            "AND (c.status <> 'resolved' OR c.resolution IS NULL "
+            "OR NOT c.resolution = ANY(:reopens))) "
+            "ORDER BY r.business_date, r.provider"
+        ),
+        {
+            # business days are never fewer than calendar days: a first cut in the database
+            "latest": as_of - timedelta(days=grace_days),
+            "p": provider,
+            "d": business_date,
+            "reopens": list(_MISSING_REOPENS),
+        },
+    )
+    found = []
+    for row in rows:
+        due_by = add_business_days(row.expected_on, grace_days)
+        if due_by > as_of:
+            continue
+        found.append(
+            MissingAtBank(
+                run_id=int(row.id),
+                provider=str(row.provider),
+                business_date=row.business_date,
+                currency=str(row.currency),
+                settled_minor=int(row.net_settled_minor),
+                expected_on=row.expected_on,
+                due_by=due_by,
+            )
+        )
+    return found
+
+
+_OPEN_AUTO_CASE = text(
+    """
+    INSERT INTO recon_cases (run_id, provider, business_date, kind, reference, line_key,
+                             line_no, amount_minor, currency, details)
+    VALUES (:run_id, :provider, :business_date, :kind, :reference, :line_key, :line_no,
+            :amount_minor, :currency, CAST(:details AS jsonb))
+    ON CONFLICT (provider, business_date, kind, (coalesce(reference, '')), line_key)
+    DO UPDATE SET run_id = EXCLUDED.run_id, line_no = EXCLUDED.line_no,
+        amount_minor = EXCLUDED.amount_minor, currency = EXCLUDED.currency,
+        details = EXCLUDED.details, status = 'open', resolution = NULL, resolved_by = NULL,
+        resolved_at = NULL, updated_at = now()
+    WHERE recon_cases.status = 'open' OR recon_cases.resolution = ANY(:reopens)
+    RETURNING id
+    """
+)
+
+
+async def open_auto_case(
+    session: AsyncSession,
+    *,
+    run_id: int,
+    provider: str,
+    business_date: date,
+    outcome: Outcome,
+    reopens: Sequence[str],
+) -> int | None:
+    """Open the case of a discrepancy found outside a report's matching (a check across
+    runs), or bring the open one up to date, or open again one the reconciliation closed by
+    itself for a reason in `reopens`. One an operator resolved is left alone (None)."""
+    found = await session.scalar(
+        _OPEN_AUTO_CASE,
+        {
+            "run_id": run_id,
+            "provider": provider,
+            "business_date": business_date,
+            "kind": outcome.kind,
+            "reference": outcome.reference,
+            "line_key": outcome.line_key[:200],
+            "line_no": outcome.line_no,
+            "amount_minor": outcome.amount_minor,
+            "currency": outcome.currency,
+            "details": json.dumps(dict(outcome.details), default=str),
+            "reopens": list(reopens),
+        },
+    )
+    return None if found is None else int(found)
+
+
+async def open_missing_at_bank(
+    session: AsyncSession, *, missing: Sequence[MissingAtBank], checked_on: date
+) -> list[int]:
+    """One `settlement_missing_at_bank` case per provider day, on that day's run."""
+    opened = []
+    for day in missing:
+        case_id = await open_auto_case(
+            session,
+            run_id=day.run_id,
+            provider=day.provider,
+            business_date=day.business_date,
+            outcome=day.outcome(checked_on=checked_on),
+            reopens=_MISSING_REOPENS,
+        )
+        if case_id is not None:
+            opened.append(case_id)
+    return opened
+
+
+async def close_missing_at_bank(
+    session: AsyncSession, *, references: Sequence[str], statement_run_id: int
+) -> int:
+    """The provider days a statement showed now: their missing-at-bank cases close (whether
+    the amount agrees is the statement's own settlement check)."""
+    if not references:
+        return 0
+    result = await session.execute(
+        text(
+            "UPDATE recon_cases SET status = 'resolved', resolution = 'seen_at_bank', "
+            "resolved_by = 'reconciliation', resolved_at = now(), updated_at = now(), "
+            "details = details || jsonb_build_object('seen_by_run', CAST(:run AS bigint)) "
+            "WHERE kind = 'settlement_missing_at_bank' AND status = 'open' "
+            "AND reference = ANY(:refs)"
+        ),
+        {"refs": list(references), "run": statement_run_id},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def written_off_missing(
+    session: AsyncSession, *, references: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """Of these provider days, those whose missing-at-bank case an operator wrote off the
+    operator's bank account: reference -> (case id, the net written off)."""
+    if not references:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT id, reference, details ->> 'delta' AS delta FROM recon_cases "
+            "WHERE kind = 'settlement_missing_at_bank' AND resolution = 'write_off' "
+            "AND reference = ANY(:refs)"
+        ),
+        {"refs": list(references)},
+    )
+    return {
+        str(row.reference): (int(row.id), -int(row.delta or 0))
+        for row in rows
+        if row.reference is not None
+    }
+
+
+async def close_unmatched_settlement(
+    session: AsyncSession, *, bank: str, statement_date: date, reference: str
+) -> int:
+    """A statement's settlement no run had settled, judged now against the run that came
+    (a `settlement_mismatch` of the same statement takes over): its unmatched case closes."""
+    result = await session.execute(
+        text(
+            "UPDATE recon_cases SET status = 'resolved', resolution = 'settled_by_run', "
+            "resolved_by = 'reconciliation', resolved_at = now(), updated_at = now() "
+            "WHERE provider = :bank AND business_date = :d AND reference = :ref "
+            "AND kind = 'settlement_unmatched' AND status = 'open'"
+        ),
+        {"bank": bank, "d": statement_date, "ref": reference},
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -8,7 +8,12 @@ ReconciliationWorkflow on the time-skipping server:
 - the providers' settlements on the operator's bank statement (the bank connector's camt.053
   and CSV) are checked against the providers' runs of the days they name: a settlement no run
   settled, or of another amount, is a case; the provider's run of that day, when it comes with
-  the bank's figure, closes it.
+  the bank's figure, closes it;
+- a provider day whose run settled a net that no statement shows within the grace business
+  days is a `settlement_missing_at_bank` case, once per day, closed by the statement that shows
+  it at last;
+- a provider's corrected report judges again the settlement a statement showed: the match of
+  the earlier report becomes a `settlement_mismatch` when the corrected net differs.
 
 Our side is written straight to the database (tests/test_recon_engine.py's `Book`) under
 provider names of this module's own, so each day's clearing holds only this module's money.
@@ -42,7 +47,7 @@ from domain.ledger import (
     recon_write_off,
 )
 from domain.recon.cases import CaseFacts, allowed_actions, held_minor
-from domain.recon.days import BUSINESS_TZ
+from domain.recon.days import BUSINESS_TZ, add_business_days
 from domain.recon.match import DayMatcher, Lookup, SettledDay
 from domain.roles import Role
 from domain.routing import ProviderRule
@@ -72,7 +77,9 @@ CHARGEBACKS = "rs_chargebacks"
 CARD = "rs_card"
 WALLET = "rs_wallet"
 BANKS = ("rs_bank_camt", "rs_bank_csv")
-PROVIDERS = (CHARGEBACKS, CARD, WALLET, *BANKS)
+MISSING = "rs_missing"
+CORRECTED = "rs_corrected"
+PROVIDERS = (CHARGEBACKS, CARD, WALLET, *BANKS, MISSING, CORRECTED)
 
 
 @pytest.fixture(scope="module")
@@ -442,4 +449,274 @@ async def test_bank_settlements_are_checked_against_the_providers_runs(
         )
     assert list(settled) == [settlement_reference(CARD, yesterday)]
     assert settled[settlement_reference(CARD, yesterday)].run_id == late.run_id
+    await assert_invariants(sessions)
+
+
+# -- a provider's settlement the bank never showed -------------------------------------------
+
+
+def test_business_days_skip_the_weekend() -> None:
+    friday = date(2026, 11, 27)
+    assert add_business_days(friday, 0) == friday
+    assert add_business_days(friday, 1) == date(2026, 11, 30)  # Monday
+    assert add_business_days(friday, 3) == date(2026, 12, 2)
+    assert add_business_days(date(2026, 11, 28), 1) == date(2026, 12, 1)  # Saturday: Monday on
+    assert add_business_days(date(2026, 11, 29), 0) == date(2026, 11, 30)
+
+
+async def _statement_run(
+    operator: httpx.AsyncClient,
+    temporal_client: Client,
+    day: date,
+    settlements: list[tuple[str, date, int]],
+) -> Any:
+    body = b"".join(camt053(_statement(day, settlements)))
+    workflow_id = await _upload_statement(operator, BANKS[0], day, "camt.053", body)
+    result = await reconciled(temporal_client, workflow_id)
+    assert result.status == "completed"
+    return result
+
+
+def _facts(case: dict[str, Any]) -> CaseFacts:
+    return CaseFacts(
+        id=case["id"],
+        provider=case.get("provider", ""),
+        kind=case["kind"],
+        reference=case["reference"],
+        amount_minor=case["amount_minor"],
+        currency=case["currency"],
+        details=dict(case["details"]),
+    )
+
+
+async def test_a_settlement_no_statement_shows_in_time_becomes_a_case(
+    operator: httpx.AsyncClient,
+    temporal_client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    """Days of a provider settled by its runs (the report's settlement date is the day after):
+    the bank's statements before the grace business days are over raise nothing; the first
+    statement after them without the day's money raises one case per day, however many
+    statements follow; a statement that shows it at last closes it; an operator may write
+    off the one that never comes, out of the operator's bank account its run booked it to."""
+    grace = settings.recon_settlement_grace_days
+    late_day, shown_day, lost_day = (today() - timedelta(days=n) for n in (30, 29, 28))
+    recent = today() - timedelta(days=1)
+    runs, reports = {}, {}
+    for day, amount in ((late_day, 500_000), (shown_day, 70_000), (lost_day, 20_000)):
+        report = Report(MISSING, day).add("payment", f"dep_{uuid.uuid4().hex[:24]}", amount)
+        reports[day] = report
+        runs[day] = await reconcile(operator, temporal_client, report)
+        assert runs[day].settled_minor == amount
+    recent_report = Report(MISSING, recent).add("payment", f"dep_{uuid.uuid4().hex[:24]}", 9_00)
+    await reconcile(operator, temporal_client, recent_report)
+    due = add_business_days(late_day + timedelta(days=1), grace)
+
+    async def missing() -> dict[date, dict[str, Any]]:
+        return {
+            date.fromisoformat(c["details"]["business_date"]): c
+            for c in await cases_of(sessions, MISSING)
+            if c["kind"] == "settlement_missing_at_bank"
+        }
+
+    # Within the grace days: the statement shows one day paid, the others may still come.
+    await _statement_run(
+        operator, temporal_client, due - timedelta(days=1), [(MISSING, shown_day, 70_000)]
+    )
+    assert await missing() == {}
+
+    # The statement of the day the late day was due by, without it: a case of that day.
+    lost_due = add_business_days(lost_day + timedelta(days=1), grace)
+    statement_days = sorted({due, lost_due, lost_due + timedelta(days=1)})
+    await _statement_run(operator, temporal_client, statement_days[0], [])
+    first = await missing()
+    assert late_day in first
+    case = first[late_day]
+    assert (case["status"], case["amount_minor"], case["currency"]) == ("open", 500_000, "KZT")
+    assert case["run_id"] == runs[late_day].run_id
+    assert case["reference"] == settlement_reference(MISSING, late_day)
+    assert case["details"]["delta"] == -500_000
+    assert case["details"]["expected_on"] == (late_day + timedelta(days=1)).isoformat()
+    assert case["details"]["due_by"] == due.isoformat()
+    # Nothing of it waits in the difference account: the gap is in the operator's bank account.
+    facts = _facts(case)
+    assert (held_minor(facts), allowed_actions(facts)) == (0, ("acknowledge", "write_off"))
+    refused = await operator.post(
+        f"/v1/recon/cases/{case['id']}/resolve", json={"action": "credit_player", "note": "x"}
+    )
+    assert refused.status_code == 422, refused.text
+    await _explained(sessions, MISSING)
+
+    # The provider corrects the late day (a refund it left out): the case stays, with the net
+    # the corrected run settled.
+    corrected = Report(MISSING, late_day)
+    corrected.lines = [*reports[late_day].lines]
+    corrected.add("refund", f"rfd_{uuid.uuid4().hex[:24]}", 50_000)
+    rerun = await reconcile(operator, temporal_client, corrected)
+    assert rerun.superseded_run_ids == [runs[late_day].run_id]
+    case = (await missing())[late_day]
+    assert (case["status"], case["amount_minor"], case["run_id"]) == (
+        "open",
+        450_000,
+        rerun.run_id,
+    )
+    assert case["details"]["delta"] == -450_000
+
+    # Later statements without it (and the last one again): still that one case per day; the
+    # lost day is due too by now.
+    for day in statement_days[1:]:
+        await _statement_run(operator, temporal_client, day, [])
+    again = await operator.post(
+        "/v1/recon/runs/upload",
+        params={"provider": BANKS[0], "date": statement_days[-1].isoformat(), "format": "camt.053"},
+        content=b"".join(camt053(_statement(statement_days[-1], []))),
+        headers={"Content-Type": "application/xml"},
+    )
+    assert (again.status_code, again.json()["status"]) == (200, "already_reconciled")
+    later = await missing()
+    assert set(later) == {late_day, lost_day}  # the day shown, the recent day: no case
+    assert later[late_day]["id"] == case["id"]
+    assert [c["kind"] for c in await cases_of(sessions, MISSING)].count(
+        "settlement_missing_at_bank"
+    ) == 2
+
+    # The late day's money comes at last: that statement closes its case by itself.
+    paid_late = statement_days[-1] + timedelta(days=1)
+    result = await _statement_run(
+        operator, temporal_client, paid_late, [(MISSING, late_day, 450_000)]
+    )
+    assert result.outcomes["settlement"].count == 1
+    closed = (await missing())[late_day]
+    assert (closed["status"], closed["resolution"]) == ("resolved", "seen_at_bank")
+    # Another statement later: the day shown does not come back as missing.
+    await _statement_run(operator, temporal_client, paid_late + timedelta(days=1), [])
+    assert (await missing())[late_day]["status"] == "resolved"
+
+    # The lost day will never be paid: written off the operator's bank account.
+    lost = (await missing())[lost_day]
+    assert lost["status"] == "open"
+    bank_before = await balance(sessions, operator_bank("KZT").code)
+    written_off_before = await balance(sessions, recon_write_off("KZT").code)
+    done = await operator.post(
+        f"/v1/recon/cases/{lost['id']}/resolve", json={"action": "write_off", "note": "lost"}
+    )
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "resolved"
+    assert await balance(sessions, operator_bank("KZT").code) == bank_before - 20_000
+    assert await balance(sessions, recon_write_off("KZT").code) == written_off_before + 20_000
+    # Written off: a later statement without it does not open it again.
+    await _statement_run(operator, temporal_client, paid_late + timedelta(days=2), [])
+    assert (await missing())[lost_day]["resolution"] == "write_off"
+
+    # ... and if its money comes after all, the bank holds more than the ledger says: a
+    # mismatch of that statement, whose write-off puts the money back in the bank account.
+    found_day = paid_late + timedelta(days=3)
+    await _statement_run(operator, temporal_client, found_day, [(MISSING, lost_day, 20_000)])
+    (came,) = [
+        c
+        for c in await cases_of(sessions, BANKS[0])
+        if c["reference"] == settlement_reference(MISSING, lost_day)
+    ]
+    assert (came["kind"], came["status"], came["amount_minor"]) == (
+        "settlement_mismatch",
+        "open",
+        20_000,
+    )
+    assert (came["details"]["settled"], came["details"]["delta"]) == (0, 20_000)
+    assert came["details"]["written_off_case"] == lost["id"]
+    back = await operator.post(
+        f"/v1/recon/cases/{came['id']}/resolve", json={"action": "write_off", "note": "found"}
+    )
+    assert back.status_code == 200, back.text
+    assert await balance(sessions, operator_bank("KZT").code) == bank_before
+    assert await balance(sessions, recon_write_off("KZT").code) == written_off_before
+    await assert_invariants(sessions)
+
+
+# -- a corrected report after the bank showed the settlement ---------------------------------
+
+
+async def test_a_corrected_report_judges_again_the_settlement_the_bank_showed(
+    operator: httpx.AsyncClient,
+    temporal_client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    day = today() - timedelta(days=45)
+    statement_day = day + timedelta(days=1)
+    reference = settlement_reference(CORRECTED, day)
+    first = Report(CORRECTED, day).add("payment", f"dep_{uuid.uuid4().hex[:24]}", 300_000)
+    run = await reconcile(operator, temporal_client, first)
+    assert run.settled_minor == 300_000
+
+    # The bank shows the day's 3,000.00: matched, no case.
+    shown = await _statement_run(
+        operator, temporal_client, statement_day, [(CORRECTED, day, 300_000)]
+    )
+    assert shown.outcomes["settlement"].count == 1
+
+    async def settlement_cases() -> list[dict[str, Any]]:
+        return [
+            c
+            for c in await cases_of(sessions, BANKS[0])
+            if c["reference"] == reference and c["kind"].startswith("settlement")
+        ]
+
+    assert await settlement_cases() == []
+
+    # The provider corrects the day (a refund it left out): 2,800.00 settled now, and the
+    # bank's 3,000.00 no longer agrees with it.
+    corrected = Report(CORRECTED, day)
+    corrected.lines = [*first.lines]
+    corrected.add("refund", f"rfd_{uuid.uuid4().hex[:24]}", 20_000)
+    second = await reconcile(operator, temporal_client, corrected)
+    assert second.superseded_run_ids == [run.run_id]
+    assert second.settled_minor == 280_000
+    (case,) = await settlement_cases()
+    assert (case["kind"], case["status"], case["amount_minor"]) == (
+        "settlement_mismatch",
+        "open",
+        300_000,
+    )
+    assert case["run_id"] == shown.run_id  # the statement's case, as its own check opens them
+    details = case["details"]
+    assert (details["settled"], details["delta"], details["run_id"]) == (
+        280_000,
+        20_000,
+        second.run_id,
+    )
+    assert details["rechecked"] is True
+    assert allowed_actions(_facts(case)) == ("acknowledge", "write_off")
+
+    # Corrected once more, back to what the bank received: the case closes by itself.
+    again = Report(CORRECTED, day)
+    again.lines = [*corrected.lines]
+    again.add("payment", f"dep_{uuid.uuid4().hex[:24]}", 20_000)
+    third = await reconcile(operator, temporal_client, again)
+    assert third.settled_minor == 300_000
+    (closed,) = await settlement_cases()
+    assert (closed["id"], closed["status"], closed["resolution"]) == (
+        case["id"],
+        "resolved",
+        "settled_by_run",
+    )
+
+    # And once more to 2,800.00: the case the reconciliation closed opens again.
+    last = Report(CORRECTED, day)
+    last.lines = [*again.lines]
+    last.add("refund", f"rfd_{uuid.uuid4().hex[:24]}", 20_000)
+    fourth = await reconcile(operator, temporal_client, last)
+    assert fourth.settled_minor == 280_000
+    (reopened,) = await settlement_cases()
+    assert (reopened["id"], reopened["status"]) == (case["id"], "open")
+    assert reopened["details"]["run_id"] == fourth.run_id
+    # Nothing of it waits in the bank's difference account; the bank showed the day: no
+    # missing-at-bank case open (one raised while the statement was not yet reconciled, when
+    # an earlier test's statements of later days were, is closed by it).
+    await _explained(sessions, BANKS[0])
+    assert [
+        (c["kind"], c["resolution"])
+        for c in await cases_of(sessions, CORRECTED)
+        if c["kind"] == "settlement_missing_at_bank" and c["status"] != "resolved"
+    ] == []
     await assert_invariants(sessions)

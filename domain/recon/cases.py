@@ -24,8 +24,8 @@ by the cases still open:
 - write_off (either way): between the difference account and the write-off account
   (`recon:case:{id}:write_off`); for a `settlement_mismatch`, whose gap is not in the
   difference account but in the operator's bank account (the provider's run booked there what
-  it said it paid, the bank received another amount), between the bank account and the
-  write-off account.
+  it said it paid, the bank received another amount) and a `settlement_missing_at_bank` (the
+  bank received none of it), between the bank account and the write-off account.
 - acknowledge: nothing waits, nothing is posted (a fee the settlement booked at its actual
   figure already, a line in another currency the provider's net counted as it stood, a
   provider settlement the bank statement shows otherwise than the provider's run settled it:
@@ -65,6 +65,8 @@ CaseKind = Literal[
     "chargeback_reversal",
     "settlement_unmatched",  # a provider settlement on the bank statement no run settled
     "settlement_mismatch",  # ... of another amount than the provider's run settled
+    # a provider run's settlement no bank statement showed within the grace days
+    "settlement_missing_at_bank",
 ]
 CASE_KINDS: tuple[str, ...] = get_args(CaseKind)
 
@@ -101,6 +103,10 @@ ALLOWED: dict[str, tuple[Action, ...]] = {
     # off the operator's bank account (`bank_delta_minor`).
     "settlement_unmatched": ("acknowledge",),
     "settlement_mismatch": ("acknowledge", "write_off"),
+    # The provider's run booked its net to the operator's bank account and no statement shows
+    # it: chased with the provider (acknowledge; a statement showing it later closes the case
+    # by itself), or written off the bank account when it will never come.
+    "settlement_missing_at_bank": ("acknowledge", "write_off"),
 }
 _GIVES_MONEY: frozenset[str] = frozenset(
     {"credit_player", "assign_player", "refund", "return_to_sender"}
@@ -126,7 +132,9 @@ _OUR_SIGN: dict[str, int] = {
 }
 
 # A provider's settlement on the bank statement against that provider's run: no clearing moved.
-_SETTLEMENT_KINDS = ("settlement_unmatched", "settlement_mismatch")
+_SETTLEMENT_KINDS = ("settlement_unmatched", "settlement_mismatch", "settlement_missing_at_bank")
+# ... whose gap is in the operator's bank account (`bank_delta_minor`), not the difference one.
+_BANK_KINDS = ("settlement_mismatch", "settlement_missing_at_bank")
 
 # Actions that move the money out through a provider: they finish in a workflow.
 ASYNC_ACTIONS: frozenset[str] = frozenset({"refund", "return_to_sender"})
@@ -201,16 +209,17 @@ def held_minor(case: CaseFacts) -> int:
 
 
 def bank_delta_minor(case: CaseFacts) -> int:
-    """A `settlement_mismatch`: what the bank received less what the provider's run settled
-    (and booked to the operator's bank account); 0 for any other case."""
-    if case.kind != "settlement_mismatch":
+    """A `settlement_mismatch` (or `settlement_missing_at_bank`, where the bank received
+    nothing): what the bank received less what the provider's run settled (and booked to the
+    operator's bank account); 0 for any other case."""
+    if case.kind not in _BANK_KINDS:
         return 0
     return _int(case.details.get("delta")) or 0
 
 
 def allowed_actions(case: CaseFacts) -> tuple[Action, ...]:
     """What fits the case now: actions that give money only when money was received."""
-    if case.kind == "settlement_mismatch":
+    if case.kind in _BANK_KINDS:
         return ("acknowledge", "write_off") if bank_delta_minor(case) else ("acknowledge",)
     allowed = ALLOWED.get(case.kind, ("write_off",))
     held = held_minor(case)
@@ -281,7 +290,7 @@ def propose(
             raise CaseRefused("invalid_action", f"{action} takes no player_id")
         target = None
     money = abs(held)
-    if action == "write_off" and case.kind == "settlement_mismatch":
+    if action == "write_off" and case.kind in _BANK_KINDS:
         money = abs(bank_delta_minor(case))
     if amount_minor is not None and amount_minor != money:
         raise CaseRefused(
@@ -299,7 +308,7 @@ def needs_four_eyes(case: CaseFacts, *, threshold_minor: int) -> bool:
 def write_off_spec(case: CaseFacts) -> TransactionSpec:
     """Money nobody will pay or be paid, out of the difference account for good (a settlement
     the bank received short or over: out of the operator's bank account)."""
-    if case.kind == "settlement_mismatch":
+    if case.kind in _BANK_KINDS:
         return _bank_write_off(case)
     held = held_minor(case)
     if held == 0:

@@ -25,3 +25,15 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
 
 def previous_business_day(moment: datetime, *, days_back: int = 1) -> date:
     return business_day(moment) - timedelta(days=days_back)
+
+
+def add_business_days(day: date, count: int) -> date:
+    """`count` working days (Monday to Friday) after `day`; a weekend day first moves to the
+    Monday after it. What a bank's "within N business days" names."""
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    while count > 0:
+        day += timedelta(days=1)
+        if day.weekday() < 5:
+            count -= 1
+    return day

@@ -45,6 +45,8 @@ OutcomeKind = Literal[
     "settlement",  # a provider's settlement on the bank statement, as its run settled: no case
     "settlement_unmatched",  # ... naming a provider day no run settled
     "settlement_mismatch",  # ... of another amount than the run settled
+    # a run's settlement no statement showed in time (db/recon.py `missing_at_bank`)
+    "settlement_missing_at_bank",
     "missing_ours",
     "missing_provider",
     "amount_mismatch",
@@ -75,6 +77,7 @@ CASE_KINDS: frozenset[str] = frozenset(
         "chargeback_reversal",
         "settlement_unmatched",
         "settlement_mismatch",
+        "settlement_missing_at_bank",
     }
 )
 # Outcomes whose money is matched with ours (the fee aside).
@@ -261,6 +264,9 @@ class DayMatcher:
         self._claimed_by_payer: set[str] = set()
         self._settlements: dict[str, _Settlements] = {}
         self._settled: dict[str, SettledDay] = {}
+        # A statement's settlements, one per provider day, as `finish` judged them: what the
+        # run records as seen at the bank (db/recon.py `bank_sightings`).
+        self.settlements_seen: dict[str, Outcome] = {}
         self.tally = Tally()
         # References of another day's records that this report's lines matched.
         self.matched_other_day: set[str] = set()
@@ -506,20 +512,8 @@ class DayMatcher:
             if _SETTLEMENT_REFERENCE.match(reference):
                 details |= {"provider": provider, "business_date": day}
         else:
-            details |= {
-                "provider": settled.provider,
-                "business_date": settled.business_date.isoformat(),
-                "run_id": settled.run_id,
-                "settled": settled.net_settled_minor,
-                "delta": group.total_minor - settled.net_settled_minor,
-            }
-            same = currency == settled.currency and group.total_minor == settled.net_settled_minor
-            kind = "settlement" if same else "settlement_mismatch"
-            if currency != settled.currency:
-                details |= {
-                    "currencies": sorted(group.currencies),
-                    "run_currency": settled.currency,
-                }
+            kind, found = _against_run(group.total_minor, group.currencies, settled)
+            details |= found
         outcome = Outcome(
             kind=kind,
             reference=reference,
@@ -530,6 +524,7 @@ class DayMatcher:
             details=details,
         )
         self.tally.add(outcome, lines=len(group.line_nos))
+        self.settlements_seen[reference] = outcome
         return outcome
 
     def _transfer_in(self, line: ReportLine, found: Lookup) -> Outcome | None:
@@ -640,6 +635,63 @@ class DayMatcher:
         )
         self.tally.add(outcome, lines=len(group.line_nos))
         return [outcome]
+
+
+def _against_run(
+    received_minor: int, currencies: set[str], settled: SettledDay
+) -> tuple[OutcomeKind, dict[str, Any]]:
+    """A provider day's money on the bank statement against what its run settled."""
+    details: dict[str, Any] = {
+        "provider": settled.provider,
+        "business_date": settled.business_date.isoformat(),
+        "run_id": settled.run_id,
+        "settled": settled.net_settled_minor,
+        "delta": received_minor - settled.net_settled_minor,
+    }
+    same_currency = currencies == {settled.currency}
+    if not same_currency:
+        details |= {"currencies": sorted(currencies), "run_currency": settled.currency}
+    same = same_currency and received_minor == settled.net_settled_minor
+    return ("settlement" if same else "settlement_mismatch"), details
+
+
+@dataclass(frozen=True, slots=True)
+class BankSighting:
+    """A provider day's settlement as one bank statement's run saw it (the run's
+    `details.settlements`, written from `DayMatcher.settlements_seen`)."""
+
+    statement_run_id: int
+    bank: str  # the bank connector whose statement it is
+    statement_date: date
+    reference: str  # `{provider}:{day}`
+    received_minor: int  # signed: a negative day was debited
+    currencies: frozenset[str]
+    details: Mapping[str, Any]  # the statement's judgement of it (line numbers, bank ids)
+
+
+def recheck_settlement(sighting: BankSighting, settled: SettledDay) -> Outcome:
+    """A settlement a statement showed, judged again against the run that settles its
+    provider day now (a corrected report superseded the one the statement was judged
+    against): `settlement` when they agree, else a `settlement_mismatch` of that statement, the
+    case the statement itself would have opened."""
+    kind, found = _against_run(sighting.received_minor, set(sighting.currencies), settled)
+    details: dict[str, Any] = {
+        key: sighting.details[key]
+        for key in ("line_kind", "line_nos", "bank_ids")
+        if key in sighting.details
+    }
+    details |= found | {"received": sighting.received_minor, "rechecked": True}
+    line_nos = details.get("line_nos")
+    first = line_nos[0] if isinstance(line_nos, list) and line_nos else None
+    return Outcome(
+        kind=kind,
+        reference=sighting.reference,
+        line_key="settlement",
+        amount_minor=sighting.received_minor,
+        currency=min(sighting.currencies) if sighting.currencies else settled.currency,
+        line_no=first if isinstance(first, int) else None,
+        details=details,
+    )
 
 
 def _settles(line: ReportLine) -> bool:
