@@ -455,13 +455,16 @@ async def test_bank_settlements_are_checked_against_the_providers_runs(
 # -- a provider's settlement the bank never showed -------------------------------------------
 
 
-def test_business_days_skip_the_weekend() -> None:
+def test_business_days_skip_the_weekend_and_public_holidays() -> None:
     friday = date(2026, 11, 27)
     assert add_business_days(friday, 0) == friday
     assert add_business_days(friday, 1) == date(2026, 11, 30)  # Monday
     assert add_business_days(friday, 3) == date(2026, 12, 2)
     assert add_business_days(date(2026, 11, 28), 1) == date(2026, 12, 1)  # Saturday: Monday on
     assert add_business_days(date(2026, 11, 29), 0) == date(2026, 11, 30)
+    # Kazakhstan's public holidays are days off too: Independence Day, 16 December 2026.
+    assert add_business_days(date(2026, 12, 15), 1) == date(2026, 12, 17)
+    assert add_business_days(date(2026, 12, 16), 0) == date(2026, 12, 17)
 
 
 async def _statement_run(

@@ -7,8 +7,13 @@ workflow can name "yesterday" without reading the zone database during a run.
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import holidays
+
 BUSINESS_TZ = ZoneInfo("Asia/Almaty")
 BUSINESS_TZ_NAME = "Asia/Almaty"
+# Kazakhstan's public holidays (with the weekday days off moved in their place), kept by the
+# `holidays` package; banks do not settle on them.
+KZ_HOLIDAYS = holidays.country_holidays("KZ")
 
 
 def business_day(moment: datetime) -> date:
@@ -27,13 +32,18 @@ def previous_business_day(moment: datetime, *, days_back: int = 1) -> date:
     return business_day(moment) - timedelta(days=days_back)
 
 
+def is_business_day(day: date) -> bool:
+    """Monday to Friday and not a public holiday in Kazakhstan."""
+    return day.weekday() < 5 and day not in KZ_HOLIDAYS
+
+
 def add_business_days(day: date, count: int) -> date:
-    """`count` working days (Monday to Friday) after `day`; a weekend day first moves to the
-    Monday after it. What a bank's "within N business days" names."""
-    while day.weekday() >= 5:
+    """`count` working days after `day`; a day off first moves to the next working day. What a
+    bank's "within N business days" names."""
+    while not is_business_day(day):
         day += timedelta(days=1)
     while count > 0:
         day += timedelta(days=1)
-        if day.weekday() < 5:
+        if is_business_day(day):
             count -= 1
     return day
