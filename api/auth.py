@@ -172,6 +172,3 @@ async def deciding_operator(
             f"{principal.key_id} --operator <operator id>`",
         )
     return Decider(operator.id, operator.name, principal.key_id, principal.role)
-
-
-DeciderDep = Annotated[Decider, Depends(deciding_operator)]

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.auth import Principal, require_role
+from api.auth import Decider, Principal, deciding_operator, require_role
 from api.state import AppState
 from config import Settings
 from domain.roles import Role
@@ -49,3 +49,5 @@ MerchantDep = Annotated[Principal, Depends(require_role(Role.MERCHANT))]
 OperatorDep = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
 ReaderDep = Annotated[Principal, Depends(require_role(Role.MERCHANT, Role.OPERATOR))]
 AdminDep = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+# An operator or admin key that belongs to an active person: who decides approvals and cases.
+DeciderDep = Annotated[Decider, Depends(deciding_operator)]

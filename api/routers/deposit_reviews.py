@@ -20,8 +20,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.approvals import approval_token, refused_token
-from api.auth import DeciderDep
-from api.deps import SessionDep, StateDep
+from api.deps import DeciderDep, SessionDep, StateDep
 from api.errors import Problem
 from api.routers.deposits import deposit_out, load_view
 from api.schemas import DepositOut

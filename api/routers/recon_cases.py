@@ -27,8 +27,7 @@ from temporalio.service import RPCError
 
 from activities.refunds import refunds_supported
 from api import listing
-from api.auth import DeciderDep
-from api.deps import OperatorDep, SessionDep, SettingsDep, StateDep
+from api.deps import DeciderDep, OperatorDep, SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from api.schemas import StrictModel
 from config import Settings

@@ -28,9 +28,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api import compliance, listing
 from api.approvals import approval_token, refused_token
-from api.auth import DeciderDep
 from api.closed_loop import check_closed_loop
-from api.deps import MerchantDep, ReaderDep, SessionDep, SettingsDep, StateDep
+from api.deps import DeciderDep, MerchantDep, ReaderDep, SessionDep, SettingsDep, StateDep
 from api.errors import Problem
 from api.idempotency import fingerprint, require_key
 from api.schemas import RiskOut
