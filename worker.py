@@ -42,7 +42,7 @@ from providers.registry import card_providers, payment_providers, provider_http_
 from workflows.compliance import ComplianceReportWorkflow, PayoutDeadlineWorkflow
 from workflows.deposit import DepositWorkflow
 from workflows.finance import DailySnapshotWorkflow, ensure_snapshot_schedule
-from workflows.late_payment import LatePaymentWorkflow
+from workflows.late_payment import LatePaymentWorkflow, LateReviewWorkflow
 from workflows.monitoring import MonitoringWorkflow, start_monitoring
 from workflows.recon_case import CaseMoneyBackWorkflow
 from workflows.reconciliation import (
@@ -58,6 +58,7 @@ WORKFLOWS = [
     WithdrawalWorkflow,
     MonitoringWorkflow,
     LatePaymentWorkflow,
+    LateReviewWorkflow,
     RefundWorkflow,
     ReconciliationWorkflow,
     ScheduledReconciliationWorkflow,
@@ -206,6 +207,7 @@ def build_worker(
             stuck.flag_stuck,
             stuck.clear_stuck,
             late.open_late_payment,
+            late.hold_late_payment,
             late.resolve_late_payment,
             refunds.refund_at_provider,
             refunds.settle_refund_hold,

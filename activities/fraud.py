@@ -12,6 +12,7 @@ withdrawals wait for the decision (`api/routers/deposit_reviews.py`).
 """
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,7 +23,6 @@ from temporalio.exceptions import ApplicationError
 from db import fraud as fraud_store
 from db import risk as risk_store
 from db.models import Deposit, Withdrawal
-from db.monitoring import raise_alert
 from domain.fraud import Decision, RuleSet, evaluate_deposit, evaluate_withdrawal
 from domain.fraud.review import InvalidReview, ReviewAction
 from domain.risk import RiskVerdict
@@ -45,6 +45,46 @@ async def assess_deposit(session: AsyncSession, *, deposit: Deposit, rules: Rule
         now=deposit.created_at,
     )
     decision = evaluate_deposit(facts, rules)
+    review = decision.decision is RiskVerdict.REVIEW
+    risk = decision.as_json()
+    if review:  # shown on the deposit (GET /v1/deposits/{id}) as db.risk.open_review shows it
+        risk["review"] = {"mode": decision.review_mode, "status": "pending"}
+    alerts: list[dict[str, Any]] = []
+    if review:
+        held = (
+            "is held (not credited) until an operator approves it"
+            if decision.review_mode == "hold"
+            else "is credited; the player's withdrawals wait for an operator's review"
+        )
+        alerts.append(
+            {
+                "dedupe_key": f"payment_review:{deposit.id}",
+                "kind": "payment_review",
+                "severity": "warning",
+                "subject": deposit.player_id,
+                "message": f"Deposit {deposit.id} {held}: {', '.join(decision.reasons)}",
+                "details": {
+                    "payment_id": deposit.id,
+                    "review_mode": decision.review_mode,
+                    **decision.as_json(),
+                },
+            }
+        )
+    for code, severity in _FRAUD_ALERTS.items():
+        if code in decision.reasons:
+            alerts.append(
+                {
+                    "dedupe_key": f"{code}:{deposit.id}",
+                    "kind": code,
+                    "severity": severity,
+                    "subject": deposit.player_id,
+                    "message": f"Deposit {deposit.id}: {code.replace('_', ' ')} "
+                    f"({decision.decision.value}, score {decision.score})",
+                    "details": {"payment_id": deposit.id, **decision.as_json()},
+                }
+            )
+    # The decision, the review opened (or a pending one dropped: a retried step that no longer
+    # asks for it), the alerts and the deposit's `risk`: one statement.
     await fraud_store.record_decision(
         session,
         payment_id=deposit.id,
@@ -57,49 +97,11 @@ async def assess_deposit(session: AsyncSession, *, deposit: Deposit, rules: Rule
         decision=decision,
         created_at=deposit.created_at,
         facts=facts,
+        review="open" if review else "drop",
+        risk=risk,
+        alerts=alerts,
     )
-    set_committed_value(deposit, "risk", decision.as_json())  # written by record_decision
-    if decision.decision is RiskVerdict.REVIEW:
-        await risk_store.open_review(
-            session,
-            deposit_id=deposit.id,
-            player_id=deposit.player_id,
-            mode=decision.review_mode,
-            score=decision.score,
-            reasons=list(decision.reasons),
-        )
-        held = (
-            "is held (not credited) until an operator approves it"
-            if decision.review_mode == "hold"
-            else "is credited; the player's withdrawals wait for an operator's review"
-        )
-        await raise_alert(
-            session,
-            dedupe_key=f"payment_review:{deposit.id}",
-            kind="payment_review",
-            severity="warning",
-            subject=deposit.player_id,
-            message=f"Deposit {deposit.id} {held}: {', '.join(decision.reasons)}",
-            details={
-                "payment_id": deposit.id,
-                "review_mode": decision.review_mode,
-                **decision.as_json(),
-            },
-        )
-    else:
-        await risk_store.drop_pending_review(session, deposit_id=deposit.id)
-    for code, severity in _FRAUD_ALERTS.items():
-        if code in decision.reasons:
-            await raise_alert(
-                session,
-                dedupe_key=f"{code}:{deposit.id}",
-                kind=code,
-                severity=severity,
-                subject=deposit.player_id,
-                message=f"Deposit {deposit.id}: {code.replace('_', ' ')} "
-                f"({decision.decision.value}, score {decision.score})",
-                details={"payment_id": deposit.id, **decision.as_json()},
-            )
+    set_committed_value(deposit, "risk", risk)  # written by record_decision
     return decision
 
 

@@ -13,16 +13,16 @@ Velocity counts only payments the engine let through (approved or reviewed, prov
 ones included): a device the engine declined is not kept declined by its own declines.
 """
 
+import functools
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from sqlalchemy import Table, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.fraud_models import FraudDecision
-from db.models import Deposit, Withdrawal
 from domain.fraud.config import RuleSet
 from domain.fraud.engine import Decision
 from domain.fraud.facts import (
@@ -329,6 +329,13 @@ def build_query(
     return FactsQuery(sql, params, dimensions, identity_dimensions, kind)
 
 
+@functools.lru_cache(maxsize=64)
+def _statement(sql: str) -> TextClause:
+    """The facts statement, parsed once per shape (which signals a payment has): `text()` scans
+    the SQL for parameters each time it is built, a cost paid on every decision otherwise."""
+    return text(sql)
+
+
 @dataclass(frozen=True)
 class Gathered:
     facts: PaymentFacts
@@ -347,7 +354,7 @@ async def _run(
     destination_name: str | None = None,
     destination_iin: str | None = None,
 ) -> PaymentFacts:
-    row = (await session.execute(text(query.sql), query.params)).mappings().one_or_none()
+    row = (await session.execute(_statement(query.sql), query.params)).mappings().one_or_none()
     if row is None:
         raise LookupError("player not found")
     # Cross-joined CTEs repeat column names; read them by position per CTE instead.
@@ -515,6 +522,82 @@ async def withdrawal_facts(
     return facts, signals
 
 
+ReviewChange = Literal["open", "drop"]
+
+_DECISION_COLUMNS = (
+    "payment_id",
+    "kind",
+    "player_id",
+    "amount_minor",
+    "currency",
+    "method",
+    "card_key",
+    "card_country",
+    "device_id",
+    "ip",
+    "ip_country",
+    "destination_key",
+    "decision",
+    "score",
+    "reasons",
+    "version",
+    "created_at",
+    "facts",
+    "rule_results",
+    "rules_hash",
+)
+_JSON_COLUMNS = frozenset({"reasons", "facts", "rule_results"})
+# A retried activity decides afresh: these replace the stored decision's.
+_REPLACED = ("decision", "score", "reasons", "version", "facts", "rule_results", "rules_hash")
+
+
+@functools.cache
+def _record_statement(
+    kind: PaymentKind, review: ReviewChange | None, alerts: bool = False
+) -> TextClause:
+    """One statement: the decision upserted, the deposit's review opened (or a pending one a
+    retried step no longer asks for dropped), the alerts raised (each once per `dedupe_key`, as
+    `db.monitoring.raise_alert`), and the payment's `risk` written. Built once per shape (an
+    ORM upsert built per call cost more client time than the database's work)."""
+    values = ", ".join(
+        f"CAST(:{c} AS jsonb)" if c in _JSON_COLUMNS else f":{c}" for c in _DECISION_COLUMNS
+    )
+    ctes = [
+        f"stored_decision AS (INSERT INTO fraud_decisions ({', '.join(_DECISION_COLUMNS)}) "  # noqa: S608
+        f"VALUES ({values}) ON CONFLICT (payment_id) DO UPDATE SET "
+        + ", ".join(f"{c} = EXCLUDED.{c}" for c in _REPLACED)
+        + ")"
+    ]
+    if review == "open":
+        # As db.risk.open_review: a retried step updates a review still pending, never a
+        # decided one.
+        ctes.append(
+            "review AS (INSERT INTO deposit_reviews (deposit_id, player_id, mode, status, score, "
+            "reasons) VALUES (:payment_id, :player_id, :review_mode, 'pending', :score, "
+            "CAST(:reasons AS jsonb)) ON CONFLICT (deposit_id) DO UPDATE SET "
+            "mode = EXCLUDED.mode, score = EXCLUDED.score, reasons = EXCLUDED.reasons "
+            "WHERE deposit_reviews.status = 'pending')"
+        )
+    elif review == "drop":  # as db.risk.drop_pending_review
+        ctes.append(
+            "review AS (DELETE FROM deposit_reviews WHERE deposit_id = :payment_id "
+            "AND status = 'pending')"
+        )
+    if alerts:
+        ctes.append(
+            "raised AS (INSERT INTO alerts (dedupe_key, kind, severity, subject, message, "
+            "details) SELECT a.dedupe_key, a.kind, a.severity, a.subject, a.message, a.details "
+            "FROM jsonb_to_recordset(CAST(:alerts AS jsonb)) AS a(dedupe_key text, kind text, "
+            "severity text, subject text, message text, details jsonb) "
+            "ON CONFLICT (dedupe_key) DO NOTHING)"
+        )
+    table = "deposits" if kind == "deposit" else "withdrawals"
+    return text(
+        f"WITH {', '.join(ctes)} UPDATE {table} SET risk = CAST(:risk AS jsonb) "  # noqa: S608
+        "WHERE id = :payment_id"
+    )
+
+
 async def record_decision(
     session: AsyncSession,
     *,
@@ -528,11 +611,17 @@ async def record_decision(
     decision: Decision,
     created_at: datetime,
     facts: PaymentFacts | None = None,
+    review: ReviewChange | None = None,
+    risk: dict[str, Any] | None = None,
+    alerts: list[dict[str, Any]] | None = None,
 ) -> None:
     """Store (or, on a retried activity, replace) the payment's decision, signals and
     explanation (facts, every rule's result, the rule set's hash), and show it on the payment
-    (`risk`), in one statement."""
-    values = {
+    (`risk`: `decision.as_json()` unless given), in one statement. A deposit's `review`: `open`
+    its review (mode `decision.review_mode`), or `drop` a pending one. `alerts`: raised in the
+    same statement, each unless one with its `dedupe_key` exists (dedupe_key, kind, severity,
+    subject, message, details)."""
+    values: dict[str, Any] = {
         "payment_id": payment_id,
         "kind": kind,
         "player_id": player_id,
@@ -547,40 +636,32 @@ async def record_decision(
         "destination_key": signals.destination_key,
         "decision": decision.decision.value,
         "score": decision.score,
-        "reasons": list(decision.reasons),
+        "reasons": json.dumps(list(decision.reasons)),
         "version": decision.version,
         "created_at": created_at,
-        "facts": facts_to_json(facts) if facts is not None else None,
-        "rule_results": [r.as_json() for r in decision.results],
+        "facts": json.dumps(facts_to_json(facts)) if facts is not None else None,
+        "rule_results": json.dumps([r.as_json() for r in decision.results]),
         "rules_hash": decision.rules_hash or None,
+        "risk": json.dumps(risk if risk is not None else decision.as_json()),
     }
-    statement = insert(FraudDecision).values(**values)
-    replaced = ("decision", "score", "reasons", "version", "facts", "rule_results", "rules_hash")
-    stored = statement.on_conflict_do_update(
-        index_elements=["payment_id"],
-        set_={k: statement.excluded[k] for k in replaced},
-    ).cte("stored_decision")
-    # The payment shows its decision (`risk`): written by the same statement.
-    payment = cast(Table, (Deposit if kind == "deposit" else Withdrawal).__table__)
-    await session.execute(
-        update(payment)
-        .where(payment.c.id == payment_id)
-        .values(risk=decision.as_json())
-        .add_cte(stored)
-    )
+    if review == "open":
+        values["review_mode"] = decision.review_mode
+    if alerts:
+        values["alerts"] = json.dumps(alerts)
+    statement = _record_statement(kind, review if kind == "deposit" else None, bool(alerts))
+    await session.execute(statement, values)
 
 
 async def get_decision(session: AsyncSession, *, payment_id: str) -> FraudDecision | None:
     return await session.get(FraudDecision, payment_id)
 
 
-_LOCK_PERSON = text(
-    "SELECT pg_advisory_xact_lock(hashtextextended('fraud:person:' || coalesce("
-    "(SELECT person_id FROM players WHERE id = :player_id), :player_id), 0))"
-)
-_LOCK_KEYS = text(
-    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM "
-    "(SELECT k FROM unnest(CAST(:keys AS text[])) k ORDER BY k) ordered"
+_LOCK_SUBJECTS = text(
+    # One round trip; the locks are taken in the order the sort gives the aggregate.
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM ("
+    "SELECT o, k FROM (SELECT 0 AS o, 'fraud:person:' || coalesce("
+    "(SELECT person_id FROM players WHERE id = :player_id), :player_id) AS k "
+    "UNION ALL SELECT 1, k FROM unnest(CAST(:keys AS text[])) k) subjects ORDER BY o, k) ordered"
 )
 
 
@@ -588,13 +669,12 @@ async def lock_subjects(session: AsyncSession, *, player_id: str, signals: Signa
     """Serialize decisions about one person, card or device until this transaction ends.
 
     The person first, then the card and the device in a fixed order: two transactions never
-    wait for each other in a cycle.
+    wait for each other in a cycle. One statement, before the facts are read (a statement sees
+    what was committed when it began: the facts must come after the locks, never with them).
     """
-    await session.execute(_LOCK_PERSON, {"player_id": player_id})
     keys = [
         f"fraud:{name}:{value}"
         for name, value in (("card", signals.card_key), ("device", signals.device_id))
         if value is not None
     ]
-    if keys:
-        await session.execute(_LOCK_KEYS, {"keys": keys})
+    await session.execute(_LOCK_SUBJECTS, {"player_id": player_id, "keys": keys})

@@ -3,6 +3,7 @@ lists checked first, facts stored and read back, card identity, names across scr
 reader, the closed loop and the review's moves."""
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,19 @@ def test_facts_survive_storage() -> None:
     assert facts_from_json(stored) == facts
     older = {k: v for k, v in stored.items() if k not in ("list_hits", "missing_signals")}
     assert facts_from_json(older).list_hits == ()  # facts stored before a field existed
+    # Stored as dataclasses.asdict would store them (the faster copy changes nothing in JSON).
+    expected = dataclasses.asdict(facts)
+    expected["velocity"] = {
+        "card": {
+            w: dataclasses.asdict(facts.velocity["card"].window(w)) for w in ("10m", "1h", "24h")
+        }
+    }
+    assert json.loads(json.dumps(stored)) == json.loads(json.dumps(expected))
+    decision = evaluate(facts, load_rule_set(DEFAULT_RULES_PATH))
+    assert decision.results
+    assert [r.as_json() for r in decision.results] == [
+        dataclasses.asdict(r) for r in decision.results
+    ]
 
 
 def test_card_fingerprints_tell_cards_of_one_bin_and_last_four_apart() -> None:

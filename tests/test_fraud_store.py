@@ -504,3 +504,120 @@ async def test_wallet_daily_totals_follow_every_posting(
         mismatched = (await session.execute(text(_RECOMPUTED_TOTALS))).all()
     assert (facts.deposits_lookback_minor, facts.bets_lookback_minor) == (300_000_00, 80_000_00)
     assert mismatched == []
+
+
+async def test_every_list_kind_is_found_and_expired_or_removed_entries_are_not(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Issue 18, lists: entries name an IIN, a card (its fingerprint), a device, an IP range, an
+    IBAN, a phone or a wallet account; the facts carry the live entries the payment matches,
+    never one that expired or was removed."""
+    from db import risk as risk_store
+
+    tag = uid()
+    iin = make_iin()
+    octets = uuid.uuid4().int
+    network = f"100.{64 + octets % 64}.{(octets >> 8) % 256}.0/24"
+    values: dict[str, str] = {
+        "iin": iin,
+        "card": f"fp-{tag}",
+        "device": f"dev-{tag}",
+        "ip": network,
+        "iban": f"KZ{octets % 10**18:018d}",
+        "phone": f"+7701{octets % 10**7:07d}",
+        "wallet": f"wallet-{tag}",
+    }
+    at = NOW - timedelta(minutes=5)
+    entries: dict[str, int] = {}
+    async with sessions.begin() as session:
+        player_id = await player(session, iin=iin)
+        for kind, value in values.items():
+            entry = await risk_store.add_entry(
+                session,
+                list_type="allow" if kind == "iin" else "block",
+                kind=kind,  # type: ignore[arg-type]
+                value=value,
+                network=value if kind == "ip" else None,
+                reason="test",
+                actor="op_test",
+                expires_at=None,
+                now=at,
+            )
+            entries[kind] = entry.id
+        expired = await risk_store.add_entry(
+            session,
+            list_type="block",
+            kind="device",
+            value=f"old-{tag}",
+            network=None,
+            reason="test",
+            actor="op_test",
+            expires_at=NOW - timedelta(seconds=1),
+            now=at,
+        )
+        removed = await risk_store.add_entry(
+            session,
+            list_type="block",
+            kind="phone",
+            value=f"+7702{octets % 10**7:07d}",
+            network=None,
+            reason="test",
+            actor="op_test",
+            expires_at=None,
+            now=at,
+        )
+        await risk_store.remove_entry(
+            session, entry_id=removed.id, actor="op_test", reason="false positive", now=at
+        )
+
+    def hits(facts: Any) -> set[tuple[str, str, int]]:
+        return {(h.list_type, h.kind, h.entry_id) for h in facts.list_hits}
+
+    async with sessions() as session:
+        deposit = await fraud_store.deposit_facts(
+            session,
+            deposit_id=f"dep_{uid()}",
+            player_id=player_id,
+            amount_minor=100_000,
+            currency="KZT",
+            method="ewallet",
+            signals=fraud_store.Signals.of(
+                card={"fingerprint": values["card"], "bin": "440563", "last4": "0001"},
+                client={"device_id": values["device"], "ip": network.replace(".0/24", ".77")},
+                account={"phone": values["phone"], "wallet_account": values["wallet"]},
+            ),
+            rules=RULES,
+            now=NOW,
+        )
+        assert hits(deposit) == {
+            ("allow", "iin", entries["iin"]),
+            *(("block", k, entries[k]) for k in ("card", "device", "ip", "phone", "wallet")),
+        }
+        payout, _ = await fraud_store.withdrawal_facts(
+            session,
+            player_id=player_id,
+            amount_minor=100_000,
+            currency="KZT",
+            method="bank_transfer",
+            destination_fingerprint=destination_fingerprint("bank_transfer", values["iban"]),
+            rules=RULES,
+            now=NOW,
+            account={"iban": values["iban"]},
+        )
+        iban_hit = ("block", "iban", entries["iban"])
+        assert hits(payout) == {("allow", "iin", entries["iin"]), iban_hit}
+        neither = await fraud_store.deposit_facts(
+            session,
+            deposit_id=f"dep_{uid()}",
+            player_id=player_id,
+            amount_minor=100_000,
+            currency="KZT",
+            method="mobile_banking",
+            signals=fraud_store.Signals.of(
+                client={"device_id": f"old-{tag}", "ip": "192.0.2.1"},
+                account={"phone": f"+7702{octets % 10**7:07d}"},
+            ),
+            rules=RULES,
+            now=NOW,
+        )
+        assert hits(neither) == {("allow", "iin", entries["iin"])}, (expired.id, removed.id)

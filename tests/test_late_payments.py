@@ -5,6 +5,10 @@ Late payments are reported by callbacks, so these tests use providers that send 
 transfers, from statement lines) and Freedom Pay (cards: the signed result callback). Kaspi
 sends none; a signal to its deposit's workflow stands for any claim of payment.
 
+A late payment is judged by the deposit's risk review as an on-time one is (issue 18): held in
+`in_review` until an operator approves it (rejected: refunded at the provider), or credited with
+the person's withdrawals blocked under `review_mode = "credit"`.
+
 A case whose policy is `refund` (money taken at a second provider for a deposit credited at
 another, or any late payment under the `refund` policy) is refunded through the connector that
 took the money; a refusal leaves the case open and the deposit flagged stuck.
@@ -15,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,9 +46,19 @@ from providers.registry import card_providers, provider_http_client
 from simulator.connectors.ioka import encode_callback as ioka_callback
 from simulator.connectors.ioka import order_id as ioka_order_id
 from tests import test_gateway as gateway
-from tests.conftest import _client, _result, card_deposit, deposit_and_wait, new_player
+from tests.conftest import (
+    VISA_DECLINED,
+    _client,
+    _result,
+    card_deposit,
+    deposit_and_wait,
+    new_player,
+)
+from tests.fraud_helpers import overlay
 from tests.histories_helpers import keep
-from tests.test_gateway import _at_provider, _create, _credits, _deposit, _finish
+from tests.test_card_holder import _result_callback as freedom_result_callback
+from tests.test_gateway import _at_provider, _create, _credits, _deposit, _finish, _until_status
+from tests.test_withdrawals import iban_withdrawal, wager
 from worker import build_worker
 from workflows.deposit import DepositWorkflow
 from workflows.late_payment import LatePaymentResult, LatePaymentWorkflow, late_payment_workflow_id
@@ -575,3 +590,213 @@ async def test_a_signed_callback_with_a_nul_byte_is_refused_with_400(
     body, headers = ioka_callback(secret, _ioka_paid({"id": "dep_x", "amount": 1}))
     twin = await api.post("/v1/webhooks/ioka", content=body, headers=headers)  # without the NUL
     assert (twin.status_code, twin.json()["code"]) == (404, "payment_not_found"), twin.text
+
+
+# -- judged by the deposit's risk review (issue 18) ---------------------------------------------
+
+# Aggregator deposits of the tests' 250_000 are "large": the engine sends them to review.
+REVIEWED = "[deposit.rules.large_amount]\nmin_amount = 200_000\n"
+
+
+async def _reviewed_expired_then_paid(
+    stack: Stack, client: Client, sim: httpx.AsyncClient, fraud_overlay: Path, mode: str
+) -> tuple[str, dict[str, Any]]:
+    """A deposit the engine sent to review (`review_mode = mode`) that expired unpaid, and that
+    ioka then reports paid (the test delivers the webhook)."""
+    extra = f'[deposit]\nreview_mode = "{mode}"\n\n{REVIEWED}'
+    with overlay(fraud_overlay, extra, f"late-review-{mode}"):
+        player, deposit = await _expired_then_paid_at_ioka(stack, client, sim)
+    shown = (await stack.merchant.get(f"/v1/deposits/{deposit['id']}")).json()
+    assert shown["risk"]["decision"] == "review", shown["risk"]
+    assert shown["risk"]["review"]["mode"] == mode
+    return player, deposit
+
+
+@pytest.fixture
+def default_stack(
+    api: httpx.AsyncClient, operator_api: httpx.AsyncClient, settings: Settings
+) -> Stack:
+    return Stack(api, operator_api, settings)
+
+
+async def test_a_late_payment_in_review_is_held_until_an_operator_approves_it(
+    default_stack: Stack,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    fraud_overlay: Path,
+) -> None:
+    """Review means held, late too: ioka's late success for a deposit in review (`hold`) moves
+    it to `in_review`, not credited, with the case open, until an operator approves it through
+    the same API as an on-time deposit; then it is credited once."""
+    stack = default_stack
+    player, deposit = await _reviewed_expired_then_paid(
+        stack, temporal_client, sim, fraud_overlay, "hold"
+    )
+    await _deliver_ioka_webhook(stack, deposit)
+
+    held = await _until_status(stack.merchant, deposit["id"], "in_review")
+    assert held["status"] == "in_review", held
+    assert str(held["status_reason"]).startswith("risk_review:large_amount"), held
+    assert held["provider"] == "ioka"
+    case = await _case_when(stack.operator, deposit["id"], lambda c: True)
+    assert (case["policy"], case["resolution"]) == ("credit", "open")
+    assert await _credits(sessions, deposit["id"]) == 0
+    assert await _available(stack.merchant, player) == 0
+    queue = (await stack.operator.get("/v1/risk/reviews")).json()["data"]
+    item = next(r for r in queue if r["deposit_id"] == deposit["id"])
+    assert (item["mode"], item["status"]) == ("hold", "pending"), item
+
+    approved = await stack.operator.post(
+        f"/v1/deposits/{deposit['id']}/approve", json={"reason": "paid late, KYC on file"}
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["risk"]["review"]["status"] == "approved"
+    refused = await stack.operator.post(
+        f"/v1/deposits/{deposit['id']}/reject", json={"reason": "changed my mind"}
+    )
+    assert (refused.status_code, refused.json()["code"]) == (409, "invalid_state")
+
+    result = await _late_result(temporal_client, deposit["id"], "ioka")
+    assert (result.outcome, result.case_id) == ("credited", case["id"])
+    shown = (await stack.merchant.get(f"/v1/deposits/{deposit['id']}")).json()
+    assert shown["status"] == "succeeded"
+    assert await _credits(sessions, deposit["id"]) == 1
+    assert await _available(stack.merchant, player) == deposit["amount"]
+    resolved = await _case_when(stack.operator, deposit["id"], lambda c: c["id"] == case["id"])
+    assert resolved["resolution"] == "credited"
+    await keep(
+        temporal_client,
+        late_payment_workflow_id(deposit["id"], "ioka"),
+        "late_payment_review_approved",
+    )
+    await keep(temporal_client, deposit["workflow_id"], "late_review_approved")  # the review's
+
+
+async def test_a_late_payment_whose_review_is_rejected_is_declined_and_refunded(
+    default_stack: Stack,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    fraud_overlay: Path,
+) -> None:
+    """Rejected: the deposit is declined (`risk_review_rejected`), the money refunded at ioka in
+    full, the case `refunded`, the player never credited."""
+    stack = default_stack
+    player, deposit = await _reviewed_expired_then_paid(
+        stack, temporal_client, sim, fraud_overlay, "hold"
+    )
+    await _deliver_ioka_webhook(stack, deposit)
+    await _until_status(stack.merchant, deposit["id"], "in_review")
+
+    rejected = await stack.operator.post(
+        f"/v1/deposits/{deposit['id']}/reject", json={"reason": "player unreachable"}
+    )
+    assert rejected.status_code == 200, rejected.text
+    result = await _late_result(temporal_client, deposit["id"], "ioka")
+    assert result.outcome == "refunded", result
+    shown = (await stack.merchant.get(f"/v1/deposits/{deposit['id']}")).json()
+    assert shown["status"] == "declined"
+    assert str(shown["status_reason"]).startswith("risk_review_rejected"), shown
+    assert shown["risk"]["review"]["status"] == "rejected"
+    refunds = await _ioka_refunds(sim, settings, deposit["id"])
+    assert [(r["status"], r["amount"]) for r in refunds] == [("APPROVED", deposit["amount"])]
+    case = await _case_when(stack.operator, deposit["id"], lambda c: c["id"] == result.case_id)
+    assert case["resolution"] == "refunded"
+    assert await _credits(sessions, deposit["id"]) == 0
+    assert await _available(stack.merchant, player) == 0
+
+
+async def test_a_late_payment_in_credit_mode_review_is_credited_and_blocks_withdrawals(
+    default_stack: Stack,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    fraud_overlay: Path,
+) -> None:
+    """`review_mode = "credit"`: credited late, and the person's withdrawals wait for the
+    review, which an operator then approves (never silently an approval)."""
+    stack = default_stack
+    player, deposit = await _reviewed_expired_then_paid(
+        stack, temporal_client, sim, fraud_overlay, "credit"
+    )
+    await _deliver_ioka_webhook(stack, deposit)
+    result = await _late_result(temporal_client, deposit["id"], "ioka")
+    assert result.outcome == "credited", result
+    shown = (await stack.merchant.get(f"/v1/deposits/{deposit['id']}")).json()
+    assert shown["status"] == "succeeded"
+    review = shown["risk"]["review"]
+    assert (review["mode"], review["status"]) == ("credit", "pending"), review
+    assert await _available(stack.merchant, player) == deposit["amount"]
+
+    await wager(sessions, player, deposit["amount"])
+    body = iban_withdrawal(player, 100_000)
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    blocked = await stack.merchant.post("/v1/withdrawals", json=body, headers=key)
+    assert (blocked.status_code, blocked.json()["code"]) == (422, "withdrawals_blocked_by_review")
+    assert blocked.json()["deposits_in_review"] == [deposit["id"]]
+    approved = await stack.operator.post(f"/v1/deposits/{deposit['id']}/approve")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["risk"]["review"]["status"] == "approved"
+
+
+async def test_a_late_payment_with_someone_elses_card_is_held_for_review(
+    api: httpx.AsyncClient,
+    operator_api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The deposit failed at Halyk (declined), then the player paid the order on Freedom Pay's
+    page: Freedom Pay's result callback names a cardholder who is not the player. Late money on
+    someone else's card is held for review as it would be on time (the engine had approved the
+    deposit): `in_review`, not credited, in the queue; rejected, it goes back at Freedom Pay."""
+    player = await new_player(api)  # Aigerim Tulegenova
+    failed = await deposit_and_wait(
+        api, temporal_client, card_deposit(player, number=VISA_DECLINED)
+    )
+    assert (failed["status"], failed["risk"]["decision"]) == ("failed", "approve"), failed
+    async with provider_http_client(settings) as http:
+        freedom = card_providers(settings, http)["freedom"]
+        assert isinstance(freedom, FreedomPayClient)
+        page = await freedom.init_payment(
+            reference=failed["id"],
+            amount=failed["amount"],
+            currency="KZT",
+            callback_url="http://127.0.0.1:9/nowhere",  # its own callback lost: ours comes
+        )
+    assert page.status == "requires_action"
+    paid = await sim.post(f"/pay/freedom/{failed['id']}/confirm")
+    assert paid.json()["status"] == "succeeded", paid.text
+    body = freedom_result_callback(failed, "IVAN PETROV", settings.webhook_secret("freedom"))
+    taken = await api.post(
+        "/v1/webhooks/freedom",
+        content=body,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert taken.status_code == 200, taken.text
+
+    held = await _until_status(api, failed["id"], "in_review")
+    assert held["status"] == "in_review", held
+    assert "card_holder_mismatch" in str(held["status_reason"]), held
+    assert held["provider"] == "freedom"
+    assert await _credits(sessions, failed["id"]) == 0
+    queue = (await operator_api.get("/v1/risk/reviews")).json()["data"]
+    item = next(r for r in queue if r["deposit_id"] == failed["id"])
+    assert (item["mode"], item["status"]) == ("hold", "pending"), item
+    assert "card_holder_mismatch" in item["reasons"]
+
+    rejected = await operator_api.post(
+        f"/v1/deposits/{failed['id']}/reject", json={"reason": "someone else's card"}
+    )
+    assert rejected.status_code == 200, rejected.text
+    result = await _late_result(temporal_client, failed["id"], "freedom")
+    assert result.outcome == "refunded", result
+    at_freedom = await _freedom_status(sim, settings, failed["id"])
+    assert at_freedom["pg_transaction_status"] == "refunded", at_freedom
+    shown = (await api.get(f"/v1/deposits/{failed['id']}")).json()
+    assert shown["status"] == "declined"
+    assert await _credits(sessions, failed["id"]) == 0
+    assert await _available(api, player) == 0

@@ -59,6 +59,12 @@ EXPECTED = {
     # (credited) and rejected (declined, refunded at the provider).
     "deposit_card_review_approved",
     "deposit_card_review_rejected",
+    # A payment reported after its deposit expired, whose review holds it (patch
+    # `late-review-hold`): held in a LateReviewWorkflow until an operator approved it.
+    "late_payment_review_approved",
+    "late_review_approved",
+    # Reconciliation (patch `recon-charge-reported-chargebacks`): a report's chargebacks charged.
+    "reconciliation_chargebacks_charged",
     # Compliance (issue 17, patches compliance-esu-report, compliance-payout-deadline,
     # compliance-credit-funds): reported to the ESU (retried through its outage), a payout
     # screened into a split report, the payout deadline escalated or closed, a Kaspi payment

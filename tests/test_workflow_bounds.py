@@ -9,8 +9,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
+from config import Settings
 from db.models import Deposit
+from tests.approval_helpers import signed
 from tests.conftest import card_deposit, deposit_and_wait, new_player
 from tests.test_withdrawals import create, finished, fund, iban_withdrawal
 from workflows.deposit import DepositWorkflow
@@ -64,6 +67,8 @@ async def test_control_characters_in_a_review_reason_are_refused_with_4xx(
 async def test_a_nul_byte_reaching_the_workflow_is_recorded_clean_and_the_payout_ends(
     api: httpx.AsyncClient,
     temporal_client: Client,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """Past the API (a signal straight to Temporal), the reason is still cleaned: the review is
@@ -73,6 +78,9 @@ async def test_a_nul_byte_reaching_the_workflow_is_recorded_clean_and_the_payout
     created = await create(api, iban_withdrawal(player, 60_000_00))
     handle = temporal_client.get_workflow_handle(created["workflow_id"])
     review = ReviewInput(actor_id="op-1", actor_name="Op\x00", reason="fine\x00" + "x" * 600)
+    review = await signed(  # with a valid token, as only the API can sign it
+        review, settings=settings, env=temporal_env, workflow_id=handle.id, decision="approve"
+    )
     await handle.execute_update(WithdrawalWorkflow.approve, review)
     done = await finished(api, temporal_client, created)
     assert done["status"] == "paid"
@@ -111,6 +119,8 @@ async def test_cancel_and_approve_racing_leave_one_decision(
 async def test_an_approve_after_a_cancel_is_refused_by_the_workflow(
     api: httpx.AsyncClient,
     temporal_client: Client,
+    temporal_env: WorkflowEnvironment,
+    settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     player = await new_player(api)
@@ -118,11 +128,19 @@ async def test_an_approve_after_a_cancel_is_refused_by_the_workflow(
     created = await create(api, iban_withdrawal(player, 60_000_00))
     handle = temporal_client.get_workflow_handle(created["workflow_id"])
     actor = ReviewInput(actor_id="p", actor_name="player")
-    await handle.execute_update(WithdrawalWorkflow.cancel, actor)
+    cancel = await signed(
+        actor, settings=settings, env=temporal_env, workflow_id=handle.id, decision="cancel"
+    )
+    await handle.execute_update(WithdrawalWorkflow.cancel, cancel)
+    approve = await signed(
+        ReviewInput(actor_id="op", actor_name="op"),
+        settings=settings,
+        env=temporal_env,
+        workflow_id=handle.id,
+        decision="approve",
+    )
     try:
-        await handle.execute_update(
-            WithdrawalWorkflow.approve, ReviewInput(actor_id="op", actor_name="op")
-        )
+        await handle.execute_update(WithdrawalWorkflow.approve, approve)
         raise AssertionError("an approve after the cancel was accepted")
     except (WorkflowUpdateFailedError, RPCError):  # the test server answers an RPC error
         pass

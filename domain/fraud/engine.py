@@ -11,7 +11,7 @@ Every configured rule's result is kept (`Decision.results`: hit or not, action, 
 suppressed) with the rule set's version label and content hash: the decision's explanation.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from domain.fraud.config import Action, KindRules, ReviewMode, RuleSet
@@ -43,7 +43,14 @@ class RuleResult:
         return self.hit and not self.shadow and not self.suppressed
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {  # as dataclasses.asdict, without its deep copies (one per rule, per payment)
+            "code": self.code,
+            "hit": self.hit,
+            "action": self.action,
+            "score": self.score,
+            "shadow": self.shadow,
+            "suppressed": self.suppressed,
+        }
 
 
 @dataclass(frozen=True)

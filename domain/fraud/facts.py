@@ -7,7 +7,7 @@ fact of its own (`missing_signals`). Every decision stores its facts as JSON (`f
 so a backtest can run another rule set over them (`facts_from_json`).
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 PaymentKind = Literal["deposit", "withdrawal"]
@@ -92,11 +92,23 @@ class PaymentFacts:
         return self.velocity.get(dimension)
 
 
+def _plain(value: Any) -> Any:
+    """`dataclasses.asdict` without its deep copies (the facts are frozen, their leaves plain):
+    a decision is stored on every payment, and the copies cost more than the rules."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def facts_to_json(facts: PaymentFacts) -> dict[str, Any]:
     """The facts as stored with the decision (plain JSON, amounts in minor units)."""
-    data = asdict(facts)
+    data: dict[str, Any] = _plain(facts)
     data["velocity"] = {
-        dimension: {name: asdict(velocity.window(name)) for name in WINDOWS}
+        dimension: {name: _plain(velocity.window(name)) for name in WINDOWS}
         for dimension, velocity in facts.velocity.items()
     }
     return data
