@@ -15,6 +15,7 @@ took the money; a refusal leaves the case open and the deposit flagged stuck.
 """
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +34,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.gateway_models import ProviderEvent
 from api.app import create_app
 from config import Settings
+from db import late_payments as late_store
 from domain.roles import Role
 from providers.amounts import from_decimal_string
 from providers.connectors.freedom_pay import (
@@ -171,6 +173,19 @@ async def _delivered(
         await asyncio.sleep(0.05)
 
 
+async def _paid_at(sim: httpx.AsyncClient, provider: str, reference: str) -> None:
+    """Once the provider holds the payment as paid (it pays it late in its own time: no event
+    to await)."""
+    deadline = time.monotonic() + 20
+    while True:
+        log = (await sim.get(f"/admin/providers/{provider}/payments/{reference}")).json()
+        status = (log.get("payment") or {}).get("status")
+        if status == "succeeded" or time.monotonic() > deadline:
+            assert status == "succeeded", log
+            return
+        await asyncio.sleep(0.05)
+
+
 async def _ioka_refunds(
     sim: httpx.AsyncClient, settings: Settings, reference: str
 ) -> list[dict[str, Any]]:
@@ -266,6 +281,50 @@ async def test_a_success_after_expiry_opens_a_case_and_credits_once(
     await keep(
         temporal_client, late_payment_workflow_id(deposit["id"], "ioka"), "late_payment_credited"
     )
+
+
+@pytest.mark.usefixtures("ioka_webhook")
+async def test_a_late_success_recorded_before_its_workflow_started_is_taken_on_the_resend(
+    api: httpx.AsyncClient,
+    temporal_client: Client,
+    sim: httpx.AsyncClient,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The receipt of a late success is committed before its workflow starts (so the workflow
+    reads what the callback judged); if the start failed, the provider's resend of the same
+    event starts it, once: money that arrives late is never dropped."""
+    await sim.put(
+        "/admin/providers/ioka/behaviour",
+        json={
+            "late_success_after_expiry": True,
+            "late_success_delay_ms": 1000,
+            "callback_lost": True,
+        },
+    )
+    player = await new_player(api)
+    deposit = await _create(api, _deposit(player, "aggregator"))
+    await _at_provider(sim, "ioka", deposit["id"])
+    expired = await _finish(api, temporal_client, deposit, skip_time=True)
+    assert expired["status"] == "expired"
+    await _paid_at(sim, "ioka", deposit["id"])
+    body, headers = ioka_callback(settings.webhook_secret("ioka"), _ioka_paid(deposit))
+    # The first delivery got as far as its receipt; the orchestrator then refused the start.
+    async with sessions() as session:
+        assert await late_store.first_receipt(
+            session,
+            provider="ioka",
+            event_key=hashlib.sha256(body).hexdigest(),
+            reference=deposit["id"],
+        )
+        await session.commit()
+    for _ in range(2):
+        again = await api.post("/v1/webhooks/ioka", content=body, headers=headers)
+        assert (again.status_code, again.json()["outcome"]) == (200, "duplicate"), again.text
+    result = await _late_result(temporal_client, deposit["id"], "ioka")
+    assert result.outcome == "credited"
+    assert await _credits(sessions, deposit["id"]) == 1
+    assert await _available(api, player) == deposit["amount"]
 
 
 async def test_a_signal_claiming_payment_credits_nothing_until_the_provider_confirms(

@@ -133,6 +133,13 @@ async def _take_callback(
         session, provider=provider, event_key=event_key[:128], reference=deposit.id
     )
     if not fresh:  # committed by an earlier delivery of the same event
+        if callback.status == "succeeded" and await _is_late(session, deposit.id, provider):
+            # The earlier delivery was recorded but the late payment's workflow may not have
+            # started (the orchestrator was down): start it now, never twice.
+            client = await state.temporal()
+            await _start_late_payment(
+                client, deposit, provider, settings.temporal_task_queue, again=False
+            )
         return WebhookAck(received=True, outcome="duplicate")
     holder = getattr(callback, "card_owner", None)  # providers that report it (Freedom Pay)
     if isinstance(holder, str) and holder.strip():
@@ -174,22 +181,27 @@ async def _take_callback(
                 raise Problem(503, "orchestrator_unavailable", "Retry the callback later") from exc
             # The workflow has finished: judge by the deposit as it is now, not as read above
             # (it may have been credited in between, by this very payment).
-            now_status, served_by = await deposit_store.current_status(
-                session, deposit_id=deposit.id
-            )
-            late = callback.status == "succeeded" and (
-                now_status in ("expired", "failed")
-                or (now_status == "succeeded" and served_by not in (None, provider))
-            )
+            late = callback.status == "succeeded" and await _is_late(session, deposit.id, provider)
             if not late:
                 await session.commit()
                 return WebhookAck(received=True, outcome="already_final")
         else:
             await session.commit()
             return WebhookAck(received=True, outcome="signalled")
-    await _start_late_payment(client, deposit, provider, settings.temporal_task_queue)
+    # Committed first, so the late payment's workflow reads the cardholder verdict; should the
+    # start fail, the provider's resend of this event starts it (the duplicate branch above).
     await session.commit()
+    await _start_late_payment(client, deposit, provider, settings.temporal_task_queue)
     return WebhookAck(received=True, outcome="late_payment")
+
+
+async def _is_late(session: AsyncSession, deposit_id: str, provider: str) -> bool:
+    """A success reported now would be a late payment: the deposit expired or failed, or was
+    credited through another provider."""
+    status, served_by = await deposit_store.current_status(session, deposit_id=deposit_id)
+    return status in ("expired", "failed") or (
+        status == "succeeded" and served_by not in (None, provider)
+    )
 
 
 async def _judge_card_holder(
@@ -228,9 +240,10 @@ async def _judge_card_holder(
 
 
 async def _start_late_payment(
-    client: Client, deposit: Deposit, provider: str, task_queue: str
+    client: Client, deposit: Deposit, provider: str, task_queue: str, *, again: bool = True
 ) -> None:
-    """Once per deposit and provider, however often the provider repeats itself."""
+    """Once per deposit and provider, however often the provider repeats itself. A new event
+    (`again`) runs a finished one again; a resent event only starts one that never ran."""
     try:
         await client.start_workflow(
             LatePaymentWorkflow.run,
@@ -245,7 +258,11 @@ async def _start_late_payment(
             task_queue=task_queue,
             # A later report (a top-up of a short transfer) runs it again: every step is
             # idempotent on the deposit and the provider.
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_reuse_policy=(
+                WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                if again
+                else WorkflowIDReusePolicy.REJECT_DUPLICATE
+            ),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
     except WorkflowAlreadyStartedError:
