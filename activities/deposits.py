@@ -79,6 +79,9 @@ class DepositActivities:
         self._autocommit = autocommit_sessions(sessions)
         self._card_providers = card_providers
         self._ledger = ledger_policy
+        # Group commit (issue 21), shared with the process's other activities: concurrent
+        # credits share one statement and one WAL flush, each under its own key.
+        self._batcher = ledger_store.LedgerBatcher.shared(sessions)
 
     @activity.defn
     async def assess_deposit_risk(self, inp: RiskCheckInput) -> RiskCheckResult:
@@ -298,7 +301,8 @@ class DepositActivities:
 
     @activity.defn
     async def credit_deposit(self, inp: CreditDepositInput) -> CreditDepositResult:
-        """Credit the wallet and book the provider's fee, in one database transaction."""
+        """Credit the wallet and book the provider's fee (group commit), then mark the deposit
+        succeeded."""
         shards = self._ledger.house_shards
         credit = deposit_credit(
             deposit_id=inp.deposit_id,
@@ -321,32 +325,36 @@ class DepositActivities:
             else None
         )
 
-        async def post_both(session: AsyncSession) -> ledger_store.PostedTransaction:
-            # One statement that locks both postings' accounts in code order first: the credit
-            # and the fee touch two clearing shards, and posting them one after the other
-            # deadlocked concurrent deposits (each then waited a second for the detector).
-            specs = [credit] if fee is None else [credit, fee]
-            posted = (await ledger_store.post_transactions(session, specs=specs))[0]
-            if inp.succeeded_at is not None:
-                await deposit_store.record_status(
-                    session,
-                    deposit_id=inp.deposit_id,
-                    status=DepositStatus.SUCCEEDED,
-                    reason=None,
-                    occurred_at=inp.succeeded_at,
-                    provider=inp.provider,
-                    also_from=LATE_PAYMENT_FROM if inp.late else (),
-                )
-            if inp.funding:
-                await deposit_store.keep_funding(
-                    session, deposit_id=inp.deposit_id, funding=inp.funding
-                )
-            return posted
-
+        # Through group commit: the credit and the fee are each posted exactly once under their
+        # own keys (from the deposit id), in their lanes' next batches, which lock their
+        # accounts in code order first (no deadlock between the two clearing shards). The
+        # deposit's status follows in its own transaction: a retry after a crash in between
+        # finds both postings made (created=False) and records the status then.
+        specs = [credit] if fee is None else [credit, fee]
         try:
-            posted = await ledger_store.with_retry(self._sessions, post_both)
+            posted = (await self._batcher.post_many(specs))[0]
         except ledger_store.LedgerError as exc:
             raise ApplicationError(str(exc), non_retryable=True, type=type(exc).__name__) from exc
+        if inp.succeeded_at is not None or inp.funding:
+            succeeded_at, funding = inp.succeeded_at, inp.funding
+
+            async def record(session: AsyncSession) -> None:
+                if succeeded_at is not None:
+                    await deposit_store.record_status(
+                        session,
+                        deposit_id=inp.deposit_id,
+                        status=DepositStatus.SUCCEEDED,
+                        reason=None,
+                        occurred_at=succeeded_at,
+                        provider=inp.provider,
+                        also_from=LATE_PAYMENT_FROM if inp.late else (),
+                    )
+                if funding:
+                    await deposit_store.keep_funding(
+                        session, deposit_id=inp.deposit_id, funding=funding
+                    )
+
+            await ledger_store.with_retry(self._sessions, record)
         return CreditDepositResult(transaction_id=posted.id, key=posted.key, created=posted.created)
 
     @activity.defn

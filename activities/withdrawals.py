@@ -44,9 +44,10 @@ class WithdrawalActivities:
         self._sessions = sessions
         self._payout_providers = payout_providers
         self._fraud = fraud_rules or RuleSource()
-        # Group commit (issue 21): concurrent settlements share one statement and one WAL flush;
-        # each keeps its own key, so each is still posted exactly once.
-        self._batcher = ledger_store.LedgerBatcher(sessions)
+        # Group commit (issue 21), shared with the process's other activities: concurrent
+        # settlements share one statement and one WAL flush; each keeps its own key, so each is
+        # still posted exactly once.
+        self._batcher = ledger_store.LedgerBatcher.shared(sessions)
 
     @activity.defn
     async def assess_withdrawal_risk(self, inp: WithdrawalRiskInput) -> WithdrawalRiskResult:

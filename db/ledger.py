@@ -8,7 +8,9 @@ custom SQLSTATEs, which become the exceptions below; `ledger_post_batch` reports
 """
 
 import asyncio
+import hashlib
 import json
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +18,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from sqlalchemy import select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -287,17 +289,16 @@ async def _autocommit_all(
 _Queued = tuple[
     dict[str, object], "asyncio.Future[tuple[PostedTransaction, int | None]]", str | None
 ]
-_BALANCES = (
-    "SELECT code, posted_credits - posted_debits - pending_debits FROM ledger_accounts "
-    "WHERE code = ANY(%(codes)s)"
-)
+
+
+_SHARED: "weakref.WeakKeyDictionary[Engine, LedgerBatcher]" = weakref.WeakKeyDictionary()
 
 
 class LedgerBatcher:
     """Group commit for a process that posts a lot: concurrent `post`/`resolve` calls are sent
-    together through `ledger_post_batch` (migration 0031), one statement and one WAL flush per
-    batch. Each caller still gets its own result or its own LedgerError; a batch that deadlocks
-    is retried whole (every posting is idempotent).
+    together through `ledger_post_batch` (migrations 0031, 0070), one statement and one WAL
+    flush per batch. Each caller still gets its own result or its own LedgerError; a batch that
+    deadlocks is retried whole (every posting is idempotent).
 
     Postings go to `parallel` lanes, each with one batch in flight, by the shard their house
     accounts are in (`domain.ledger.shard_for` of the key that chose it). A batch locks all its
@@ -306,8 +307,11 @@ class LedgerBatcher:
     batches only meet on a player wallet now and then.
 
     `post_and_balance` also answers an account's available balance right after the batch (the
-    wallet API's answer): one more statement per batch, on the same connection, whatever the
-    number of postings in it that asked.
+    wallet API's answer): read in the batch's own statement (`ledger_post_batch_balances`,
+    migration 0210), whatever the number of postings in it that asked.
+
+    The deposit and withdrawal activities share one per process (`shared`); `batches` and
+    `postings` count what it sent.
     """
 
     def __init__(
@@ -320,10 +324,34 @@ class LedgerBatcher:
         self._max_batch = max_batch
         self._lanes: list[list[_Queued]] = [[] for _ in range(max(parallel, 1))]
         self._senders: dict[int, asyncio.Task[None]] = {}
+        self.batches = 0
+        """Batches sent so far (statements of `ledger_post_batch`)."""
+        self.postings = 0
+        """Postings sent so far in those batches (replays included)."""
+
+    @classmethod
+    def shared(cls, sessions: async_sessionmaker[AsyncSession]) -> "LedgerBatcher":
+        """The one batcher of this process for the engine `sessions` is bound to: the worker's
+        deposit and withdrawal activities then share batches (and their WAL flushes)."""
+        engine = sessions.kw.get("bind")
+        if not isinstance(engine, AsyncEngine):
+            raise TypeError("LedgerBatcher needs a sessionmaker bound to an AsyncEngine")
+        batcher = _SHARED.get(engine.sync_engine)
+        if batcher is None:
+            batcher = _SHARED[engine.sync_engine] = cls(sessions)
+        return batcher
 
     async def post(self, spec: TransactionSpec) -> PostedTransaction:
         posted, _ = await self._submit(_spec_item(spec), shard_key=spec.key, balance_of=None)
         return posted
+
+    async def post_many(self, specs: Sequence[TransactionSpec]) -> list[PostedTransaction]:
+        """Post each spec exactly once, concurrently (each in its lane's next batch); the
+        results in order. Each is its own posting under its own key: a refusal of one (its
+        LedgerError is raised) does not undo the others, and a retry posts only what is missing.
+        Batches lock all their accounts in code order first, so the specs' batches cannot
+        deadlock on each other."""
+        return list(await asyncio.gather(*(self.post(spec) for spec in specs)))
 
     async def post_and_balance(
         self, spec: TransactionSpec, *, account_code: str
@@ -351,7 +379,9 @@ class LedgerBatcher:
         lane = shard_for(shard_key, len(self._lanes))
         self._lanes[lane].append((item, future, balance_of))
         sender = self._senders.get(lane)
-        if sender is None or sender.done():  # a finished sender may not have left the dict yet
+        # A finished sender may not have left the dict yet; one of an event loop that has ended
+        # (a process-wide batcher outlives a test's loop) never runs again.
+        if sender is None or sender.done() or sender.get_loop() is not future.get_loop():
             self._senders[lane] = asyncio.create_task(self._drain(lane))
         return await future
 
@@ -361,26 +391,33 @@ class LedgerBatcher:
             batch = queue[: self._max_batch]
             del queue[: self._max_batch]
             codes = sorted({code for _, _, code in batch if code is not None})
-            queries: list[tuple[str, dict[str, object]]] = [
-                (
-                    "SELECT idx, tx_id, created, error_state, error_message "
-                    "FROM ledger_post_batch(%(items)s::jsonb)",
-                    {"items": json.dumps([item for item, _, _ in batch])},
-                )
-            ]
-            if codes:
-                queries.append((_BALANCES, {"codes": codes}))
+            # One statement (migration 0210): the batch, then the asked-for balances as they
+            # are after it, in the same implicit transaction.
+            query = (
+                "SELECT idx, tx_id, created, error_state, error_message, code, available "
+                "FROM ledger_post_batch_balances(%(items)s::jsonb, %(codes)s::text[])"
+            )
+            params: dict[str, object] = {
+                "items": json.dumps([item for item, _, _ in batch]),
+                "codes": codes,
+            }
+            self.batches += 1
+            self.postings += len(batch)
             try:
-                results = await _autocommit_all(self._engine, queries, attempts=8)
+                rows = await _autocommit(self._engine, query, params, attempts=8)
             except Exception as exc:  # the whole batch failed: every caller hears it
                 for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            balances = (
-                {str(code): int(available) for code, available in results[-1]} if codes else {}
-            )
-            for idx, tx_id, created, state, message in results[0]:
+            balances = {
+                str(code): int(available)
+                for idx, *_, code, available in rows
+                if idx is None and code is not None
+            }
+            for idx, tx_id, created, state, message, _, _ in rows:
+                if idx is None:
+                    continue
                 item, future, code = batch[idx]
                 if future.done():
                     continue
@@ -440,6 +477,62 @@ async def reverse(session: AsyncSession, *, key: str) -> PostedTransaction:
     if original is None:
         raise PendingNotFound(key)
     return await post_transaction(session, spec=reversal(original))
+
+
+_CLAIM = text("SELECT claimed, kind FROM ledger_claim_key(:key, :kind, :hash, :lock_code)")
+
+
+async def claim_key(session: AsyncSession, *, key: str, kind: str, lock_code: str) -> str | None:
+    """Claim `key` with a marker that moves no money (migration 0210), under the lock every
+    posting on account `lock_code` takes: a later posting under `key` is refused (LG409).
+    None when the marker is written (now or before, by the same kind of claim); else the kind
+    of the posting that holds the key."""
+    marker = hashlib.sha256(json.dumps([kind, lock_code]).encode()).hexdigest()
+    row = (
+        await session.execute(
+            _CLAIM, {"key": key, "kind": kind, "hash": marker, "lock_code": lock_code}
+        )
+    ).one()
+    return None if row.claimed or row.kind == kind else str(row.kind)
+
+
+_POSTING = text(
+    "SELECT t.kind, t.payment_id, a.code, a.type, a.currency, a.owner_id, e.side, "
+    "e.amount_minor FROM ledger_transactions t "
+    "LEFT JOIN ledger_entries e ON e.transaction_id = t.id "
+    "LEFT JOIN ledger_accounts a ON a.id = e.account_id "
+    "WHERE t.key = :key ORDER BY e.id"
+)
+
+
+async def load_posting(
+    session: AsyncSession, *, key: str
+) -> tuple[str, TransactionSpec | None] | None:
+    """What the ledger holds under `key` in one query: its kind, with the posting as a spec
+    (None for a claim, which has no entries); None when the key is free."""
+    rows = (await session.execute(_POSTING, {"key": key})).all()
+    if not rows:
+        return None
+    kind = str(rows[0].kind)
+    if rows[0].code is None:
+        return kind, None
+    entries = tuple(
+        Entry(
+            AccountRef(row.code, AccountType(row.type), row.currency, row.owner_id),
+            Side(row.side),
+            int(row.amount_minor),
+        )
+        for row in rows
+    )
+    return kind, TransactionSpec(key=key, kind=kind, payment_id=rows[0].payment_id, entries=entries)
+
+
+async def posting_kind(session: AsyncSession, *, key: str) -> str | None:
+    """The kind of what the ledger holds under `key` (a posting or a claim), or None."""
+    found = await session.scalar(
+        text("SELECT kind FROM ledger_transactions WHERE key = :key"), {"key": key}
+    )
+    return None if found is None else str(found)
 
 
 async def transactions_for_payment(session: AsyncSession, *, payment_id: str) -> list[str]:

@@ -225,11 +225,85 @@ async def test_a_burst_of_mixed_operations_keeps_the_ledger_whole(
         for p, t in bets[::10]
     ]
     responses = await asyncio.gather(*calls)
-    assert all(r.status_code == 200 for r in responses), [r.text for r in responses[:3]]
+    # A rollback that came before its bet is remembered: that bet is refused (409).
+    refused = [r for r in responses if r.status_code == 409]
+    assert all(r.json()["code"] == "transaction_rolled_back" for r in refused)
+    assert all(r.status_code == 200 for r in responses if r not in refused)
+    assert len(refused) == sum(r.json()["status"] == "bet_not_found" for r in responses[-4:])
     balances = [await _balance(api, p) for p in players]
-    # A rollback that came before its bet found nothing: the bet then stays.
-    rolled = {r.json()["player_id"] for r in responses[-4:] if r.json()["status"] == "rolled_back"}
-    assert balances == [50_000 - 10_000 + 500 + (1_000 if p in rolled else 0) for p in players]
+    # Either way, each rolled-back bet took nothing in the end.
+    assert balances == [50_000 - 10_000 + 500 + 1_000 for _ in players]
+    await assert_invariants(sessions)
+
+
+async def test_a_rollback_before_its_bet_is_remembered_and_the_bet_refused(
+    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    player = await _funded(api, sessions, 10_000)
+    bet_id = fresh("tx")
+    rollback = {"player_id": player, "transaction_id": fresh("rb"), "bet_transaction_id": bet_id}
+    early = await _op(api, "rollback", **rollback)
+    assert early.status_code == 200, early.text
+    assert (early.json()["status"], early.json()["replayed"]) == ("bet_not_found", False)
+    assert (early.json()["amount"], early.json()["balance"]) == (0, 10_000)
+
+    for _ in range(2):  # the bet, and the game platform's retry of it
+        late = await _op(api, "bet", player_id=player, transaction_id=bet_id, amount=2_500)
+        assert late.status_code == 409, late.text
+        assert late.headers["content-type"] == PROBLEM
+        assert late.json()["code"] == "transaction_rolled_back"
+        assert await _balance(api, player) == 10_000  # never debited
+
+    again = await _op(api, "rollback", **rollback)
+    assert (again.json()["status"], again.json()["replayed"]) == ("bet_not_found", True)
+    # Not a conflict for other ids: the next bet is taken as usual.
+    taken = await _op(api, "bet", player_id=player, transaction_id=fresh("tx"), amount=1_000)
+    assert (taken.status_code, taken.json()["balance"]) == (200, 9_000)
+    async with sessions() as session:
+        marker = (
+            await session.execute(
+                text(
+                    "SELECT t.kind, count(e.id) AS entries FROM ledger_transactions t "
+                    "LEFT JOIN ledger_entries e ON e.transaction_id = t.id "
+                    "WHERE t.key = :key GROUP BY t.kind"
+                ),
+                {"key": f"wallet:default:{bet_id}"},
+            )
+        ).one()
+    assert (marker.kind, marker.entries) == ("game_bet_cancelled", 0)  # moves no money
+    await assert_invariants(sessions)
+
+
+async def test_a_rollback_racing_its_bet_never_leaves_the_wallet_debited(
+    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Bet and rollback sent together: whichever the wallet sees first, the bet is either taken
+    and rolled back, or refused; the balance ends where it began."""
+    player = await _funded(api, sessions, 100_000)
+    pairs = [fresh("tx") for _ in range(30)]
+    calls = []
+    for n, bet_id in enumerate(pairs):
+        bet = _op(api, "bet", player_id=player, transaction_id=bet_id, amount=1_000)
+        rollback = _op(
+            api,
+            "rollback",
+            player_id=player,
+            transaction_id=fresh("rb"),
+            bet_transaction_id=bet_id,
+        )
+        calls += [bet, rollback] if n % 2 else [rollback, bet]
+    responses = await asyncio.gather(*calls)
+    for response in responses:
+        if response.status_code == 409:
+            assert response.json()["code"] == "transaction_rolled_back"
+        else:
+            assert response.status_code == 200, response.text
+    bets_taken = sum(1 for r in responses if r.status_code == 200 and r.json()["type"] == "bet")
+    rolled = sum(
+        1 for r in responses if r.status_code == 200 and r.json()["status"] == "rolled_back"
+    )
+    assert bets_taken == rolled
+    assert await _balance(api, player) == 100_000
     await assert_invariants(sessions)
 
 
@@ -270,6 +344,13 @@ async def test_openapi_documents_the_wallet_with_problem_json(api: httpx.AsyncCl
     assert "/v1/wallet/rounds/{round_id}/wins" in schema["paths"]
     assert "/v1/wallet/players/{player_id}/balance" in schema["paths"]
     assert "WalletResult" in schema["components"]["schemas"]
+    assert (
+        "transaction_rolled_back"
+        in schema["paths"]["/v1/wallet/bet"]["post"]["responses"]["409"]["description"]
+    )
+    assert (
+        "transaction_rolled_back" in schema["paths"]["/v1/wallet/rollback"]["post"]["description"]
+    )
 
 
 async def test_the_batcher_posts_again_on_a_connection_postgresql_closed(database_url: str) -> None:
