@@ -206,19 +206,27 @@ async def blocking_reviews(session: AsyncSession, *, player_id: str) -> list[Dep
 
 
 async def list_reviews(
-    session: AsyncSession, *, status: str | None, limit: int, before: datetime | None = None
+    session: AsyncSession,
+    *,
+    status: str | None,
+    limit: int,
+    before: datetime | None = None,
+    include_lapsed: bool = False,
 ) -> list[tuple[DepositReview, dict[str, Any]]]:
-    """Reviews newest first, each with the deposit's amount, currency, method and status."""
+    """Reviews newest first, each with the deposit's amount, currency, method and status.
+    Pending reviews of deposits that expired or failed unpaid (nothing to decide unless their
+    money arrives late, which puts the deposit back in review) only with `include_lapsed`."""
     query = text(
         "SELECT r.deposit_id, d.amount_minor, d.currency, d.method, d.status, d.provider "
         "FROM deposit_reviews r JOIN deposits d ON d.id = r.deposit_id "
         "WHERE (CAST(:status AS text) IS NULL OR r.status = :status) "
         "AND (CAST(:before AS timestamptz) IS NULL OR r.created_at < :before) "
+        "AND (CAST(:lapsed AS boolean) OR r.status <> 'pending' "
+        "     OR d.status NOT IN ('expired', 'failed')) "
         "ORDER BY r.created_at DESC LIMIT :limit"
     )
-    rows = (
-        await session.execute(query, {"status": status, "before": before, "limit": limit})
-    ).mappings()
+    params = {"status": status, "before": before, "limit": limit, "lapsed": include_lapsed}
+    rows = (await session.execute(query, params)).mappings()
     found = {row["deposit_id"]: dict(row) for row in rows}
     if not found:
         return []

@@ -692,6 +692,11 @@ async def test_a_late_payment_in_review_is_held_until_an_operator_approves_it(
     player, deposit = await _reviewed_expired_then_paid(
         stack, temporal_client, sim, fraud_overlay, "hold"
     )
+    # Expired unpaid, its review has nothing to decide: off the queue unless asked for.
+    queued = (await stack.operator.get("/v1/risk/reviews")).json()["data"]
+    assert deposit["id"] not in [r["deposit_id"] for r in queued]
+    lapsed = (await stack.operator.get("/v1/risk/reviews?include_lapsed=true")).json()["data"]
+    assert deposit["id"] in [r["deposit_id"] for r in lapsed]
     await _deliver_ioka_webhook(stack, deposit)
 
     held = await _until_status(stack.merchant, deposit["id"], "in_review")

@@ -148,13 +148,22 @@ async def list_reviews(
     status: Literal["pending", "approved", "rejected"] | None = "pending",
     limit: listing.Limit = 50,
     cursor: str | None = None,
+    include_lapsed: Annotated[
+        bool,
+        Query(
+            description="Also pending reviews of deposits that expired or failed unpaid "
+            "(nothing to decide: money that arrives late puts the deposit back in review)"
+        ),
+    ] = False,
 ) -> ReviewList:
     """The deposit review queue, newest first (`cursor`: the `created_at` of the last row)."""
     try:
         before = datetime.fromisoformat(cursor) if cursor else None
     except ValueError as exc:
         raise Problem(400, "invalid_cursor", "cursor is not one this API returned") from exc
-    rows = await risk_store.list_reviews(session, status=status, limit=limit + 1, before=before)
+    rows = await risk_store.list_reviews(
+        session, status=status, limit=limit + 1, before=before, include_lapsed=include_lapsed
+    )
     data = [
         ReviewItemOut(
             deposit_id=r.deposit_id,
