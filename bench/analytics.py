@@ -16,19 +16,29 @@ It starts its own embedded PostgreSQL (or uses `--database-url` / `PAY_DATABASE_
    analytics refresh (its four summaries, the segments and the checkout funnel, concurrently);
    and the card deposit's database side again on the loaded database.
 
+5. the sustained run of the issue's "done means": payments flowing (`--payers` loops, each a
+   card deposit's database side on the API's own pool and a `GET /v1/players/{id}` through
+   the API) for `--baseline-seconds` alone, then for `--sustained-minutes` (default 10) with
+   the dashboard open, a full refresh every `--refresh-seconds` (5) whether or not the last
+   one finished; it prints the payments' latencies in both phases, every non-2xx answer or
+   error (the goal: none) and the most connections each API pool had checked out.
+
 It prints p50/p95 per read and the goals (read p95 < 150 ms, refresh < 500 ms, deposit within
-10 % of the empty database). Defaults run in a few minutes; `--deposits 1000000 --withdrawals
+10 % of the empty database, no failed request while the dashboard is open). With
+`--sustained-minutes 0` the defaults run in a few minutes; `--deposits 1000000 --withdrawals
 150000 --players 100000` is the issue's full size.
 """
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import psycopg
@@ -41,6 +51,7 @@ from db.engine import make_engine, make_sessionmaker
 from domain.ledger import TransactionSpec, deposit_credit
 
 READ_P95_MS = 150.0
+_RISK = '{"decision": "approve", "score": 0, "reasons": []}'
 REFRESH_MS = 500.0
 
 
@@ -73,8 +84,9 @@ def _seed(url: str, args: argparse.Namespace, out: Callable[[str], None]) -> Non
                    s.status,
                    CASE WHEN s.status IN ('failed', 'declined') THEN 'insufficient_funds' END,
                    (ARRAY['halyk', 'kaspi', 'freedom', 'cloudpayments', 'ioka'])[1 + i % 5],
-                   CASE WHEN i % 50 = 0 THEN '{{"decision": "review"}}'::jsonb
-                        ELSE '{{"decision": "approve"}}'::jsonb END,
+                   CASE WHEN i % 50 = 0
+                        THEN '{{"decision": "review", "score": 60, "reasons": []}}'::jsonb
+                        ELSE '{{"decision": "approve", "score": 0, "reasons": []}}'::jsonb END,
                    'deposit-bdep_' || i, t.at, t.at
             FROM generate_series(1::bigint, {args.deposits}) i,
                  LATERAL (SELECT timestamptz '{start.isoformat()}'
@@ -103,7 +115,8 @@ def _seed(url: str, args: argparse.Namespace, out: Callable[[str], None]) -> Non
                         ELSE 'in_review' END,
                    CASE WHEN i % 10 = 8 THEN 'operator: bench' END,
                    (ARRAY['halyk', 'kaspi', 'kzbank'])[1 + i % 3],
-                   '{{"decision": "approve"}}'::jsonb, 1, 'withdrawal-bwd_' || i, t.at, t.at,
+                   '{{"decision": "approve", "score": 0, "reasons": []}}'::jsonb, 1,
+                   'withdrawal-bwd_' || i, t.at, t.at,
                    t.at + interval '3 days'
             FROM generate_series(1::bigint, {args.withdrawals}) i,
                  LATERAL (SELECT timestamptz '{start.isoformat()}'
@@ -135,13 +148,16 @@ def _rebuild(url: str, out: Callable[[str], None]) -> None:
         db.execute("ANALYZE")
 
 
-async def _deposit_write(sessions: async_sessionmaker[AsyncSession], n: int) -> list[float]:
+async def _deposit_write(
+    sessions: async_sessionmaker[AsyncSession], n: int, player: str | None = None
+) -> list[float]:
     """The database side of one card deposit, n times: insert, processing, succeeded + event."""
     from sqlalchemy import text
 
     times: list[float] = []
-    async with sessions() as session:
-        player = await session.scalar(text("SELECT id FROM players LIMIT 1"))
+    if player is None:
+        async with sessions() as session:
+            player = await session.scalar(text("SELECT id FROM players LIMIT 1"))
     for _ in range(n):
         dep = f"dep_{uuid.uuid4().hex[:20]}"
         began = time.perf_counter()
@@ -150,9 +166,9 @@ async def _deposit_write(sessions: async_sessionmaker[AsyncSession], n: int) -> 
                 text(
                     "INSERT INTO deposits (id, player_id, amount_minor, currency, method, status, "
                     "provider, risk, workflow_id) VALUES (:id, :p, 500000, 'KZT', 'card', "
-                    "'pending', 'halyk', '{\"decision\": \"approve\"}', :wf)"
+                    "'pending', 'halyk', CAST(:risk AS jsonb), :wf)"
                 ),
-                {"id": dep, "p": player, "wf": f"deposit-{dep}"},
+                {"id": dep, "p": player, "wf": f"deposit-{dep}", "risk": _RISK},
             )
         async with sessions.begin() as session:
             await session.execute(
@@ -307,6 +323,8 @@ async def _reads(url: str, args: argparse.Namespace, out: Callable[[str], None])
                 get(summary, {"group_by": "method"}),
                 get(summary, {"group_by": "provider"}),
                 get("/v1/analytics/segments"),
+                get("/v1/analytics/cohorts", {"months": "6"}),
+                get("/v1/analytics/harm-markers", {"limit": "20"}),
             ]
             funnel = await api.get("/v1/analytics/checkout-funnel")
             if funnel.status_code == 200:
@@ -322,7 +340,151 @@ async def _reads(url: str, args: argparse.Namespace, out: Callable[[str], None])
                 out,
                 REFRESH_MS,
             )
+            if args.sustained_minutes > 0:
+                paths = [(path, params) for path, params in _DASHBOARD]
+                if funnel.status_code == 200:
+                    paths.append(("/v1/analytics/checkout-funnel", None))
+                ok &= await _sustained(app, api, merchant_api, paths, args, out)
     await engine.dispose()
+    return ok
+
+
+# The dashboard's refresh (api/static/dashboard.js): four summaries, the segments, cohorts and
+# harm markers, and the operations panels on the payments pool (the review queue, stuck
+# payments, providers, alerts).
+_DASHBOARD: list[tuple[str, dict[str, str] | None]] = [
+    ("/v1/withdrawals", {"status": "in_review", "order": "deadline", "limit": "50"}),
+    ("/v1/ops/stuck", {"older_than": "10m", "limit": "50"}),
+    ("/v1/ops/providers", None),
+    ("/v1/ops/alerts", {"status": "open", "limit": "5"}),
+    ("/v1/analytics/summary", None),
+    ("/v1/analytics/summary", {"group_by": "day"}),
+    ("/v1/analytics/summary", {"group_by": "method"}),
+    ("/v1/analytics/summary", {"group_by": "provider"}),
+    ("/v1/analytics/segments", None),
+    ("/v1/analytics/cohorts", {"months": "6"}),
+    ("/v1/analytics/harm-markers", {"limit": "20"}),
+]
+
+
+def _line(name: str, times: list[float]) -> str:
+    if not times:
+        return f"{name}: none"
+    p50, p95 = _percentiles(times)
+    return f"{name}: {len(times):,}, p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {max(times):.1f} ms"
+
+
+async def _sustained(
+    app: Any,
+    api: httpx.AsyncClient,
+    merchant_api: httpx.AsyncClient,
+    dashboard: list[tuple[str, dict[str, str] | None]],
+    args: argparse.Namespace,
+    out: Callable[[str], None],
+) -> bool:
+    """Payments flowing (`--payers` loops: a card deposit's database side on the API's own pool,
+    then `GET /v1/players/{id}` through the API) for `--baseline-seconds` without the
+    dashboard, then `--sustained-minutes` with it open: a full refresh every
+    `--refresh-seconds` whether or not the last one finished (several tabs, or one slow
+    refresh overlapping the next). Prints the payments' latencies in both phases, every
+    non-2xx answer, and the API's two pools (the most connections checked out)."""
+    from sqlalchemy import text
+
+    state = app.state.payments
+    pools = {"payments": state.engine.pool, "analytics": state.analytics_engine.pool}
+    async with state.sessions() as session:
+        players = list(
+            (
+                await session.execute(
+                    # Not the player the deposit timings use (`players LIMIT 1`).
+                    text("SELECT id FROM players ORDER BY id DESC LIMIT :n"),
+                    {"n": args.payers},
+                )
+            ).scalars()
+        )
+
+    async def phase(seconds: float, with_dashboard: bool) -> bool:
+        stop = asyncio.Event()
+        deposits: list[float] = []
+        reads: list[float] = []
+        refreshes: list[float] = []
+        failed: dict[str, int] = {}
+        peak = dict.fromkeys(pools, 0)
+
+        def fail(what: str) -> None:
+            failed[what] = failed.get(what, 0) + 1
+
+        async def payer(player: str) -> None:
+            while not stop.is_set():
+                try:
+                    deposits.extend(await _deposit_write(state.sessions, 1, player))
+                except Exception as exc:
+                    fail(f"deposit write: {type(exc).__name__}")
+                began = time.perf_counter()
+                response = await merchant_api.get(f"/v1/players/{player}")
+                reads.append((time.perf_counter() - began) * 1000)
+                if not 200 <= response.status_code < 300:
+                    fail(f"GET /v1/players/{{id}} {response.status_code}")
+
+        async def refresh() -> None:
+            began = time.perf_counter()
+            answers = await asyncio.gather(
+                *(api.get(path, params=params) for path, params in dashboard),
+                return_exceptions=True,
+            )
+            refreshes.append((time.perf_counter() - began) * 1000)
+            for (path, _), answer in zip(dashboard, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    fail(f"{path} {type(answer).__name__}")
+                elif not 200 <= answer.status_code < 300:
+                    fail(f"{path} {answer.status_code}")
+
+        async def dashboard_open() -> None:
+            running: set[asyncio.Task[None]] = set()
+            while not stop.is_set():
+                task = asyncio.create_task(refresh())
+                running.add(task)
+                task.add_done_callback(running.discard)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), args.refresh_seconds)
+            await asyncio.gather(*running)
+
+        async def sample() -> None:
+            while not stop.is_set():
+                for name, pool in pools.items():
+                    peak[name] = max(peak[name], pool.checkedout())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
+
+        tasks = [asyncio.create_task(payer(p)) for p in players]
+        tasks.append(asyncio.create_task(sample()))
+        if with_dashboard:
+            tasks.append(asyncio.create_task(dashboard_open()))
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.gather(*tasks)
+        label = "with the dashboard open" if with_dashboard else "without the dashboard"
+        out(f"  {label} ({seconds:.0f} s, {len(players)} payers):")
+        out(f"    {_line('card deposits, database side', deposits)}")
+        out(f"    {_line('GET /v1/players/{id} (API, payments pool)', reads)}")
+        if with_dashboard:
+            out(
+                f"    {_line(f'dashboard refreshes (every {args.refresh_seconds:g} s)', refreshes)}"
+            )
+        out(
+            "    pools, most checked out: "
+            + ", ".join(
+                # make_engine: as many overflow connections as pooled ones
+                f"{name} {peak[name]} of {pool.size()} (+{pool.size()} overflow)"
+                for name, pool in pools.items()
+            )
+        )
+        out(f"    non-2xx answers and errors: {failed or 0}")
+        return not failed
+
+    out("sustained run (issue 19: payments flowing while the dashboard is open):")
+    ok = await phase(args.baseline_seconds, with_dashboard=False)
+    ok &= await phase(args.sustained_minutes * 60, with_dashboard=True)
     return ok
 
 
@@ -390,6 +552,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wallet-entries", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=20, help="timed calls per read")
     parser.add_argument("--deposit-samples", type=int, default=50)
+    parser.add_argument(
+        "--sustained-minutes",
+        type=float,
+        default=10.0,
+        help="payments flowing with the dashboard open this long (issue 19: 10; 0: skip)",
+    )
+    parser.add_argument(
+        "--baseline-seconds", type=float, default=60.0, help="payments alone before that"
+    )
+    parser.add_argument("--refresh-seconds", type=float, default=5.0)
+    parser.add_argument("--payers", type=int, default=4, help="concurrent payment loops")
     add_database_argument(parser)
     args = parser.parse_args(argv)
     if args.withdrawals is None:

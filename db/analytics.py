@@ -5,10 +5,14 @@ Money stays integer minor units end to end (sums are `bigint`/`numeric` in Postg
 `int` here); only rates and durations are floats. A payment belongs to the window by its
 `created_at`; times to complete come from `payment_completions` (the first time the payment
 reached its success status, minus its creation). Every figure is read from the rollups that
-triggers keep (db/rollups.py, migration 0170): whole UTC hours from `payment_hourly` (plus its
-pending deltas), the fractions of an hour at the window's edges from the payments themselves.
+triggers keep (db/rollups.py, migrations 0170 and 0190), never the history: the window's whole
+days in the analytics zone from `payment_daily`, its other whole UTC hours from
+`payment_hourly` (plus their pending deltas), the fractions of an hour at its edges from the
+payments themselves. The medians and p95 (exactly `percentile_cont`'s) come from the
+completion histogram `completion_daily`: each rank's bucket, then that bucket's rows alone.
 """
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
@@ -137,17 +141,36 @@ def hour_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return (first, last) if first < last else (end, end)
 
 
+def local_midnights(start: datetime, end: datetime, zone: str) -> tuple[datetime, datetime]:
+    """The first and the last midnight in `zone` inside [start, end] (UTC), when both are whole
+    UTC hours and the first comes before the last: the window's whole local days lie between
+    them (read from the daily rollups). Otherwise (end, end): no whole day."""
+    tz = ZoneInfo(zone)
+    first_day = start.astimezone(tz).date()
+    first = datetime.combine(first_day, time(), tz).astimezone(UTC)
+    if first < start:
+        first = datetime.combine(first_day + timedelta(days=1), time(), tz).astimezone(UTC)
+    last = datetime.combine(end.astimezone(tz).date(), time(), tz).astimezone(UTC)
+    aligned = all(t.minute == 0 and t.second == 0 and t.microsecond == 0 for t in (first, last))
+    return (first, last) if aligned and first < last else (end, end)
+
+
 def _status_rows(kind: str, table: str) -> str:
     """Rows (at, method, provider, status, reason, n, amount_minor, fraud) for the window: the
-    rollup and its pending deltas for whole hours, the payments for the edges."""
+    whole local days (:ds to :de) from the daily rollup, the other whole hours from the hourly
+    one, every pending delta, and the fractions of an hour at the edges from the payments."""
     payments = rollups.payment_rows(kind, table)
-    cols = "hour AS at, method, provider, status, reason, n, amount_minor, fraud"
-    where = "kind = :kind AND currency = :currency AND hour >= :hs AND hour < :he"
+    cols = "method, provider, status, reason, n, amount_minor, fraud"
+    where = "kind = :kind AND currency = :currency"
     return (
-        f"SELECT {cols} FROM payment_hourly WHERE {where} "
-        f"UNION ALL SELECT {cols} FROM payment_hourly_deltas WHERE {where} "
-        f"UNION ALL SELECT created_at AS at, method, provider, status, reason, n, amount_minor, "
-        f"fraud FROM ({payments} WHERE p.currency = :currency AND ("
+        f"SELECT CAST(day AS timestamp) AT TIME ZONE :zone AS at, {cols} FROM payment_daily "
+        f"WHERE {where} AND day >= CAST(:d0 AS date) AND day < CAST(:d1 AS date) "
+        f"UNION ALL SELECT hour AS at, {cols} FROM payment_hourly WHERE {where} "
+        "AND ((hour >= :hs AND hour < :ds) OR (hour >= :de AND hour < :he)) "
+        f"UNION ALL SELECT hour AS at, {cols} FROM payment_hourly_deltas WHERE {where} "
+        "AND hour >= :hs AND hour < :he "
+        f"UNION ALL SELECT created_at AS at, {cols} FROM ({payments} "
+        "WHERE p.currency = :currency AND ("
         "(p.created_at >= :start AND p.created_at < :hs) OR "
         "(p.created_at >= :he AND p.created_at < :end))) x"
     )
@@ -212,13 +235,125 @@ def _fold_statuses(
             fig[volume] += amount
 
 
+# The histogram of the window's completion times per group (`completion_daily` for whole
+# local days, the edge days' rows themselves), each percentile's two ranks (percentile_cont's),
+# the bucket holding each rank, and the value at it: that bucket's rows in the group's range,
+# sorted (an index range of `ix_payment_completions_bucket`), never the whole window.
+_PERCENTILES_SQL = """
+WITH h AS (
+    SELECT day, bucket, n, in_time, with_deadline FROM completion_daily
+    WHERE kind = :kind AND currency = :currency AND day >= CAST(:cd0 AS date)
+      AND day < CAST(:cd1 AS date)
+    UNION ALL
+    SELECT day, bucket, n, in_time, with_deadline FROM completion_daily_deltas
+    WHERE kind = :kind AND currency = :currency AND day >= CAST(:cd0 AS date)
+      AND day < CAST(:cd1 AS date)
+    UNION ALL
+    SELECT (created_at AT TIME ZONE :zone)::date, completion_bucket(seconds), 1,
+           coalesce(in_time, false)::int, (in_time IS NOT NULL)::int
+    FROM payment_completions
+    WHERE kind = :kind AND currency = :currency
+      AND ((created_at >= :start AND created_at < :cds)
+           OR (created_at >= :cde AND created_at < :end))
+), g AS (
+    -- integer, not numeric (sum's type for bigint): the window sums stay cheap
+    SELECT {key} AS k, bucket, sum(n)::int AS n, sum(in_time)::int AS in_time,
+           sum(with_deadline)::int AS wd
+    FROM h GROUP BY 1, 2 HAVING sum(n) <> 0
+), a AS (
+    {groups}
+), c AS (
+    SELECT k, bucket, n, sum(n) OVER w - n AS below, sum(n) OVER p AS total,
+           sum(in_time) OVER p AS in_time, sum(wd) OVER p AS wd
+    FROM a WINDOW w AS (PARTITION BY k ORDER BY bucket), p AS (PARTITION BY k)
+), t AS (
+    SELECT k, total, in_time, wd FROM c WHERE below = 0  -- each group's first bucket
+), r AS (
+    SELECT t.k, p.name, p.p * (t.total - 1) AS pos, w.which,
+           (CASE w.which WHEN 1 THEN floor(p.p * (t.total - 1))
+                         ELSE ceil(p.p * (t.total - 1)) END)::bigint AS rank
+    FROM t, (VALUES ('median', 0.5::float8), ('p95', 0.95::float8)) AS p(name, p),
+         (VALUES (1), (2)) AS w(which)
+    WHERE w.which = 1 OR ceil(p.p * (t.total - 1)) > floor(p.p * (t.total - 1))
+), v AS (
+    SELECT r.k, r.name, r.pos, r.which, s.seconds
+    FROM r JOIN c ON c.k = r.k AND r.rank >= c.below AND r.rank < c.below + c.n
+    LEFT JOIN LATERAL (
+        SELECT x.seconds FROM payment_completions x
+        WHERE x.kind = :kind AND x.currency = :currency
+          AND completion_bucket(x.seconds) = c.bucket
+          AND x.created_at >= {lo} AND x.created_at < {hi}
+        ORDER BY x.seconds OFFSET r.rank - c.below LIMIT 1
+    ) s ON true
+)
+SELECT CASE WHEN t.k = CAST('infinity' AS date) THEN 'total' ELSE t.k::text END AS k,
+       t.total, t.in_time, t.wd, v.name, min(v.pos) AS pos, count(v.seconds) AS found,
+       count(*) AS wanted, min(v.seconds) FILTER (WHERE v.which = 1) AS low,
+       min(v.seconds) FILTER (WHERE v.which = 2) AS high
+FROM t JOIN v USING (k) GROUP BY t.k, t.total, t.in_time, t.wd, v.name
+"""
+_DAY_START = "(CAST(c.k AS timestamp) AT TIME ZONE :zone)"
+_TOTAL_KEY = "CAST('infinity' AS date)"  # the group of every day
+_BY_KEY = {
+    "total": {"key": _TOTAL_KEY, "groups": "SELECT * FROM g", "lo": ":start", "hi": ":end"},
+    "day": {
+        "key": "day",
+        "groups": f"SELECT * FROM g UNION ALL SELECT {_TOTAL_KEY}, bucket, sum(n)::int, "
+        "sum(in_time)::int, sum(wd)::int FROM g GROUP BY bucket",
+        "lo": f"CASE WHEN c.k = {_TOTAL_KEY} THEN :start ELSE greatest(:start, {_DAY_START}) END",
+        "hi": f"CASE WHEN c.k = {_TOTAL_KEY} THEN :end "
+        "ELSE least(:end, CAST(c.k + 1 AS timestamp) AT TIME ZONE :zone) END",
+    },
+}
+
+
+async def _timing(
+    session: AsyncSession, kind: str, key: str, params: dict[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
+    """Median and p95 seconds to complete (percentile_cont's, exactly), and the withdrawals
+    paid in time, per group, from the completion histogram (`_PERCENTILES_SQL`): the total and
+    local days of the analytics zone. Other groupings sort the window (`_TIMING_SOURCE`)."""
+    zone = params["zone"]
+    sort = _grouped(key, _TIMING_SELECT, _TIMING_SOURCE, ())
+    if key not in _BY_KEY or (key == "day" and params["time_zone"] != zone):
+        return await _by_key(session, sort, {**params, "kind": kind})
+    cds, cde = local_midnights(params["start"], params["end"], zone)
+    tz = ZoneInfo(zone)
+    rows = (
+        await session.execute(
+            text(_PERCENTILES_SQL.format(**_BY_KEY[key])),
+            {
+                **params,
+                "kind": kind,
+                "cds": cds,
+                "cde": cde,
+                "cd0": cds.astimezone(tz).date(),
+                "cd1": cde.astimezone(tz).date(),
+            },
+        )
+    ).all()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.found != row.wanted:
+            # The histogram and the rows disagree (a completion between two statements of a
+            # READ COMMITTED caller): sort the window instead.
+            return await _by_key(session, sort, {**params, "kind": kind})
+        figures = out.setdefault(
+            row.k, [{"in_time": int(row.in_time), "with_deadline": int(row.wd)}]
+        )[0]
+        low, proportion = float(row.low), row.pos - math.floor(row.pos)
+        figures[row.name] = low if row.high is None else low + proportion * (row.high - low)
+    if key == "day":  # keyed as the SQL keys days: the day's index in :bounds (1-based)
+        index = {label: str(i) for i, label in enumerate(params["labels"], 1)}
+        return {TOTAL if k == "total" else index[k]: v for k, v in out.items()}
+    return out
+
+
 async def _deposit_figures(
     session: AsyncSession, key: str, params: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     statuses = await _statuses(session, "deposit", "deposits", key, params)
-    timing = await _by_key(
-        session, _grouped(key, _TIMING_SELECT, _TIMING_SOURCE, ()), {**params, "kind": "deposit"}
-    )
+    timing = await _timing(session, "deposit", key, params)
     # A first-time depositor's first succeeded deposit ever lies in the window (and the group).
     first = await _by_key(
         session,
@@ -253,11 +388,7 @@ async def _withdrawal_figures(
     session: AsyncSession, key: str, params: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     statuses = await _statuses(session, "withdrawal", "withdrawals", key, params)
-    timing = await _by_key(
-        session,
-        _grouped(key, _TIMING_SELECT, _TIMING_SOURCE, ()),
-        {**params, "kind": "withdrawal"},
-    )
+    timing = await _timing(session, "withdrawal", key, params)
     out: dict[str, dict[str, Any]] = {}
     for k, rows in statuses.items():
         fig = out.setdefault(k, _empty_withdrawals())
@@ -304,14 +435,30 @@ async def summary(
     """The totals over [start, end) and, when asked, the same figures per group (days are
     calendar days in `time_zone`). Reads the rollups (db/rollups.py), never the history."""
     hs, he = hour_span(start, end)
-    # The percentiles sort a window's completion times: in memory, not spilled to disk.
+    # The percentiles' two reads (histogram, then ranks) and the rest: one snapshot.
+    if not session.in_transaction():
+        await session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+    # A fallback to sorting a window's completion times sorts in memory, not on disk.
     await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+    zone = str(await session.scalar(text("SELECT analytics_zone()")))
+    # Whole days of the rollups' zone come from the daily rollup, unless the groups are days
+    # of another zone.
+    ds, de = local_midnights(start.astimezone(UTC), end.astimezone(UTC), zone)
+    if ds >= de or (group_by == "day" and time_zone != zone):
+        ds = de = he
     params: dict[str, Any] = {
         "start": start,
         "end": end,
         "hs": hs,
         "he": he,
+        "ds": ds,
+        "de": de,
+        "d0": ds.astimezone(ZoneInfo(zone)).date(),
+        "d1": de.astimezone(ZoneInfo(zone)).date(),
+        "zone": zone,
+        "time_zone": time_zone,
         "currency": currency,
+        "labels": [],
     }
 
     def empty() -> Figures:
@@ -322,6 +469,7 @@ async def summary(
     labels: list[str] = []
     if group_by == "day":
         params["bounds"], labels = day_bounds(start, end, time_zone)
+        params["labels"] = labels
     found = await _figures(session, group_by, params)  # the groups and their total, one pass
     total = found.pop(TOTAL, None) or empty()
     total.key = "total"

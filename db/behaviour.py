@@ -2,10 +2,10 @@
 """Player behaviour from the per-player rollups (db/rollups.py): one player's metrics, and the
 segments every player falls into. Money is integer minor units.
 
-Reads `player_stats`, `player_daily`, `player_hours`, `player_first_deposits` and
-`cohort_monthly`, never the
-payment history: a player's metrics are a handful of index probes, the segments one pass over
-`player_stats` (one row per player and currency).
+Reads `player_stats`, `player_daily`, `player_hours`, `player_first_deposits`,
+`cohort_monthly` and `player_escalations`, never the payment history: a player's metrics are a
+handful of index probes, the segments one pass over `player_stats` (one row per player and
+currency), a page of the harm-marker list a few ordered index walks and one batch of probes.
 """
 
 from dataclasses import dataclass
@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.rollups import ESCALATION_CAP
 
 
 @dataclass(frozen=True)
@@ -269,205 +271,240 @@ async def harm_markers(
     session: AsyncSession, *, player_id: str, currency: str, now: datetime, rules: HarmRules
 ) -> list[dict[str, Any]]:
     """The player's harm markers, each with its evidence (index probes on the player's rows)."""
+    found = await _markers(session, [player_id], currency=currency, now=now, rules=rules)
+    return found.get(player_id, [])
+
+
+async def _markers(
+    session: AsyncSession, players: list[str], *, currency: str, now: datetime, rules: HarmRules
+) -> dict[str, list[dict[str, Any]]]:
+    """The harm markers of each of `players`, five queries for all of them (each a handful of
+    index probes per player)."""
     since = now - timedelta(days=rules.lookback_days)
-    key = {"p": player_id, "c": currency, "since": since}
-    found: list[dict[str, Any]] = []
-    recent = (
-        await session.execute(
-            text(
-                "SELECT id, amount_minor, created_at FROM deposits WHERE player_id = :p "
-                "AND currency = :c AND status = 'succeeded' ORDER BY created_at DESC LIMIT :n"
-            ),
-            {**key, "n": rules.escalation_deposits},
-        )
-    ).all()
-    amounts = [int(r.amount_minor) for r in reversed(recent)]
-    if len(amounts) == rules.escalation_deposits and all(a < b for a, b in pairwise(amounts)):
-        found.append(
-            {
-                "marker": "deposit_escalation",
-                "evidence": {
-                    "amounts_minor": amounts,
-                    "deposit_ids": [r.id for r in reversed(recent)],
-                },
-            }
-        )
-    hours = dict(
-        (int(h), int(n))
-        for h, n in await session.execute(
-            text(
-                "SELECT hour, deposits_n FROM player_hours WHERE player_id = :p AND currency = :c"
-            ),
-            key,
-        )
-    )
-    total, night = sum(hours.values()), sum(hours.get(h, 0) for h in NIGHT_HOURS)
-    if total and night >= rules.night_min_deposits and night / total >= rules.night_share:
-        found.append(
-            {
-                "marker": "night_deposits",
-                "evidence": {"night_deposits": night, "deposits": total, "hours": "00-05 local"},
-            }
-        )
-    chases = (
-        await session.execute(
-            text(
-                "SELECT t.key, t.created_at FROM ledger_accounts a "
-                "JOIN ledger_entry_balances b ON b.account_id = a.id "
-                "JOIN ledger_entries e ON e.id = b.entry_id "
-                "JOIN ledger_transactions t ON t.id = e.transaction_id "
-                "WHERE a.owner_id = :p AND a.type = 'player_wallet' AND a.currency = :c "
-                "AND t.kind = 'deposit_credit' AND t.created_at >= :since "
-                "AND (SELECT prev.balance_after FROM ledger_entry_balances prev "
-                "     WHERE prev.account_id = a.id AND prev.entry_id < b.entry_id "
-                "     ORDER BY prev.entry_id DESC LIMIT 1) = 0 "
-                "AND EXISTS (SELECT FROM ledger_entry_balances prev "
-                "     JOIN ledger_entries pe ON pe.id = prev.entry_id "
-                "     JOIN ledger_transactions pt ON pt.id = pe.transaction_id "
-                "     WHERE prev.account_id = a.id AND prev.entry_id < b.entry_id "
-                "     AND pt.created_at >= t.created_at - make_interval(mins => :mins)) "
-                "ORDER BY t.created_at DESC LIMIT 20"
-            ),
-            {**key, "mins": rules.chase_minutes},
-        )
-    ).all()
-    if chases:
-        found.append(
+    key = {"ps": players, "c": currency, "since": since}
+    found: dict[str, list[dict[str, Any]]] = {}
+    recent: dict[str, list[Any]] = {}
+    for row in await session.execute(
+        text(
+            "SELECT p.id AS player_id, d.id, d.amount_minor FROM unnest(CAST(:ps AS text[])) "
+            "AS p(id) CROSS JOIN LATERAL (SELECT id, amount_minor, created_at FROM deposits "
+            "WHERE player_id = p.id AND currency = :c AND status = 'succeeded' "
+            "ORDER BY created_at DESC, id DESC LIMIT :n) d ORDER BY p.id, d.created_at, d.id"
+        ),
+        {**key, "n": rules.escalation_deposits},
+    ):
+        recent.setdefault(row.player_id, []).append(row)
+    for player, rows in recent.items():
+        amounts = [int(r.amount_minor) for r in rows]
+        if len(amounts) == rules.escalation_deposits and all(a < b for a, b in pairwise(amounts)):
+            found.setdefault(player, []).append(
+                {
+                    "marker": "deposit_escalation",
+                    "evidence": {"amounts_minor": amounts, "deposit_ids": [r.id for r in rows]},
+                }
+            )
+    hours: dict[str, dict[int, int]] = {}
+    for row in await session.execute(
+        text(
+            "SELECT player_id, hour, deposits_n FROM player_hours "
+            "WHERE player_id = ANY(CAST(:ps AS text[])) AND currency = :c"
+        ),
+        key,
+    ):
+        hours.setdefault(row.player_id, {})[int(row.hour)] = int(row.deposits_n)
+    for player, by_hour in hours.items():
+        total, night = sum(by_hour.values()), sum(by_hour.get(h, 0) for h in NIGHT_HOURS)
+        if total and night >= rules.night_min_deposits and night / total >= rules.night_share:
+            found.setdefault(player, []).append(
+                {
+                    "marker": "night_deposits",
+                    "evidence": {
+                        "night_deposits": night,
+                        "deposits": total,
+                        "hours": "00-05 local",
+                    },
+                }
+            )
+    chases: dict[str, list[str]] = {}
+    for row in await session.execute(
+        text(
+            "SELECT p.id AS player_id, x.key FROM unnest(CAST(:ps AS text[])) AS p(id) "
+            "CROSS JOIN LATERAL ("
+            # From each entry that left the wallet at zero (a partial index) to the next one.
+            "SELECT t.key, t.created_at FROM ledger_accounts a "
+            "JOIN ledger_entry_balances z ON z.account_id = a.id AND z.balance_after = 0 "
+            "CROSS JOIN LATERAL (SELECT n.entry_id FROM ledger_entry_balances n "
+            "     WHERE n.account_id = a.id AND n.entry_id > z.entry_id "
+            "     ORDER BY n.entry_id LIMIT 1) b "
+            "JOIN ledger_entries e ON e.id = b.entry_id "
+            "JOIN ledger_transactions t ON t.id = e.transaction_id "
+            "WHERE a.owner_id = p.id AND a.type = 'player_wallet' AND a.currency = :c "
+            "AND t.kind = 'deposit_credit' AND t.created_at >= :since "
+            "AND EXISTS (SELECT FROM ledger_entry_balances prev "
+            "     JOIN ledger_entries pe ON pe.id = prev.entry_id "
+            "     JOIN ledger_transactions pt ON pt.id = pe.transaction_id "
+            "     WHERE prev.account_id = a.id AND prev.entry_id < b.entry_id "
+            "     AND pt.created_at >= t.created_at - make_interval(mins => :mins)) "
+            "ORDER BY t.created_at DESC LIMIT 20) x ORDER BY p.id, x.created_at DESC"
+        ),
+        {**key, "mins": rules.chase_minutes},
+    ):
+        chases.setdefault(row.player_id, []).append(row.key)
+    for player, keys in chases.items():
+        found.setdefault(player, []).append(
             {
                 "marker": "chasing",
                 "evidence": {
-                    "deposits_after_zero_balance": len(chases),
-                    "transactions": [r.key for r in chases],
+                    "deposits_after_zero_balance": len(keys),
+                    "transactions": keys,
                     "within_minutes": rules.chase_minutes,
                 },
             }
         )
-    regambled = (
-        await session.execute(
-            text(
-                "SELECT w.id, w.amount_minor FROM withdrawals w WHERE w.player_id = :p "
-                "AND w.currency = :c AND w.status = 'cancelled' AND w.created_at >= :since "
-                "AND EXISTS (SELECT FROM ledger_accounts a JOIN ledger_entries e "
-                "ON e.account_id = a.id JOIN ledger_transactions t ON t.id = e.transaction_id "
-                "WHERE a.owner_id = :p AND a.type = 'player_wallet' AND a.currency = :c "
-                "AND t.kind = 'game_bet' AND t.created_at >= w.updated_at "
-                "AND t.created_at < w.updated_at + make_interval(hours => :hours)) "
-                "ORDER BY w.created_at DESC LIMIT 20"
-            ),
-            {**key, "hours": rules.regamble_hours},
-        )
-    ).all()
-    if regambled:
-        found.append(
+    regambled: dict[str, list[Any]] = {}
+    for row in await session.execute(
+        text(
+            "SELECT w.player_id, w.id, w.amount_minor FROM unnest(CAST(:ps AS text[])) AS p(id) "
+            "CROSS JOIN LATERAL (SELECT w.player_id, w.id, w.amount_minor, w.created_at "
+            "FROM withdrawals w WHERE w.player_id = p.id "
+            "AND w.currency = :c AND w.status = 'cancelled' AND w.created_at >= :since "
+            "AND EXISTS (SELECT FROM ledger_accounts a JOIN ledger_entries e "
+            "ON e.account_id = a.id JOIN ledger_transactions t ON t.id = e.transaction_id "
+            "WHERE a.owner_id = p.id AND a.type = 'player_wallet' AND a.currency = :c "
+            "AND t.kind = 'game_bet' AND t.created_at >= w.updated_at "
+            "AND t.created_at < w.updated_at + make_interval(hours => :hours)) "
+            "ORDER BY w.created_at DESC LIMIT 20) w ORDER BY w.player_id, w.created_at DESC"
+        ),
+        {**key, "hours": rules.regamble_hours},
+    ):
+        regambled.setdefault(row.player_id, []).append(row)
+    for player, rows in regambled.items():
+        found.setdefault(player, []).append(
             {
                 "marker": "cancelled_withdrawal_regambled",
                 "evidence": {
-                    "withdrawal_ids": [r.id for r in regambled],
-                    "amount_minor": sum(int(r.amount_minor) for r in regambled),
+                    "withdrawal_ids": [r.id for r in rows],
+                    "amount_minor": sum(int(r.amount_minor) for r in rows),
                     "within_hours": rules.regamble_hours,
                 },
             }
         )
-    raised = (
-        await session.execute(
-            text(
-                "SELECT period, previous, amount_minor, effective_from FROM ("
-                "  SELECT period, amount_minor, effective_from, lag(amount_minor) OVER "
-                "  (PARTITION BY period ORDER BY effective_from, id) AS previous, "
-                "  row_number() OVER (PARTITION BY period ORDER BY effective_from, id) AS n "
-                "  FROM rg_deposit_limits WHERE player_id = :p AND currency = :c) l "
-                "WHERE n > 1 AND effective_from >= :since "
-                "AND (amount_minor IS NULL OR amount_minor > previous) "
-                "ORDER BY effective_from DESC LIMIT 20"
-            ),
-            key,
-        )
-    ).all()
-    if raised:
-        found.append(
+    raised: dict[str, list[dict[str, Any]]] = {}
+    for row in await session.execute(
+        text(
+            "SELECT player_id, period, previous, amount_minor, effective_from FROM ("
+            "  SELECT player_id, period, previous, amount_minor, effective_from, row_number() "
+            "  OVER (PARTITION BY player_id ORDER BY effective_from DESC) AS shown FROM ("
+            "    SELECT player_id, period, amount_minor, effective_from, lag(amount_minor) OVER "
+            "    (PARTITION BY player_id, period ORDER BY effective_from, id) AS previous, "
+            "    row_number() OVER (PARTITION BY player_id, period ORDER BY effective_from, id) "
+            "    AS n FROM rg_deposit_limits "
+            "    WHERE player_id = ANY(CAST(:ps AS text[])) AND currency = :c) l "
+            "  WHERE n > 1 AND effective_from >= :since "
+            "  AND (amount_minor IS NULL OR amount_minor > previous)) r "
+            "WHERE shown <= 20 ORDER BY player_id, effective_from DESC"
+        ),
+        key,
+    ):
+        raised.setdefault(row.player_id, []).append(
             {
-                "marker": "limit_increases",
-                "evidence": {
-                    "changes": [
-                        {
-                            "period": r.period,
-                            "from_minor": r.previous,
-                            "to_minor": r.amount_minor,
-                            "effective_from": r.effective_from,
-                        }
-                        for r in raised
-                    ]
-                },
+                "period": row.period,
+                "from_minor": row.previous,
+                "to_minor": row.amount_minor,
+                "effective_from": row.effective_from,
             }
+        )
+    for player, changes in raised.items():
+        found.setdefault(player, []).append(
+            {"marker": "limit_increases", "evidence": {"changes": changes}}
         )
     return found
 
 
+# Players who may show a marker, after :after in player id order (each branch an ordered index
+# walk that stops at :n): rising runs (`player_escalations`), night hours (`player_hours`),
+# limit changes, cancelled withdrawals, and wallets that reached zero (chasing).
 _HARM_CANDIDATES = """
-SELECT player_id FROM (
-    SELECT player_id FROM player_hours
-    WHERE currency = :currency
-    GROUP BY player_id
-    HAVING sum(deposits_n) FILTER (WHERE hour = ANY(:night)) >= :night_min
-       AND sum(deposits_n) FILTER (WHERE hour = ANY(:night)) >= :night_share * sum(deposits_n)
-    UNION
-    SELECT DISTINCT player_id FROM (
+SELECT DISTINCT player_id FROM (
+    (SELECT player_id FROM player_escalations
+     WHERE currency = :currency AND rising_n >= :escalation AND player_id > :after
+     ORDER BY player_id LIMIT :n)
+    UNION ALL
+    (SELECT player_id FROM player_hours
+     WHERE currency = :currency AND player_id > :after
+     GROUP BY player_id
+     HAVING sum(deposits_n) FILTER (WHERE hour = ANY(:night)) >= :night_min
+        AND sum(deposits_n) FILTER (WHERE hour = ANY(:night)) >= :night_share * sum(deposits_n)
+     ORDER BY player_id LIMIT :n)
+    UNION ALL
+    (SELECT DISTINCT player_id FROM (
         SELECT player_id, amount_minor, effective_from,
                lag(amount_minor) OVER (PARTITION BY player_id, period
                                        ORDER BY effective_from, id) AS previous,
                row_number() OVER (PARTITION BY player_id, period
                                   ORDER BY effective_from, id) AS n
-        FROM rg_deposit_limits WHERE currency = :currency) l
-    WHERE n > 1 AND effective_from >= :since AND (amount_minor IS NULL OR amount_minor > previous)
-    UNION
-    SELECT player_id FROM withdrawals
-    WHERE status = 'cancelled' AND currency = :currency AND created_at >= :since
-    UNION
-    SELECT player_id FROM (
-        SELECT player_id, amount_minor, row_number() OVER w AS n,
-               count(*) OVER (PARTITION BY player_id) AS recent,
-               lag(amount_minor) OVER w > amount_minor AS rising
-        FROM deposits
-        WHERE status = 'succeeded' AND currency = :currency AND created_at >= :recent_since
-        WINDOW w AS (PARTITION BY player_id ORDER BY created_at DESC)
-    ) d
-    GROUP BY player_id
-    HAVING count(*) FILTER (WHERE n <= :escalation AND n > 1 AND NOT rising) = 0
-       AND max(recent) >= :escalation
+        FROM rg_deposit_limits WHERE currency = :currency AND player_id > :after) l
+     WHERE n > 1 AND effective_from >= :since
+       AND (amount_minor IS NULL OR amount_minor > previous)
+     ORDER BY player_id LIMIT :n)
+    UNION ALL
+    (SELECT DISTINCT player_id FROM withdrawals
+     WHERE status = 'cancelled' AND currency = :currency AND created_at >= :since
+       AND player_id > :after
+     ORDER BY player_id LIMIT :n)
+    UNION ALL
+    (SELECT DISTINCT a.owner_id FROM ledger_entry_balances b
+     JOIN ledger_accounts a ON a.id = b.account_id
+     WHERE b.balance_after = 0 AND a.type = 'player_wallet' AND a.currency = :currency
+       AND a.owner_id > :after
+     ORDER BY a.owner_id LIMIT :n)
 ) c
 ORDER BY player_id
-LIMIT :limit
+LIMIT :n
 """
 
 
 async def players_with_harm_markers(
-    session: AsyncSession, *, currency: str, now: datetime, rules: HarmRules, limit: int
-) -> list[dict[str, Any]]:
-    """Players showing a harm marker, with their markers and evidence. Candidates come from
-    the rollups (night hours), the limit changes, cancelled withdrawals and the last 30 days'
-    deposits; each candidate is then judged by `harm_markers`."""
-    candidates = (
-        await session.execute(
-            text(_HARM_CANDIDATES),
-            {
-                "currency": currency,
-                "night": list(NIGHT_HOURS),
-                "night_min": rules.night_min_deposits,
-                "night_share": rules.night_share,
-                "since": now - timedelta(days=rules.lookback_days),
-                "recent_since": now - timedelta(days=30),
-                "escalation": rules.escalation_deposits,
-                "limit": limit * 4,
-            },
-        )
-    ).scalars()
+    session: AsyncSession,
+    *,
+    currency: str,
+    now: datetime,
+    rules: HarmRules,
+    limit: int,
+    after: str = "",
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to `limit` players showing a harm marker, in player id order after `after`, with
+    their markers and evidence; and the cursor of the next page (None at the end). Candidates
+    come from the rollups and small indexes (`_HARM_CANDIDATES`), a page at a time, each page
+    judged in one batch (`_markers`)."""
     out: list[dict[str, Any]] = []
-    for player_id in list(candidates):
-        markers = await harm_markers(
-            session, player_id=player_id, currency=currency, now=now, rules=rules
+    batch = max(limit * 2, 50)
+    while True:
+        candidates = list(
+            (
+                await session.execute(
+                    text(_HARM_CANDIDATES),
+                    {
+                        "currency": currency,
+                        "after": after,
+                        "night": list(NIGHT_HOURS),
+                        "night_min": rules.night_min_deposits,
+                        "night_share": rules.night_share,
+                        "since": now - timedelta(days=rules.lookback_days),
+                        "escalation": min(rules.escalation_deposits, ESCALATION_CAP),
+                        "n": batch,
+                    },
+                )
+            ).scalars()
         )
-        if markers:
-            out.append({"player_id": player_id, "markers": markers})
-        if len(out) >= limit:
-            break
-    return out
+        if not candidates:
+            return out, None
+        found = await _markers(session, candidates, currency=currency, now=now, rules=rules)
+        for player_id in candidates:
+            if found.get(player_id):
+                out.append({"player_id": player_id, "markers": found[player_id]})
+                if len(out) == limit:
+                    return out, player_id
+        if len(candidates) < batch:
+            return out, None
+        after = candidates[-1]

@@ -21,6 +21,13 @@ What is kept, and by what:
   (one player's rows: payments of different players never wait on each other).
 * `ledger_entry_balances`: each player-wallet entry's posted balance after it (a statement
   trigger on `ledger_entries`, under the account locks the posting functions take).
+* `payment_daily` (migration 0190): `payment_hourly` per day in `analytics_zone()`, folded from
+  the same deltas; long windows read their whole local days here.
+* `completion_daily` (+ `completion_daily_deltas`, a row trigger on `payment_completions`):
+  completions per local day and log-scale bucket of seconds (`completion_bucket`), with the
+  withdrawals paid in time: where each percentile's rank lies, so only one bucket is sorted.
+* `player_escalations`: the run of rising amounts ending at the player's last succeeded deposit
+  (capped at `ESCALATION_CAP`), recomputed by a row trigger on `deposits` under the row's lock.
 
 Hours are UTC, so days in any whole-hour time zone (Asia/Almaty) are sums of hours.
 `python -m db.rollups check` recomputes every rollup from history and prints the differences
@@ -41,6 +48,7 @@ DEPOSIT_UNSUCCESSFUL = ("failed", "declined", "expired")
 WITHDRAWAL_UNSUCCESSFUL = ("rejected", "failed", "cancelled")
 FRAUD_DECISIONS = ("review", "decline")
 FOLD_LOCK = 170_001  # pg_try_advisory_xact_lock key: one fold at a time
+ESCALATION_CAP = 16  # the longest run of rising deposits `player_escalations` counts
 
 
 def _list(values: tuple[str, ...]) -> str:
@@ -81,6 +89,25 @@ _PLAYER_MONTHLY = (
     "WHERE status = 'paid') x GROUP BY 1, 2, 3"
 )
 
+_DAILY_KEY = "kind, currency, day, method, provider, status, reason"
+_COMPLETION_KEY = "kind, currency, day, bucket"
+_LOCAL_DAY = "(created_at AT TIME ZONE analytics_zone())::date"
+_COMPLETIONS = (
+    "SELECT d.id AS payment_id, 'deposit'::text AS kind, d.created_at, "
+    "d.method::text AS method, "
+    "coalesce(d.provider, 'unassigned')::text AS provider, d.currency::text AS currency, "
+    "extract(epoch FROM min(e.occurred_at) - d.created_at)::float8 AS seconds, "
+    "NULL::boolean AS in_time FROM deposits d "
+    "JOIN payment_events e ON e.payment_id = d.id AND e.status = 'succeeded' "
+    "WHERE d.status = 'succeeded' GROUP BY d.id "
+    "UNION ALL "
+    "SELECT w.id, 'withdrawal', w.created_at, w.method, w.provider, w.currency, "
+    "extract(epoch FROM min(e.occurred_at) - w.created_at)::float8, "
+    "min(e.occurred_at) <= w.payout_deadline FROM withdrawals w "
+    "JOIN payment_events e ON e.payment_id = w.id AND e.status = 'paid' "
+    "WHERE w.status = 'paid' GROUP BY w.id"
+)
+
 # Recomputed from history: what each rollup must hold.
 EXPECTED: dict[str, tuple[str, str]] = {
     "payment_hourly": (
@@ -107,19 +134,7 @@ EXPECTED: dict[str, tuple[str, str]] = {
     ),
     "payment_completions": (
         "payment_id",
-        "SELECT d.id AS payment_id, 'deposit'::text AS kind, d.created_at, "
-        "d.method::text AS method, "
-        "coalesce(d.provider, 'unassigned')::text AS provider, d.currency::text AS currency, "
-        "extract(epoch FROM min(e.occurred_at) - d.created_at)::float8 AS seconds, "
-        "NULL::boolean AS in_time FROM deposits d "
-        "JOIN payment_events e ON e.payment_id = d.id AND e.status = 'succeeded' "
-        "WHERE d.status = 'succeeded' GROUP BY d.id "
-        "UNION ALL "
-        "SELECT w.id, 'withdrawal', w.created_at, w.method, w.provider, w.currency, "
-        "extract(epoch FROM min(e.occurred_at) - w.created_at)::float8, "
-        "min(e.occurred_at) <= w.payout_deadline FROM withdrawals w "
-        "JOIN payment_events e ON e.payment_id = w.id AND e.status = 'paid' "
-        "WHERE w.status = 'paid' GROUP BY w.id",
+        _COMPLETIONS,
     ),
     "player_first_deposits": (
         "player_id, currency",
@@ -175,6 +190,32 @@ EXPECTED: dict[str, tuple[str, str]] = {
         "extract(hour FROM created_at AT TIME ZONE analytics_zone())::smallint AS hour, "
         "count(*)::bigint AS deposits_n FROM deposits WHERE status = 'succeeded' "
         "GROUP BY 1, 2, 3",
+    ),
+    "payment_daily": (
+        _DAILY_KEY,
+        f"SELECT {_DAILY_KEY}, sum(n)::bigint AS n, sum(amount_minor)::bigint AS amount_minor, "
+        f"sum(fraud)::bigint AS fraud FROM (SELECT kind, currency, {_LOCAL_DAY} AS day, "
+        "method, provider, status, reason, n, amount_minor, fraud FROM ("
+        f"{payment_rows('deposit', 'deposits')} UNION ALL "
+        f"{payment_rows('withdrawal', 'withdrawals')}) p) x GROUP BY {_DAILY_KEY}",
+    ),
+    "completion_daily": (
+        _COMPLETION_KEY,
+        "SELECT kind, currency, (created_at AT TIME ZONE analytics_zone())::date AS day, "
+        "completion_bucket(seconds) AS bucket, count(*)::bigint AS n, "
+        "count(*) FILTER (WHERE in_time)::bigint AS in_time, "
+        "count(in_time)::bigint AS with_deadline "
+        f"FROM ({_COMPLETIONS}) c GROUP BY 1, 2, 3, 4",
+    ),
+    "player_escalations": (
+        "player_id, currency",
+        "SELECT player_id, currency, least(coalesce(min(n) FILTER (WHERE n > 1 AND NOT rising) "
+        f"- 1, count(*)), {ESCALATION_CAP})::integer AS rising_n FROM ("
+        "SELECT player_id, currency::text AS currency, row_number() OVER w AS n, "
+        "amount_minor < lag(amount_minor) OVER w AS rising FROM deposits "
+        "WHERE status = 'succeeded' "
+        "WINDOW w AS (PARTITION BY player_id, currency ORDER BY created_at DESC, id DESC)) x "
+        "GROUP BY 1, 2",
     ),
     "ledger_entry_balances": (
         "account_id, entry_id",
@@ -244,6 +285,25 @@ ACTUAL: dict[str, str] = {
         "deposits_minor, withdrawals_minor FROM cohort_monthly_deltas) x GROUP BY 1, 2, 3 "
         "HAVING sum(depositors) <> 0 OR sum(deposits_minor) <> 0 OR sum(withdrawals_minor) <> 0"
     ),
+    "payment_daily": (
+        f"SELECT {_DAILY_KEY}, sum(n)::bigint AS n, sum(amount_minor)::bigint AS amount_minor, "
+        f"sum(fraud)::bigint AS fraud FROM (SELECT {_DAILY_KEY}, n, amount_minor, fraud "
+        "FROM payment_daily UNION ALL SELECT kind, currency, "
+        "(hour AT TIME ZONE analytics_zone())::date, method, provider, status, reason, n, "
+        f"amount_minor, fraud FROM payment_hourly_deltas) x GROUP BY {_DAILY_KEY} "
+        "HAVING sum(n) <> 0 OR sum(amount_minor) <> 0 OR sum(fraud) <> 0"
+    ),
+    "completion_daily": (
+        f"SELECT {_COMPLETION_KEY}, sum(n)::bigint AS n, sum(in_time)::bigint AS in_time, "
+        "sum(with_deadline)::bigint AS with_deadline FROM ("
+        f"SELECT {_COMPLETION_KEY}, n, in_time, with_deadline FROM completion_daily UNION ALL "
+        f"SELECT {_COMPLETION_KEY}, n, in_time, with_deadline FROM completion_daily_deltas) x "
+        f"GROUP BY {_COMPLETION_KEY} HAVING sum(n) <> 0 OR sum(in_time) <> 0 "
+        "OR sum(with_deadline) <> 0"
+    ),
+    "player_escalations": (
+        "SELECT player_id, currency, rising_n FROM player_escalations WHERE rising_n <> 0"
+    ),
     "ledger_entry_balances": (
         "SELECT account_id, entry_id, balance_after FROM ledger_entry_balances"
     ),
@@ -282,9 +342,26 @@ ht AS (INSERT INTO cohort_monthly AS r (currency, cohort, month, depositors, dep
        ON CONFLICT (currency, cohort, month) DO UPDATE SET
            depositors = r.depositors + excluded.depositors,
            deposits_minor = r.deposits_minor + excluded.deposits_minor,
-           withdrawals_minor = r.withdrawals_minor + excluded.withdrawals_minor)
+           withdrawals_minor = r.withdrawals_minor + excluded.withdrawals_minor),
+dd AS (INSERT INTO payment_daily AS r ({_DAILY_KEY}, n, amount_minor, fraud)
+       SELECT kind, currency, (hour AT TIME ZONE analytics_zone())::date, method, provider,
+              status, reason, sum(n), sum(amount_minor), sum(fraud)
+       FROM g GROUP BY 1, 2, 3, 4, 5, 6, 7
+       ON CONFLICT ({_DAILY_KEY}) DO UPDATE SET n = r.n + excluded.n,
+           amount_minor = r.amount_minor + excluded.amount_minor,
+           fraud = r.fraud + excluded.fraud),
+qd AS (DELETE FROM completion_daily_deltas
+       RETURNING {_COMPLETION_KEY}, n, in_time, with_deadline),
+qg AS (SELECT {_COMPLETION_KEY}, sum(n) AS n, sum(in_time) AS in_time,
+              sum(with_deadline) AS with_deadline, count(*) AS c
+       FROM qd GROUP BY {_COMPLETION_KEY}),
+qt AS (INSERT INTO completion_daily AS r ({_COMPLETION_KEY}, n, in_time, with_deadline)
+       SELECT {_COMPLETION_KEY}, n, in_time, with_deadline FROM qg
+       ON CONFLICT ({_COMPLETION_KEY}) DO UPDATE SET n = r.n + excluded.n,
+           in_time = r.in_time + excluded.in_time,
+           with_deadline = r.with_deadline + excluded.with_deadline)
 SELECT coalesce((SELECT sum(c) FROM g), 0) + coalesce((SELECT sum(c) FROM cg), 0)
-       + coalesce((SELECT sum(c) FROM hg), 0)
+       + coalesce((SELECT sum(c) FROM hg), 0) + coalesce((SELECT sum(c) FROM qg), 0)
 """
 
 # Inserted by rebuild(): (table, its columns, the recomputation).
@@ -310,18 +387,43 @@ _REBUILD = (
     ("player_monthly", "player_id, currency, month, deposits_n, deposits_minor, withdrawals_minor"),
     ("cohort_monthly", "currency, cohort, month, depositors, deposits_minor, withdrawals_minor"),
     ("ledger_entry_balances", "account_id, entry_id, balance_after"),
+    ("payment_daily", f"{_DAILY_KEY}, n, amount_minor, fraud"),
+    ("completion_daily", f"{_COMPLETION_KEY}, n, in_time, with_deadline"),
+    ("player_escalations", "player_id, currency, rising_n"),
+)
+# The rollups each migration created (a migration rebuilds its own, as they were then).
+ROLLUPS_0170 = tuple(table for table, _ in _REBUILD[:11])
+ROLLUPS_0190 = ("payment_daily", "completion_daily", "player_escalations")
+# `payment_daily` as the fold made it: `payment_hourly` per local day. Deltas pending when
+# migration 0190 backfills are folded into both later, so it is not read from history then.
+_DAILY_FROM_HOURLY = (
+    "SELECT kind, currency, (hour AT TIME ZONE analytics_zone())::date AS day, method, "
+    "provider, status, reason, sum(n)::bigint AS n, sum(amount_minor)::bigint AS amount_minor, "
+    f"sum(fraud)::bigint AS fraud FROM payment_hourly GROUP BY {_DAILY_KEY}"
 )
 
 
-def rebuild(connection: Connection) -> None:
-    """Recompute every rollup from history (the caller holds the tables still or owns them)."""
-    connection.execute(text("DELETE FROM payment_hourly_deltas"))
-    connection.execute(text("DELETE FROM provider_call_deltas"))
-    connection.execute(text("DELETE FROM cohort_monthly_deltas"))
+def rebuild(connection: Connection, *, tables: tuple[str, ...] | None = None) -> None:
+    """Recompute the rollups from history (the caller holds the tables still or owns them):
+    every one, or only `tables` (a migration's own; the others' deltas are kept then)."""
+    if tables is None:
+        connection.execute(text("DELETE FROM payment_hourly_deltas"))
+        connection.execute(text("DELETE FROM provider_call_deltas"))
+        connection.execute(text("DELETE FROM cohort_monthly_deltas"))
+        connection.execute(text("DELETE FROM completion_daily_deltas"))
     for table, columns in _REBUILD:
+        if tables is not None and table not in tables:
+            continue
+        source = EXPECTED[table][1]
+        if table == "payment_daily" and tables is not None:
+            source = _DAILY_FROM_HOURLY
+        if table == "completion_daily":
+            # Already counted by the recomputation (and added by the trigger as
+            # `payment_completions` was rebuilt just before).
+            connection.execute(text("DELETE FROM completion_daily_deltas"))
         connection.execute(text(f"DELETE FROM {table}"))
         connection.execute(
-            text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({EXPECTED[table][1]}) x")
+            text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ({source}) x")
         )
 
 

@@ -246,18 +246,26 @@ async def harm_markers(
     _: OperatorDep,
     currency: Annotated[str, Query(pattern="^[A-Z]{3}$")] = "KZT",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    after: Annotated[str, Query(max_length=40, description="`next_after` of the page before")] = "",
 ) -> dict[str, Any]:
     """Players showing a harm marker, each marker with its evidence: `deposit_escalation` (4
     consecutive succeeded deposits, each larger), `night_deposits` (half or more of 3+ deposits
     made 00:00-05:59 local time), `chasing` (a deposit within 30 min of the wallet reaching
     zero), `cancelled_withdrawal_regambled` (a bet within 24 h of cancelling a withdrawal),
-    `limit_increases` (a deposit limit raised or removed), over the last 90 days."""
+    `limit_increases` (a deposit limit raised or removed), over the last 90 days. In player id
+    order, `limit` a page; `next_after` (null on the last page) asks for the next one."""
     now = datetime.now(UTC)
     await fold_rollups(session)
-    data = await behaviour.players_with_harm_markers(
-        session, currency=currency, now=now, rules=behaviour.HarmRules(), limit=limit
+    data, next_after = await behaviour.players_with_harm_markers(
+        session, currency=currency, now=now, rules=behaviour.HarmRules(), limit=limit, after=after
     )
-    return {"object": "analytics.harm_markers", "currency": currency, "as_of": now, "data": data}
+    return {
+        "object": "analytics.harm_markers",
+        "currency": currency,
+        "as_of": now,
+        "data": data,
+        "next_after": next_after,
+    }
 
 
 profiles = APIRouter(prefix="/v1/players", tags=["analytics"])

@@ -318,6 +318,59 @@ async function renderSegments() {
   }
 }
 
+// Cohorts (GET /v1/analytics/cohorts): retention per first-deposit month, which one is churning.
+async function renderCohorts() {
+  try {
+    const c = await api("/v1/analytics/cohorts?months=6");
+    const f = c.funnel;
+    setText("cohort-funnel", `registered ${f.registered} → first deposit ${f.first_deposit} → second deposit ${f.second_deposit}`);
+    const span = Math.max(0, ...c.cohorts.map((k) => k.months.length));
+    const head = Array.from({ length: span }, (_, i) => `<th class="num">+${i}</th>`).join("");
+    $("table-cohorts").innerHTML = `<tr><th>cohort</th><th class="num">players</th>${head}<th class="num">net so far</th></tr>`
+      + (c.cohorts.length ? c.cohorts.map((k) => {
+        const cells = Array.from({ length: span }, (_, i) => {
+          const m = k.months.find((x) => x.months_after === i);
+          return `<td class="num">${m && m.retention !== null ? `${(m.retention * 100).toFixed(0)}%` : "–"}</td>`;
+        }).join("");
+        const last = k.months[k.months.length - 1];
+        return `<tr data-cohort="${esc(k.cohort)}"><td>${esc(k.cohort)}</td><td class="num">${k.players}</td>${cells}`
+          + `<td class="num">${last ? money(last.cumulative_net_minor, c.currency) : "–"}</td></tr>`;
+      }).join("") : `<tr><td colspan="3" class="muted">no first deposits in these months</td></tr>`);
+  } catch (error) {
+    $("table-cohorts").innerHTML = `<tr><td class="muted">cohorts unavailable (${esc(error.message)})</td></tr>`;
+  }
+}
+
+// Harm markers (GET /v1/analytics/harm-markers): a page at a time, in player id order.
+let harmPage = "";  // the cursor of the page shown (refreshes keep it)
+let harmNext = "";
+function harmEvidence(m) {
+  const e = m.evidence;
+  switch (m.marker) {
+    case "deposit_escalation": return e.amounts_minor.map((a) => money(a)).join(" → ");
+    case "night_deposits": return `${e.night_deposits} of ${e.deposits} deposits at night`;
+    case "chasing": return `${e.deposits_after_zero_balance} deposits within ${e.within_minutes} min of a zero balance`;
+    case "cancelled_withdrawal_regambled": return `${money(e.amount_minor)} cancelled, bet within ${e.within_hours} h`;
+    case "limit_increases": return `${e.changes.length} limit raised or removed`;
+    default: return "";
+  }
+}
+async function renderHarm(after = "") {
+  try {
+    const h = await api(`/v1/analytics/harm-markers?limit=20&after=${encodeURIComponent(after)}`);
+    harmPage = after;
+    harmNext = h.next_after || "";
+    $("harm-next").hidden = !h.next_after;
+    $("table-harm").innerHTML = `<tr><th>player</th><th>marker</th><th>evidence</th></tr>`
+      + (h.data.length ? h.data.map((p) => p.markers.map((m, i) => `<tr data-player="${esc(p.player_id)}" data-marker="${esc(m.marker)}">`
+        + `<td>${i ? "" : `<a href="#" class="profile-link" data-player="${esc(p.player_id)}">${esc(p.player_id)}</a>`}</td>`
+        + `<td><span class="badge bad">${esc(m.marker.replaceAll("_", " "))}</span></td><td>${esc(harmEvidence(m))}</td></tr>`).join("")).join("")
+        : `<tr><td colspan="3" class="muted">no player shows a harm marker</td></tr>`);
+  } catch (error) {
+    $("table-harm").innerHTML = `<tr><td class="muted">harm markers unavailable (${esc(error.message)})</td></tr>`;
+  }
+}
+
 // Player 360 (GET /v1/players/{id}/profile): identity masked, behaviour, links, risk, limits.
 async function showProfile(playerId) {
   try {
@@ -390,7 +443,7 @@ async function refreshNow() {
     breakdownTable($("table-provider"), providers.groups);
     $("main").hidden = false;
     setText("status", `${totals.from.slice(0, 16)} → ${totals.to.slice(0, 16)} UTC · ${totals.currency}`);
-    await Promise.all([renderQueue(), renderStuck(), renderProviders(), renderFunnel(), renderSegments()]);
+    await Promise.all([renderQueue(), renderStuck(), renderProviders(), renderFunnel(), renderSegments(), renderCohorts(), renderHarm(harmPage)]);
     await Promise.all([renderDepositQueue(), renderRiskAlerts(), renderLists()]);
     setText("updated-at", `updated ${new Date().toISOString().slice(11, 19)} UTC`);
     document.body.dataset.loaded = "true";
@@ -430,6 +483,14 @@ function start() {
   });
   $("list-form").addEventListener("submit", (event) => { event.preventDefault(); addListEntry(); });
   $("profile-form").addEventListener("submit", (event) => { event.preventDefault(); showProfile($("profile-player").value.trim()); });
+  $("harm-next").addEventListener("click", () => renderHarm(harmNext));
+  $("table-harm").addEventListener("click", (event) => {
+    const link = event.target.closest("a.profile-link");
+    if (!link) return;
+    event.preventDefault();
+    $("profile-player").value = link.dataset.player;
+    showProfile(link.dataset.player);
+  });
   setText("refresh-seconds", String(REFRESH_MS / 1000));
   refresh();
   schedule();

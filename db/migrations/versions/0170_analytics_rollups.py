@@ -31,6 +31,7 @@ from db.rollups import (
     DEPOSIT_UNSUCCESSFUL,
     FRAUD_DECISIONS,
     LATENCY_BUCKETS_MS,
+    ROLLUPS_0170,
     WITHDRAWAL_UNSUCCESSFUL,
     hour_sql,
     rebuild,
@@ -391,7 +392,7 @@ def upgrade() -> None:
         "IN SHARE MODE"
     )
     op.execute(_TRIGGERS)
-    rebuild(op.get_bind())
+    rebuild(op.get_bind(), tables=ROLLUPS_0170)
 
 
 def downgrade() -> None:
