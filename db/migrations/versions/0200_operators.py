@@ -11,7 +11,7 @@ The grants come from 0130's default privileges (the tables are created as the ow
 application role reads and writes them (the CLI runs as it), analytics reads them.
 
 Revision ID: 0200
-Revises: 0180
+Revises: 0190
 """
 
 from collections.abc import Sequence
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0200"
-down_revision: str | Sequence[str] | None = "0180"
+down_revision: str | Sequence[str] | None = "0190"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

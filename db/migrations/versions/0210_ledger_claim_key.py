@@ -15,7 +15,7 @@ answers as a bet that was rolled back. Like the posting functions it runs as the
 application may not write the ledger's tables itself).
 
 Revision ID: 0210
-Revises: 0180
+Revises: 0200
 """
 
 from collections.abc import Sequence
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0210"
-down_revision: str | Sequence[str] | None = "0180"
+down_revision: str | Sequence[str] | None = "0200"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

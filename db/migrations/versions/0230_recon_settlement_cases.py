@@ -5,7 +5,7 @@ reconciliation run of the day it names (domain/recon/match.py): one no run settl
 `settlement_unmatched` case, one of another amount a `settlement_mismatch` case.
 
 Revision ID: 0230
-Revises: 0180
+Revises: 0210
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0230"
-down_revision: str | Sequence[str] | None = "0180"
+down_revision: str | Sequence[str] | None = "0210"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
