@@ -47,8 +47,10 @@ class CreditDepositInput(BaseModel):
     provider: str
     amount_minor: int
     currency: str
-    # Set (patch `credit-with-status`): in the same database transaction, the deposit becomes
-    # `succeeded` at this time, served by `provider`.
+    # Set (patch `credit-with-status`): once the credit (and fee) are posted, in the same
+    # activity, the deposit becomes `succeeded` at this time, served by `provider`. The
+    # postings go through group commit and the status follows in its own transaction; a retry
+    # after a crash in between posts nothing again and records the status then.
     succeeded_at: datetime | None = None
     # A late payment: the deposit may already be expired or failed, and becomes succeeded.
     late: bool = False

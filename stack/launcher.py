@@ -226,8 +226,19 @@ class Stack:
                 # What the launcher decided (`python -m stack run --encrypted`), not just what
                 # the environment said: the worker, the API and the UI must agree.
                 "PAY_CODEC_ENABLED": str(self.settings.payload_codec_enabled).lower(),
+                **self._api_workers(),
             }
         )
+
+    def _api_workers(self) -> dict[str, str]:
+        """With the embedded PostgreSQL on the same cores, and `PAY_API_WORKERS` unset (0: one
+        per core), one API process per two cores: PostgreSQL needs as much CPU per wallet call
+        as the API does (`bench.wallet`: about 0.5 and 0.4 ms), and a process per core left the
+        two fighting for the cores. Measured on 2 cores (issue 21): 1 process against 2, same
+        code, alternated (README, "Wallet API"). An external database keeps one per core."""
+        if self.settings.api_workers or self.settings.database_url:
+            return {}
+        return {"PAY_API_WORKERS": str(embedded_api_workers())}
 
     def _spawn(self, name: str, command: list[str]) -> None:
         log_path = self.log_dir / f"{name}.log"
@@ -349,6 +360,15 @@ class Stack:
             yield self
         finally:
             self.stop()
+
+
+def embedded_api_workers() -> int:
+    """API processes beside an embedded PostgreSQL: one per two cores this process may run on."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(cores // 2, 1)
 
 
 def _venv_binary(name: str) -> str:

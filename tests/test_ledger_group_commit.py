@@ -1,6 +1,6 @@
 """Issue 21: the deposit and withdrawal activities post through group commit
 (`db.ledger.LedgerBatcher`, shared by the process), and each posting is still made exactly once
-when the activity is retried."""
+when the activity is retried; so does the hold of a withdrawal the API creates."""
 
 import asyncio
 
@@ -128,6 +128,21 @@ async def test_withdrawal_settlements_go_through_group_commit_exactly_once_on_re
     assert await _kinds(sessions, paid) == ["withdrawal_hold", "withdrawal_paid"]
     assert await _kinds(sessions, released) == ["withdrawal_hold", "withdrawal_released"]
     await assert_invariants(sessions)
+
+
+async def _wallet_holds(sessions: async_sessionmaker[AsyncSession], player: str) -> list[str]:
+    """The withdrawals (payment ids) whose holds moved the player's wallet, oldest first."""
+    async with sessions() as session:
+        rows = await session.scalars(
+            text(
+                "SELECT t.payment_id FROM ledger_transactions t "
+                "JOIN ledger_entries e ON e.transaction_id = t.id "
+                "JOIN ledger_accounts a ON a.id = e.account_id "
+                "WHERE a.code = :code AND t.kind = 'withdrawal_hold' ORDER BY t.id"
+            ),
+            {"code": player_wallet(player, "KZT").code},
+        )
+        return list(rows)
 
 
 async def test_the_application_role_claims_a_key_only_through_the_ledger_function(

@@ -2,25 +2,50 @@
 key is refused at once by all of them (issue 21)."""
 
 import asyncio
+import gc
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.__main__ import worker_count
+from api.__main__ import GC_THRESHOLDS, settle_gc, worker_count
 from config import Settings, child_environment
 from db import api_keys
 from domain.roles import Role
-from stack.launcher import free_port
+from stack.launcher import Stack, free_port
 from tests.conftest import ROOT, _wait_http
 
 
 def test_one_worker_per_core_unless_configured() -> None:
     assert worker_count(Settings(api_workers=3)) == 3
     assert worker_count(Settings(api_workers=0)) >= 1
+
+
+def test_one_api_worker_per_two_cores_beside_the_embedded_postgres(tmp_path: Path) -> None:
+    """`make run` (the launcher) leaves half the cores to its embedded PostgreSQL; a configured
+    count, or an external database, is left alone."""
+    cores = len(os.sched_getaffinity(0))
+    embedded = Stack(Settings(data_dir=tmp_path, database_url=None, api_workers=0))
+    assert embedded._api_workers() == {"PAY_API_WORKERS": str(max(cores // 2, 1))}
+    assert Stack(Settings(data_dir=tmp_path, database_url=None, api_workers=3))._api_workers() == {}
+    external = Settings(data_dir=tmp_path, database_url="postgresql+psycopg://db/x", api_workers=0)
+    assert Stack(external)._api_workers() == {}
+
+
+def test_an_api_worker_freezes_its_startup_objects() -> None:
+    before = gc.get_threshold()
+    try:
+        settle_gc()
+        assert gc.get_freeze_count() > 10_000  # modules, classes, functions: out of the way
+        assert gc.get_threshold() == GC_THRESHOLDS
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 @pytest.fixture
