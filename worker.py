@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import workflows
+from activities.analytics import AnalyticsActivities
 from activities.compliance import ComplianceActivities
 from activities.deposits import DepositActivities, RoutingConfig
 from activities.finance import FinanceActivities
@@ -39,6 +40,7 @@ from domain.fraud.geo import use_ip_database
 from providers.esu import unified_accounting
 from providers.payout import payout_providers
 from providers.registry import card_providers, payment_providers, provider_http_client
+from workflows.analytics import RollupFoldWorkflow, ensure_fold_schedule
 from workflows.compliance import ComplianceReportWorkflow, PayoutDeadlineWorkflow
 from workflows.deposit import DepositWorkflow
 from workflows.finance import DailySnapshotWorkflow, ensure_snapshot_schedule
@@ -64,6 +66,7 @@ WORKFLOWS = [
     ScheduledReconciliationWorkflow,
     CaseMoneyBackWorkflow,
     DailySnapshotWorkflow,
+    RollupFoldWorkflow,
     ComplianceReportWorkflow,
     PayoutDeadlineWorkflow,
 ]
@@ -169,6 +172,7 @@ def build_worker(
     )
     cases = CaseActivities(sessions=sessions)
     finance = FinanceActivities(sessions=sessions)
+    analytics = AnalyticsActivities(sessions=sessions)
     reviews = ReviewActivities(sessions=sessions)
     use_ip_database(settings.geoip_database)  # the fraud rules' IP countries
     # What the decision updates' validators verify the API's approval tokens with (never a
@@ -226,6 +230,7 @@ def build_worker(
             cases.settle_return_hold,
             cases.finish_case,
             finance.take_balance_snapshot,
+            analytics.fold_rollups,
         ],
     )
 
@@ -273,6 +278,8 @@ async def main() -> None:
             )
             # each account's balance at the end of the previous day, every night
             await ensure_snapshot_schedule(client, task_queue=settings.temporal_task_queue)
+        # analytics rollups folded on the primary every minute (readers may be on a replica)
+        await ensure_fold_schedule(client, task_queue=settings.temporal_task_queue)
         await stop.wait()
 
 

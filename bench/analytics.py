@@ -11,7 +11,7 @@ It starts its own embedded PostgreSQL (or uses `--database-url` / `PAY_DATABASE_
 3. seeds one wallet with `--wallet-entries` postings through the posting functions (the stored
    running balance trigger on);
 4. times, through the ASGI app with an operator key: the summary (30 days: totals, by day,
-   method, provider; 180 days by day), `/metrics`, the segments, the cohorts, the harm markers,
+   method, provider; 180 days the same), `/metrics`, the segments, the cohorts, the harm markers,
    a player profile, a statement page at the start and deep in the wallet, the dashboard's
    analytics refresh (its four summaries, the segments and the checkout funnel, concurrently);
    and the card deposit's database side again on the loaded database.
@@ -283,7 +283,13 @@ async def _reads(url: str, args: argparse.Namespace, out: Callable[[str], None])
                 ("summary 30 d group_by=day", get(summary, {"group_by": "day", **month})),
                 ("summary 30 d group_by=method", get(summary, {"group_by": "method", **month})),
                 ("summary 30 d group_by=provider", get(summary, {"group_by": "provider", **month})),
+                ("summary 180 d", get(summary, half)),
                 ("summary 180 d group_by=day", get(summary, {"group_by": "day", **half})),
+                ("summary 180 d group_by=method", get(summary, {"group_by": "method", **half})),
+                (
+                    "summary 180 d group_by=provider",
+                    get(summary, {"group_by": "provider", **half}),
+                ),
                 ("/metrics", get("/metrics")),
                 ("segments", get("/v1/analytics/segments")),
                 ("cohorts (6 months)", get("/v1/analytics/cohorts")),

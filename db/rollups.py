@@ -28,6 +28,14 @@ What is kept, and by what:
   withdrawals paid in time: where each percentile's rank lies, so only one bucket is sorted.
 * `player_escalations`: the run of rising amounts ending at the player's last succeeded deposit
   (capped at `ESCALATION_CAP`), recomputed by a row trigger on `deposits` under the row's lock.
+* `completion_daily_groups` (migration 0260): `completion_daily` per method and per provider
+  (`dim`, `key`), folded from the same deltas (which carry the method and provider).
+* `completion_day_percentiles`: each closed local day's (before today in `analytics_zone()`)
+  completions: count, paid in time, exact median and p95. The fold recomputes a day in the
+  statement that folds the day's deltas (one snapshot: the completions those deltas came from),
+  and the days closed since the last day kept; readers take a day kept only when none of its
+  deltas is pending, so a late completion is counted from the histogram until the next fold.
+  The worker folds every minute (workflows/analytics.py), so a read replica's are current too.
 
 Hours are UTC, so days in any whole-hour time zone (Asia/Almaty) are sums of hours.
 `python -m db.rollups check` recomputes every rollup from history and prints the differences
@@ -107,6 +115,27 @@ _COMPLETIONS = (
     "JOIN payment_events e ON e.payment_id = w.id AND e.status = 'paid' "
     "WHERE w.status = 'paid' GROUP BY w.id"
 )
+
+_GROUPS_KEY = "kind, currency, day, dim, key, bucket"
+_TODAY = "(now() AT TIME ZONE analytics_zone())::date"
+
+
+def _day_percentiles(completions: str, where: str = "") -> str:
+    """Each closed local day's completions (before today in `analytics_zone()`): count, paid
+    in time, exact median and p95 (`percentile_cont`, as a window's sort gives), from
+    `completions` (rows with kind, currency, created_at, seconds, in_time), filtered by
+    `where` over (kind, currency, day)."""
+    return (
+        "SELECT kind, currency, day, n, in_time, with_deadline, median, p95 FROM ("
+        "SELECT kind, currency, (created_at AT TIME ZONE analytics_zone())::date AS day, "
+        "count(*)::bigint AS n, count(*) FILTER (WHERE in_time)::bigint AS in_time, "
+        "count(in_time)::bigint AS with_deadline, "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS median, "
+        "percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) AS p95 "
+        f"FROM ({completions}) c WHERE created_at < CAST({_TODAY} AS timestamp) "
+        "AT TIME ZONE analytics_zone() GROUP BY 1, 2, 3) x " + where
+    )
+
 
 # Recomputed from history: what each rollup must hold.
 EXPECTED: dict[str, tuple[str, str]] = {
@@ -207,6 +236,29 @@ EXPECTED: dict[str, tuple[str, str]] = {
         "count(in_time)::bigint AS with_deadline "
         f"FROM ({_COMPLETIONS}) c GROUP BY 1, 2, 3, 4",
     ),
+    "completion_daily_groups": (
+        _GROUPS_KEY,
+        "SELECT kind, currency, day, dim, key, bucket, count(*)::bigint AS n, "
+        "count(*) FILTER (WHERE in_time)::bigint AS in_time, "
+        "count(in_time)::bigint AS with_deadline FROM ("
+        "SELECT kind, currency, (created_at AT TIME ZONE analytics_zone())::date AS day, "
+        "d.dim, CASE d.dim WHEN 'method' THEN c.method ELSE c.provider END AS key, "
+        "completion_bucket(seconds) AS bucket, in_time "
+        f"FROM ({_COMPLETIONS}) c, (VALUES ('method'), ('provider')) AS d(dim)) x "
+        "GROUP BY 1, 2, 3, 4, 5, 6",
+    ),
+    "completion_day_percentiles": (
+        "kind, currency, day",
+        # Only the days stored and without pending deltas: those are the ones readers take
+        # (a day closed since the last fold is not stored yet; readers use the histogram).
+        _day_percentiles(
+            f"SELECT kind, currency, created_at, seconds, in_time FROM ({_COMPLETIONS}) c",
+            "WHERE (kind, currency, day) IN (SELECT kind, currency, day "
+            "FROM completion_day_percentiles) AND NOT EXISTS (SELECT FROM "
+            "completion_daily_deltas q WHERE q.kind = x.kind AND q.currency = x.currency "
+            "AND q.day = x.day)",
+        ),
+    ),
     "player_escalations": (
         "player_id, currency",
         "SELECT player_id, currency, least(coalesce(min(n) FILTER (WHERE n > 1 AND NOT rising) "
@@ -301,6 +353,22 @@ ACTUAL: dict[str, str] = {
         f"GROUP BY {_COMPLETION_KEY} HAVING sum(n) <> 0 OR sum(in_time) <> 0 "
         "OR sum(with_deadline) <> 0"
     ),
+    "completion_daily_groups": (
+        f"SELECT {_GROUPS_KEY}, sum(n)::bigint AS n, sum(in_time)::bigint AS in_time, "
+        "sum(with_deadline)::bigint AS with_deadline FROM ("
+        f"SELECT {_GROUPS_KEY}, n, in_time, with_deadline FROM completion_daily_groups "
+        "UNION ALL SELECT kind, currency, day, d.dim, CASE d.dim WHEN 'method' THEN method "
+        "ELSE provider END, bucket, n, in_time, with_deadline FROM completion_daily_deltas, "
+        "(VALUES ('method'), ('provider')) AS d(dim)) x "
+        f"GROUP BY {_GROUPS_KEY} HAVING sum(n) <> 0 OR sum(in_time) <> 0 "
+        "OR sum(with_deadline) <> 0"
+    ),
+    "completion_day_percentiles": (
+        "SELECT kind, currency, day, n, in_time, with_deadline, median, p95 "
+        "FROM completion_day_percentiles p "
+        "WHERE NOT EXISTS (SELECT FROM completion_daily_deltas q WHERE q.kind = p.kind "
+        "AND q.currency = p.currency AND q.day = p.day)"
+    ),
     "player_escalations": (
         "SELECT player_id, currency, rising_n FROM player_escalations WHERE rising_n <> 0"
     ),
@@ -310,7 +378,8 @@ ACTUAL: dict[str, str] = {
 }
 
 _FOLD_SQL = f"""
-WITH d AS (DELETE FROM payment_hourly_deltas RETURNING {_HOURLY_KEY}, n, amount_minor, fraud),
+WITH RECURSIVE d AS (DELETE FROM payment_hourly_deltas
+                     RETURNING {_HOURLY_KEY}, n, amount_minor, fraud),
 g AS (SELECT {_HOURLY_KEY}, sum(n) AS n, sum(amount_minor) AS amount_minor, sum(fraud) AS fraud,
              count(*) AS c FROM d GROUP BY {_HOURLY_KEY}),
 h AS (INSERT INTO payment_hourly AS r ({_HOURLY_KEY}, n, amount_minor, fraud)
@@ -351,7 +420,7 @@ dd AS (INSERT INTO payment_daily AS r ({_DAILY_KEY}, n, amount_minor, fraud)
            amount_minor = r.amount_minor + excluded.amount_minor,
            fraud = r.fraud + excluded.fraud),
 qd AS (DELETE FROM completion_daily_deltas
-       RETURNING {_COMPLETION_KEY}, n, in_time, with_deadline),
+       RETURNING {_COMPLETION_KEY}, method, provider, n, in_time, with_deadline),
 qg AS (SELECT {_COMPLETION_KEY}, sum(n) AS n, sum(in_time) AS in_time,
               sum(with_deadline) AS with_deadline, count(*) AS c
        FROM qd GROUP BY {_COMPLETION_KEY}),
@@ -359,7 +428,51 @@ qt AS (INSERT INTO completion_daily AS r ({_COMPLETION_KEY}, n, in_time, with_de
        SELECT {_COMPLETION_KEY}, n, in_time, with_deadline FROM qg
        ON CONFLICT ({_COMPLETION_KEY}) DO UPDATE SET n = r.n + excluded.n,
            in_time = r.in_time + excluded.in_time,
-           with_deadline = r.with_deadline + excluded.with_deadline)
+           with_deadline = r.with_deadline + excluded.with_deadline),
+qm AS (INSERT INTO completion_daily_groups AS r ({_GROUPS_KEY}, n, in_time, with_deadline)
+       SELECT kind, currency, day, d.dim,
+              CASE d.dim WHEN 'method' THEN method ELSE provider END, bucket, sum(n),
+              sum(in_time), sum(with_deadline)
+       FROM qd, (VALUES ('method'), ('provider')) AS d(dim) GROUP BY 1, 2, 3, 4, 5, 6
+       ON CONFLICT ({_GROUPS_KEY}) DO UPDATE SET n = r.n + excluded.n,
+           in_time = r.in_time + excluded.in_time,
+           with_deadline = r.with_deadline + excluded.with_deadline),
+-- The closed days whose completions changed, and those closed since the last fold (after
+-- the last day kept: a day before it changed by a delta): their exact percentiles again
+-- (this statement's snapshot: the completions of the deltas above).
+pp AS (  -- the (kind, currency) pairs of the histogram: an index skip scan
+       (SELECT kind, currency FROM completion_daily ORDER BY kind, currency LIMIT 1)
+       UNION ALL
+       SELECT n.kind, n.currency FROM pp, LATERAL (
+           SELECT kind, currency FROM completion_daily c
+           WHERE (c.kind, c.currency) > (pp.kind, pp.currency)
+           ORDER BY kind, currency LIMIT 1) n),
+pd AS (SELECT DISTINCT kind, currency, day FROM qd WHERE day < {_TODAY}
+       UNION SELECT pp.kind, pp.currency, c.day FROM pp, LATERAL (
+           SELECT DISTINCT c.day FROM completion_daily c
+           WHERE c.kind = pp.kind AND c.currency = pp.currency AND c.day < {_TODAY}
+             AND c.day > coalesce((SELECT max(day) FROM completion_day_percentiles p
+                                   WHERE p.kind = pp.kind AND p.currency = pp.currency),
+                                  '-infinity')) c),
+pc AS (SELECT pd.kind, pd.currency, pd.day, count(*)::bigint AS n,
+              count(*) FILTER (WHERE x.in_time)::bigint AS in_time,
+              count(x.in_time)::bigint AS with_deadline,
+              percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds) AS median,
+              percentile_cont(0.95) WITHIN GROUP (ORDER BY x.seconds) AS p95
+       FROM pd JOIN payment_completions x ON x.kind = pd.kind AND x.currency = pd.currency
+        AND x.created_at >= CAST(pd.day AS timestamp) AT TIME ZONE analytics_zone()
+        AND x.created_at < CAST(pd.day + 1 AS timestamp) AT TIME ZONE analytics_zone()
+       GROUP BY 1, 2, 3),
+pu AS (INSERT INTO completion_day_percentiles AS r (kind, currency, day, n, in_time,
+                                                     with_deadline, median, p95)
+       SELECT kind, currency, day, n, in_time, with_deadline, median, p95 FROM pc
+       ON CONFLICT (kind, currency, day) DO UPDATE SET n = excluded.n,
+           in_time = excluded.in_time, with_deadline = excluded.with_deadline,
+           median = excluded.median, p95 = excluded.p95),
+px AS (DELETE FROM completion_day_percentiles r USING pd
+       WHERE r.kind = pd.kind AND r.currency = pd.currency AND r.day = pd.day
+       AND NOT EXISTS (SELECT FROM pc WHERE pc.kind = pd.kind AND pc.currency = pd.currency
+                       AND pc.day = pd.day))
 SELECT coalesce((SELECT sum(c) FROM g), 0) + coalesce((SELECT sum(c) FROM cg), 0)
        + coalesce((SELECT sum(c) FROM hg), 0) + coalesce((SELECT sum(c) FROM qg), 0)
 """
@@ -390,10 +503,16 @@ _REBUILD = (
     ("payment_daily", f"{_DAILY_KEY}, n, amount_minor, fraud"),
     ("completion_daily", f"{_COMPLETION_KEY}, n, in_time, with_deadline"),
     ("player_escalations", "player_id, currency, rising_n"),
+    ("completion_daily_groups", f"{_GROUPS_KEY}, n, in_time, with_deadline"),
+    (
+        "completion_day_percentiles",
+        "kind, currency, day, n, in_time, with_deadline, median, p95",
+    ),
 )
 # The rollups each migration created (a migration rebuilds its own, as they were then).
 ROLLUPS_0170 = tuple(table for table, _ in _REBUILD[:11])
 ROLLUPS_0190 = ("payment_daily", "completion_daily", "player_escalations")
+ROLLUPS_0260 = ("completion_daily", "completion_daily_groups", "completion_day_percentiles")
 # `payment_daily` as the fold made it: `payment_hourly` per local day. Deltas pending when
 # migration 0190 backfills are folded into both later, so it is not read from history then.
 _DAILY_FROM_HOURLY = (
@@ -411,12 +530,22 @@ def rebuild(connection: Connection, *, tables: tuple[str, ...] | None = None) ->
         connection.execute(text("DELETE FROM provider_call_deltas"))
         connection.execute(text("DELETE FROM cohort_monthly_deltas"))
         connection.execute(text("DELETE FROM completion_daily_deltas"))
+    elif "completion_daily" in tables and connection.scalar(
+        text("SELECT to_regclass('completion_daily_groups') IS NOT NULL")
+    ):
+        # Its deltas are dropped, so everything else folded from them is rebuilt too (from
+        # migration 0260 on; migration 0190's own backfill ran before these existed).
+        tables = (*tables, "completion_daily_groups", "completion_day_percentiles")
     for table, columns in _REBUILD:
         if tables is not None and table not in tables:
             continue
         source = EXPECTED[table][1]
         if table == "payment_daily" and tables is not None:
             source = _DAILY_FROM_HOURLY
+        if table == "completion_day_percentiles":  # every closed day (the check: those kept)
+            source = _day_percentiles(
+                f"SELECT kind, currency, created_at, seconds, in_time FROM ({_COMPLETIONS}) c"
+            )
         if table == "completion_daily":
             # Already counted by the recomputation (and added by the trigger as
             # `payment_completions` was rebuilt just before).

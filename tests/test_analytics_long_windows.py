@@ -3,6 +3,7 @@ exactly what sorting every payment gives; the escalation runs follow deposits; t
 list pages; rebuilding equals recomputation."""
 
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,11 +39,17 @@ async def _fixture(sessions: async_sessionmaker[AsyncSession], base: date) -> No
             amount=1_000 + 7 * i,
             status=status,
             method=("card", "ewallet")[i % 2],
+            provider=("halyk", "kaspi", "freedom")[i % 3],
             done_after=seconds,
         )
         if i % 3 == 0:
             rows += _withdrawal(
-                player, at=at, amount=500 + i, status="paid", done_after=seconds * 1.5
+                player,
+                at=at,
+                amount=500 + i,
+                status="paid",
+                provider=("halyk", "kaspi")[i % 2],
+                done_after=seconds * 1.5,
             )
     async with sessions.begin() as session:
         session.add_all(players)
@@ -63,13 +70,15 @@ async def _both(
     monkeypatch: pytest.MonkeyPatch,
     **kwargs: Any,
 ) -> tuple[Any, Any]:
-    """The summary as served (daily rollups, histogram), and again reading only hours and
-    sorting every completion time (as before migration 0190)."""
+    """The summary as served (daily rollups, kept percentiles, histograms, edge hours read
+    whole less their payments outside the window), and again reading only hours and the edge
+    payments, and sorting every completion time (as before migration 0190)."""
     async with sessions() as session:
         fast = await analytics.summary(session, **kwargs)
     with monkeypatch.context() as m:
         m.setattr(analytics, "local_midnights", lambda start, end, zone: (end, end))
         m.setattr(analytics, "_BY_KEY", {})
+        m.setattr(analytics, "edge_hours", partial(analytics.edge_hours, subtract=False))
         async with sessions() as session:
             slow = await analytics.summary(session, **kwargs)
     return fast, slow
@@ -86,14 +95,30 @@ async def test_long_windows_equal_sorting_every_payment(
         (start, start + timedelta(days=6)),  # UTC midnights: Almaty days cut at 19:00 UTC
         (start + timedelta(hours=3, minutes=17), start + timedelta(days=5, hours=22, seconds=5)),
         (start + timedelta(hours=20), start + timedelta(hours=40)),  # less than a local day
+        # Edge hours read whole less a payment outside: 07:13 on day 0, 23:41 on day 4.
+        (start + timedelta(hours=7, minutes=20), start + timedelta(days=4, hours=23, minutes=35)),
         (start + timedelta(days=1, hours=19), start + timedelta(days=3, hours=19)),  # exact days
     ]
-    for folded in (False, True):
-        if folded:
-            async with sessions() as session:
-                assert await rollups.fold(session) > 0
+
+    async def kept() -> dict[tuple[str, date], tuple[int, float, float]]:
+        """The fixture's days' kept percentiles (closed days, 2004)."""
+        async with sessions() as session:
+            rows = (
+                await session.execute(
+                    text(
+                        "SELECT kind, day, n, median, p95 FROM completion_day_percentiles "
+                        "WHERE currency = 'KZT' AND day >= :d0 AND day < :d1"
+                    ),
+                    {"d0": base - timedelta(days=1), "d1": base + timedelta(days=8)},
+                )
+            ).all()
+        return {(r.kind, r.day): (r.n, r.median, r.p95) for r in rows}
+
+    async def assert_equal(stage: str) -> dict[str | None, Any]:
+        """Each window, grouping and zone; the last window's summaries per grouping."""
+        last: dict[str | None, Any] = {}
         for begin, end in windows:
-            for group_by in (None, "day", "method"):
+            for group_by in (None, "day", "method", "provider"):
                 for zone in ("Asia/Almaty", "Europe/London"):
                     fast, slow = await _both(
                         sessions,
@@ -103,12 +128,52 @@ async def test_long_windows_equal_sorting_every_payment(
                         group_by=group_by,
                         time_zone=zone,
                     )
-                    assert fast == slow, (begin, end, group_by, zone, folded)
-    total, methods = fast
+                    assert fast == slow, (begin, end, group_by, zone, stage)
+                    last[group_by] = fast
+        return last
+
+    # Deltas pending: the histograms' days, no kept percentiles yet.
+    assert await kept() == {}
+    await assert_equal("pending")
+    async with sessions() as session:
+        assert await rollups.fold(session) > 0
+    # Folded: each closed day's percentiles kept (6 days of payments: 7 local days).
+    stored = await kept()
+    assert {day for _, day in stored} == {base + timedelta(days=d) for d in range(7)}
+    last = await assert_equal("folded")
+    total, methods = last["method"]
     assert total.deposits["succeeded"] == 5
     assert total.deposits["median_seconds_to_complete"] is not None
     assert total.withdrawals["paid_in_time"] > 0
     assert {g.key for g in methods} == {"card", "ewallet"}
+    total, providers = last["provider"]
+    assert {g.key for g in providers} == {"halyk", "kaspi", "freedom"}
+    assert sum(g.deposits["succeeded"] for g in providers) == 5
+    assert all(g.deposits["median_seconds_to_complete"] is not None for g in providers)
+
+    # A late completion on a kept day: its delta is pending, so the day is read from the
+    # histogram until the next fold keeps it again, with the new completion.
+    late_day = base + timedelta(days=2)
+    late_at = datetime(late_day.year, late_day.month, late_day.day, 6, tzinfo=UTC)  # 11:00
+    async with sessions.begin() as session:
+        player = _player()
+        session.add(player)
+        await session.flush()
+        session.add_all(
+            _withdrawal(player, at=late_at, amount=777, status="paid", done_after=99_999)
+        )
+    await assert_equal("late")
+    async with sessions() as session:
+        assert await rollups.fold(session) > 0
+    after = await kept()
+    n, _, p95 = stored.get(("withdrawal", late_day), (0, 0.0, 0.0))
+    assert after[("withdrawal", late_day)][0] == n + 1
+    assert after[("withdrawal", late_day)][2] > p95  # the slowest payout yet
+    assert {k: v for k, v in after.items() if k != ("withdrawal", late_day)} == {
+        k: v for k, v in stored.items() if k != ("withdrawal", late_day)
+    }
+    await assert_equal("late, folded")
+    await _assert_rollups_exact(sessions)
 
 
 async def test_escalation_runs_follow_deposits_and_the_list_pages(
@@ -196,8 +261,8 @@ async def test_rebuild_equals_recomputation_with_deltas_pending(
     async with sessions() as session:
         pending = await session.scalar(text("SELECT count(*) FROM completion_daily_deltas"))
     assert pending
-    # As migration 0190 backfills (the others' deltas still pending), then everything.
-    for tables in (rollups.ROLLUPS_0190, None):
+    # As migrations 0190 and 0260 backfill (the others' deltas still pending), then everything.
+    for tables in (rollups.ROLLUPS_0190, rollups.ROLLUPS_0260, None):
 
         def rebuild(session: Session, tables: tuple[str, ...] | None = tables) -> None:
             rollups.rebuild(session.connection(), tables=tables)

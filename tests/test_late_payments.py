@@ -173,19 +173,6 @@ async def _delivered(
         await asyncio.sleep(0.05)
 
 
-async def _paid_at(sim: httpx.AsyncClient, provider: str, reference: str) -> None:
-    """Once the provider holds the payment as paid (it pays it late in its own time: no event
-    to await)."""
-    deadline = time.monotonic() + 20
-    while True:
-        log = (await sim.get(f"/admin/providers/{provider}/payments/{reference}")).json()
-        status = (log.get("payment") or {}).get("status")
-        if status == "succeeded" or time.monotonic() > deadline:
-            assert status == "succeeded", log
-            return
-        await asyncio.sleep(0.05)
-
-
 async def _ioka_refunds(
     sim: httpx.AsyncClient, settings: Settings, reference: str
 ) -> list[dict[str, Any]]:
