@@ -25,6 +25,7 @@ from config import Settings
 from db import rollups
 from tests.analytics_helpers import _deposit, _player, _withdrawal
 from tests.conftest import BIN, _result
+from tests.histories_helpers import keep
 from tests.test_analytics_rollups import _assert_rollups_exact
 from worker import workflow_runner
 from workflows.analytics import (
@@ -90,6 +91,7 @@ async def test_the_fold_workflow_folds_and_keeps_closed_days_and_is_idempotent(
         )
         await _result(handle)
         result: RollupFoldResult = await handle.result()
+        await keep(temporal_client, handle.id, "analytics_rollup_fold")
         return result
 
     first = await run()

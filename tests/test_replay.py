@@ -65,6 +65,8 @@ EXPECTED = {
     "late_review_approved",
     # Reconciliation (patch `recon-charge-reported-chargebacks`): a report's chargebacks charged.
     "reconciliation_chargebacks_charged",
+    # Analytics (issue 19): the rollups folded on the primary by the schedule's workflow.
+    "analytics_rollup_fold",
     # Compliance (issue 17, patches compliance-esu-report, compliance-payout-deadline,
     # compliance-credit-funds): reported to the ESU (retried through its outage), a payout
     # screened into a split report, the payout deadline escalated or closed, a Kaspi payment
