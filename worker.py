@@ -278,8 +278,9 @@ async def main() -> None:
             )
             # each account's balance at the end of the previous day, every night
             await ensure_snapshot_schedule(client, task_queue=settings.temporal_task_queue)
-        # analytics rollups folded on the primary every minute (readers may be on a replica)
-        await ensure_fold_schedule(client, task_queue=settings.temporal_task_queue)
+        if settings.analytics_fold_schedule_active:
+            # analytics rollups folded on the primary every minute (readers may be on a replica)
+            await ensure_fold_schedule(client, task_queue=settings.temporal_task_queue)
         await stop.wait()
 
 

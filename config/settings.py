@@ -283,6 +283,9 @@ class Settings(BaseSettings):
     # limited to this size; a payment credited within the window of the provider's line (days)
     # is a cut-off, matched across the two days.
     recon_schedule_enabled: bool | None = None
+    # The worker folds the analytics rollups on the primary by a Temporal schedule every minute
+    # (workflows/analytics.py); default on outside tests, whose reads fold what they need.
+    analytics_fold_schedule_enabled: bool | None = None
     recon_schedule_hour: int = Field(default=6, ge=0, le=23)
     recon_schedule_minute: int = Field(default=0, ge=0, le=59)
     recon_schedule_providers: tuple[str, ...] | None = None
@@ -453,6 +456,12 @@ class Settings(BaseSettings):
     def recon_schedule_active(self) -> bool:
         if self.recon_schedule_enabled is not None:
             return self.recon_schedule_enabled
+        return self.environment != "test"
+
+    @property
+    def analytics_fold_schedule_active(self) -> bool:
+        if self.analytics_fold_schedule_enabled is not None:
+            return self.analytics_fold_schedule_enabled
         return self.environment != "test"
 
     @property
