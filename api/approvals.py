@@ -9,8 +9,10 @@ the host once it skips time).
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
@@ -20,6 +22,9 @@ from domain.approvals import Decision, sign
 from workflows.approval_gate import REFUSED
 
 OrchestratorClock = Callable[[], Awaitable[datetime]]
+# A decision update's input (workflows' `ReviewInput`s): actor_id, actor_name, reason and
+# approval_token fields.
+Review = TypeVar("Review", bound=BaseModel)
 
 
 async def orchestrator_now(request: Request) -> datetime:
@@ -47,6 +52,22 @@ async def approval_token(
         reason=reason,
         expires_at=now + timedelta(seconds=settings.approval_token_ttl_seconds),
     )
+
+
+async def signed_review(
+    request: Request, review: Review, *, workflow_id: str, decision: Decision
+) -> Review:
+    """The decision as the workflow's update takes it: with its token for that workflow."""
+    who = review.model_dump(include={"actor_id", "actor_name", "reason"})
+    token = await approval_token(
+        request,
+        workflow_id=workflow_id,
+        decision=decision,
+        actor_id=str(who["actor_id"]),
+        actor_name=str(who["actor_name"]),
+        reason=who.get("reason"),
+    )
+    return review.model_copy(update={"approval_token": token})
 
 
 def refused_token(exc: WorkflowUpdateFailedError, what: str) -> Problem | None:

@@ -19,7 +19,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.approvals import approval_token, refused_token
+from api.approvals import refused_token, signed_review
 from api.deps import DeciderDep, SessionDep, StateDep
 from api.errors import Problem
 from api.routers.deposits import deposit_out, load_view
@@ -111,18 +111,7 @@ async def _update_workflow(
         raise Problem(409, "invalid_state", f"deposit {deposit_id}: {exc}") from exc
     view = await load_view(session, deposit_id)
     workflow_id = view.deposit.workflow_id
-    signed = review.model_copy(
-        update={
-            "approval_token": await approval_token(
-                request,
-                workflow_id=workflow_id,
-                decision=action,
-                actor_id=review.actor_id,
-                actor_name=review.actor_name,
-                reason=review.reason,
-            )
-        }
-    )
+    signed = await signed_review(request, review, workflow_id=workflow_id, decision=action)
     handle = (await state.temporal()).get_workflow_handle(workflow_id)
     update = DepositWorkflow.approve if action == "approve" else DepositWorkflow.reject
     try:

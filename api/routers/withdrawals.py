@@ -27,7 +27,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import compliance, listing
-from api.approvals import approval_token, refused_token
+from api.approvals import refused_token, signed_review
 from api.closed_loop import check_closed_loop
 from api.deps import DeciderDep, MerchantDep, ReaderDep, SessionDep, SettingsDep, StateDep
 from api.errors import Problem
@@ -485,14 +485,7 @@ async def _act(
             409, "invalid_state", f"withdrawal {withdrawal_id} is {current}; it cannot be {action}d"
         )
     workflow_id = view.withdrawal.workflow_id
-    review.approval_token = await approval_token(
-        request,
-        workflow_id=workflow_id,
-        decision=action,
-        actor_id=review.actor_id,
-        actor_name=review.actor_name,
-        reason=review.reason,
-    )
+    review = await signed_review(request, review, workflow_id=workflow_id, decision=action)
     handle = (await state.temporal()).get_workflow_handle(workflow_id)
     update = {
         "approve": WithdrawalWorkflow.approve,
