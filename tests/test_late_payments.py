@@ -63,7 +63,7 @@ from tests.test_gateway import _at_provider, _create, _credits, _deposit, _finis
 from tests.test_withdrawals import iban_withdrawal, wager
 from worker import build_worker
 from workflows.deposit import DepositWorkflow
-from workflows.late_payment import LatePaymentResult, LatePaymentWorkflow, late_payment_workflow_id
+from workflows.late_payment import LatePaymentResult, late_payment_workflow_id
 
 api_server = gateway.api_server  # the API on the port the simulator calls back
 sim = gateway.sim  # the simulator's admin API, reset after each test
@@ -138,11 +138,12 @@ def _ioka_paid(deposit: dict[str, Any], *, event_id: str | None = None) -> dict[
 
 
 async def _late_result(client: Client, deposit_id: str, provider: str) -> LatePaymentResult:
-    handle = client.get_workflow_handle_for(
-        LatePaymentWorkflow.run, late_payment_workflow_id(deposit_id, provider)
+    handle = client.get_workflow_handle(
+        late_payment_workflow_id(deposit_id, provider), result_type=LatePaymentResult
     )
     await _result(handle)
-    return await handle.result()
+    result: LatePaymentResult = await handle.result()
+    return result
 
 
 async def _paid_at(sim: httpx.AsyncClient, provider: str, reference: str) -> None:
