@@ -21,7 +21,12 @@ It starts its own embedded PostgreSQL (or uses `--database-url` / `PAY_DATABASE_
    the API) for `--baseline-seconds` alone, then for `--sustained-minutes` (default 10) with
    the dashboard open, a full refresh every `--refresh-seconds` (5) whether or not the last
    one finished; it prints the payments' latencies in both phases, every non-2xx answer or
-   error (the goal: none) and the most connections each API pool had checked out.
+   error (the goal: none) and the most connections each API pool had checked out;
+6. the card deposit end to end (`--end-to-end` N, default 60; 0 skips it): `bench.payments`'
+   embedded stack (API, Temporal dev server, worker, provider simulator) started twice, over
+   the seeded database and over a fresh empty database on the same server, N card deposits on
+   each through `POST /v1/deposits` to the workflow's result, one at a time, the two stacks
+   taking turns; p50/p95 of each and their ratio against the 10 % goal.
 
 It prints p50/p95 per read and the goals (read p95 < 150 ms, refresh < 500 ms, deposit within
 10 % of the empty database, no failed request while the dashboard is open). With
@@ -32,27 +37,37 @@ It prints p50/p95 per read and the goals (read p95 < 150 ms, refresh < 500 ms, d
 import argparse
 import asyncio
 import contextlib
+import math
+import os
 import statistics
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
-from bench.database import add_database_argument, run_on_database
+from bench.database import add_database_argument, embedded_database, run_on_database
+from bench.payments import DEPOSITS_PER_PLAYER, PaymentBench, Phase, Target, drive, started_stack
 from db import ledger as ledger_store
 from db import rollups
 from db.engine import make_engine, make_sessionmaker
 from domain.ledger import TransactionSpec, deposit_credit
+from stack.launcher import embedded_api_workers
 
 READ_P95_MS = 150.0
 _RISK = '{"decision": "approve", "score": 0, "reasons": []}'
 REFRESH_MS = 500.0
+E2E_BATCH = 10  # end-to-end deposits per stack per turn; the two stacks take turns
+E2E_WARMUP = 5  # uncounted end-to-end deposits on each stack first
+E2E_TIMEOUT_S = 60.0  # a deposit not terminal by then is counted as an error, not awaited
 
 
 def _sync_url(url: str) -> str:
@@ -470,7 +485,8 @@ async def _sustained(
         stop.set()
         await asyncio.gather(*tasks)
         label = "with the dashboard open" if with_dashboard else "without the dashboard"
-        out(f"  {label} ({seconds:.0f} s, {len(players)} payers):")
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        out(f"  {label} ({seconds:.0f} s, {len(players)} payers; load average {load}):")
         out(f"    {_line('card deposits, database side', deposits)}")
         out(f"    {_line('GET /v1/players/{id} (API, payments pool)', reads)}")
         if with_dashboard:
@@ -501,6 +517,130 @@ async def _deposit_timing(url: str, n: int) -> float:
     finally:
         await engine.dispose()
     return _percentiles(times)[0]
+
+
+@contextlib.contextmanager
+def _empty_database(url: str, out: Callable[[str], None]) -> Iterator[str]:
+    """A fresh database on the seeded one's server (same settings, same cores, same buffers),
+    dropped afterwards; a fresh embedded PostgreSQL if that server refuses to create one."""
+    from sqlalchemy.engine import make_url
+
+    name = f"bench_empty_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(_sync_url(url), autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        out(f"  cannot create a database there ({type(exc).__name__}): a fresh embedded one")
+        with tempfile.TemporaryDirectory(prefix="bench-analytics-empty-") as directory:
+            empty, cleanup = embedded_database(Path(directory))
+            try:
+                yield empty
+            finally:
+                cleanup()
+        return
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_sync_url(url), autocommit=True) as db:
+            db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def _end_to_end(url: str, args: argparse.Namespace, out: Callable[[str], None]) -> bool:
+    """`--end-to-end` card deposits through the API, the deposit workflow, the worker and the
+    provider simulator (`bench.payments`' stack and driver), one at a time, on a stack over the
+    seeded database and one over an empty database, side by side; the two take turns by
+    `E2E_BATCH` so the machine's changing load falls on both. Latency: POST to the workflow's
+    result. The goal: the seeded database's p50 within 10 % of the empty one's."""
+    count = args.end_to_end
+    sizes = [E2E_WARMUP] + [E2E_BATCH] * (count // E2E_BATCH)
+    if count % E2E_BATCH:
+        sizes.append(count % E2E_BATCH)
+    # Each turn its own players, at most DEPOSITS_PER_PLAYER deposits each (velocity rules).
+    needed = sum(math.ceil(size / DEPOSITS_PER_PLAYER) for size in sizes)
+    # Both stacks alike: the API processes an embedded stack runs (with an external database
+    # the launcher leaves PAY_API_WORKERS to the environment, and its default is one per core).
+    os.environ.setdefault("PAY_API_WORKERS", str(embedded_api_workers()))
+    out(
+        f"card deposit end to end: {count} per database, one at a time, turns of {E2E_BATCH} "
+        f"(after {E2E_WARMUP} uncounted), a stack each "
+        f"(PAY_API_WORKERS={os.environ['PAY_API_WORKERS']}):"
+    )
+    with contextlib.ExitStack() as stacks:  # left in reverse: stacks, empty database, files
+        tmp = Path(stacks.enter_context(tempfile.TemporaryDirectory(prefix="bench-e2e-")))
+        empty_url = stacks.enter_context(_empty_database(url, out))
+        targets: dict[str, Target] = {}
+        for label, database in (("seeded", url), ("empty", empty_url)):
+            began = time.perf_counter()
+            # Stack.start runs event loops of its own: in a thread, not in this one.
+            targets[label], _ = await asyncio.to_thread(
+                stacks.enter_context,
+                started_stack(tmp / label, lambda _: None, database_url=database, label=label),
+            )
+            out(f"  {label} database: stack started in {time.perf_counter() - began:.0f} s")
+        phases = await _e2e_turns(targets, sizes, needed)
+    return _e2e_report(phases, out)
+
+
+async def _e2e_turns(targets: dict[str, Target], sizes: list[int], needed: int) -> dict[str, Phase]:
+    phases = {label: Phase(f"{label} database") for label in targets}
+    async with contextlib.AsyncExitStack() as clients:
+        runs: dict[str, tuple[PaymentBench, httpx.AsyncClient, Client]] = {}
+        for label, target in targets.items():
+            payments = PaymentBench(target, concurrency=1, progress=lambda _: None)
+            await payments.set_latency(0)
+            api = await clients.enter_async_context(payments.api_client())
+            await payments.create_players(api, needed)
+            runs[label] = (payments, api, await payments.temporal_client())
+        taken = dict.fromkeys(targets, 0)
+        for turn, size in enumerate(sizes):
+            labels = list(targets) if turn % 2 else list(reversed(targets))
+            for label in labels:
+                payments, api, client = runs[label]
+                players = payments.players[taken[label] :][: math.ceil(size / DEPOSITS_PER_PLAYER)]
+                taken[label] += len(players)
+                phase = Phase("warm-up") if turn == 0 else phases[label]
+                one = payments.deposit_runner(api, client, players, phase)
+                await drive(phase, _bounded(one), total=size, concurrency=1, progress=None)
+    return phases
+
+
+def _bounded(
+    one: Callable[[int], Awaitable[tuple[str, str]]],
+) -> Callable[[int], Awaitable[tuple[str, str]]]:
+    """`one` with a deadline: a workflow that never ends (a broken worker, say) becomes an
+    error among the outcomes instead of a bench that waits forever."""
+
+    async def call(index: int) -> tuple[str, str]:
+        return await asyncio.wait_for(one(index), E2E_TIMEOUT_S)
+
+    return call
+
+
+def _e2e_report(phases: dict[str, Phase], out: Callable[[str], None]) -> bool:
+    for phase in phases.values():
+        outcomes = ", ".join(f"{n} {k}" for k, n in sorted(phase.outcomes.items()))
+        out(
+            f"  {phase.name}: {len(phase.latencies)} deposits, p50 "
+            f"{phase.percentile(0.5):.0f} ms, p95 {phase.percentile(0.95):.0f} ms, max "
+            f"{phase.percentile(1.0):.0f} ms (API POST p50 "
+            f"{phase.percentile(0.5, phase.post_latencies):.0f} ms); {outcomes}"
+        )
+    seeded, empty = phases["seeded"], phases["empty"]
+    broken = sum(n for k, n in (seeded.outcomes + empty.outcomes).items() if k != "succeeded")
+    if not (seeded.latencies and empty.latencies):
+        out("  no end-to-end deposit finished: no figure")
+        return False
+    p50 = seeded.percentile(0.5) / empty.percentile(0.5)
+    p95 = seeded.percentile(0.95) / empty.percentile(0.95)
+    within = p50 <= 1.1
+    out(
+        f"  seeded / empty: p50 {p50:.2f} ({(p50 - 1) * 100:+.0f} %), p95 {p95:.2f} "
+        f"({(p95 - 1) * 100:+.0f} %); goal p50 within 10 %: {'ok' if within else 'OVER'}"
+        f"; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    if broken:
+        out(f"  {broken} end-to-end deposit(s) did not succeed")
+    return within and not broken
 
 
 async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) -> int:
@@ -546,6 +686,8 @@ async def bench(args: argparse.Namespace, url: str, out: Callable[[str], None]) 
         f"card deposit, database side, loaded database: p50 {loaded:.2f} ms "
         f"({(loaded / empty - 1) * 100:+.0f} % vs empty; {'ok' if within else 'OVER'})"
     )
+    if args.end_to_end > 0:
+        ok &= await _end_to_end(url, args, out)
     return 0 if ok and within else 1
 
 
@@ -569,6 +711,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--refresh-seconds", type=float, default=5.0)
     parser.add_argument("--payers", type=int, default=4, help="concurrent payment loops")
+    parser.add_argument(
+        "--end-to-end",
+        type=int,
+        default=60,
+        metavar="N",
+        help="card deposits end to end (API, workflow, worker, simulator) on a stack over the "
+        "seeded database and one over an empty database, each (0: skip)",
+    )
     add_database_argument(parser)
     args = parser.parse_args(argv)
     if args.withdrawals is None:

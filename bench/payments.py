@@ -322,25 +322,33 @@ class PaymentBench:
 
         return one
 
+    async def temporal_client(self) -> Client:
+        """A client that reads the workflows' results (the stack's converter and codec)."""
+        return await Client.connect(
+            self.target.temporal_address,
+            namespace=self.target.namespace,
+            data_converter=data_converter(self.target.settings),
+        )
+
+    def api_client(self) -> httpx.AsyncClient:
+        """The API with the merchant key, a connection for each concurrent payment."""
+        limits = httpx.Limits(
+            max_connections=self.concurrency + 10, max_keepalive_connections=self.concurrency + 10
+        )
+        return httpx.AsyncClient(
+            base_url=self.target.api_url,
+            headers={"Authorization": f"Bearer {self.target.api_key}"},
+            timeout=120,
+            limits=limits,
+        )
+
     async def run(
         self, *, payments: int, warmup: int, latency_ms: int, history_sample: int
     ) -> tuple[Phase, Phase]:
         names = await self.set_latency(latency_ms)
         self.progress(f"simulator: {', '.join(names)} latency {latency_ms} ms")
-        client = await Client.connect(
-            self.target.temporal_address,
-            namespace=self.target.namespace,
-            data_converter=data_converter(self.target.settings),
-        )
-        limits = httpx.Limits(
-            max_connections=self.concurrency + 10, max_keepalive_connections=self.concurrency + 10
-        )
-        async with httpx.AsyncClient(
-            base_url=self.target.api_url,
-            headers={"Authorization": f"Bearer {self.target.api_key}"},
-            timeout=120,
-            limits=limits,
-        ) as api:
+        client = await self.temporal_client()
+        async with self.api_client() as api:
             needed = math.ceil((payments + warmup) / DEPOSITS_PER_PLAYER)
             began = time.monotonic()
             await self.create_players(api, needed)
@@ -598,12 +606,13 @@ def running_target(args: argparse.Namespace) -> Target:
     )
 
 
-def embedded_settings(data_dir: Path) -> Settings:
+def embedded_settings(data_dir: Path, *, database_url: str | None = None) -> Settings:
+    """A stack on free ports in `data_dir`: its own embedded PostgreSQL, or `database_url`."""
     simulator_port = free_port()
     return Settings(
         environment="development",  # the stack issues development API keys
         data_dir=data_dir,
-        database_url=None,
+        database_url=database_url,
         temporal_address=None,
         api_port=free_port(),
         public_api_url=None,
@@ -613,6 +622,37 @@ def embedded_settings(data_dir: Path) -> Settings:
         temporal_ui_port=free_port(),
         temporal_task_queue="payments",
     )
+
+
+@contextlib.contextmanager
+def started_stack(
+    data_dir: Path,
+    say: Say,
+    *,
+    database_url: str | None = None,
+    label: str = "stack",
+) -> Iterator[tuple[Target, dict[str, int | None]]]:
+    """The embedded stack (`embedded_settings`) started, as a target with the merchant key and
+    its processes' ids; stopped on exit, a partly started one too."""
+    settings = embedded_settings(data_dir, database_url=database_url)
+    stack = Stack(settings, say=lambda line: say(f"{label}: {line}"))
+    try:
+        stack.start()
+        assert stack.database_url
+        yield (
+            Target(
+                api_url=settings.api_url,
+                api_key=stack.dev_keys["merchant"],
+                temporal_address=settings.temporal_target,
+                namespace=settings.temporal_namespace,
+                simulator_url=settings.simulator_url,
+                database_url=stack.database_url,
+                settings=settings,
+            ),
+            stack_pids(stack),
+        )
+    finally:
+        stack.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -626,22 +666,8 @@ def main(argv: list[str] | None = None) -> int:
             data_dir = Path(tempfile.mkdtemp(prefix="bench-payments-"))
             if not args.keep_data:
                 cleanup.callback(_remove, data_dir)
-            settings = embedded_settings(data_dir / "data")
-            stack = Stack(settings, say=lambda line: say(f"stack: {line}"))
-            cleanup.callback(stack.stop)
             say(f"starting the embedded stack in {data_dir}")
-            stack.start()
-            assert stack.database_url
-            pids = stack_pids(stack)
-            target = Target(
-                api_url=settings.api_url,
-                api_key=stack.dev_keys["merchant"],
-                temporal_address=settings.temporal_target,
-                namespace=settings.temporal_namespace,
-                simulator_url=settings.simulator_url,
-                database_url=stack.database_url,
-                settings=settings,
-            )
+            target, pids = cleanup.enter_context(started_stack(data_dir / "data", say))
         bench = PaymentBench(
             target,
             concurrency=args.concurrency,
