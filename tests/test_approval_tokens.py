@@ -9,7 +9,6 @@ moves; the API's own path still works, and a token read back from a history cann
 for anything else.
 """
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,7 +26,7 @@ from domain import approvals
 from domain.approvals import ApprovalRefused, details_digest, sign, verify
 from tests.approval_helpers import person_key
 from tests.conftest import _client, card_deposit, new_player
-from tests.test_withdrawals import balance, create, finished, fund, iban_withdrawal, kinds
+from tests.test_withdrawals import balance, finished, kinds, withdrawal_in_review
 from workflows.deposit import DepositWorkflow
 from workflows.deposit_review import ReviewInput as DepositReviewInput
 from workflows.withdrawal import ReviewInput, WithdrawalWorkflow
@@ -137,18 +136,6 @@ def test_a_worker_without_a_secret_refuses_everything() -> None:
 # -- through Temporal, as an attacker -------------------------------------------------------
 
 
-async def _in_review(api: httpx.AsyncClient, sessions: Sessions, amount: int) -> dict[str, Any]:
-    player = await new_player(api)
-    await fund(sessions, player, amount * 2, wagered=True)
-    created = await create(api, iban_withdrawal(player, amount))
-    for _ in range(400):
-        shown = (await api.get(f"/v1/withdrawals/{created['id']}")).json()
-        if shown["status"] == "in_review":
-            return created
-        await asyncio.sleep(0.05)  # the risk activity's outcome is only in the database
-    raise AssertionError(f"withdrawal {created['id']} never reached in_review")
-
-
 async def _refused(handle: WorkflowHandle[Any, Any], update: Any, review: Any) -> str:
     """The update is refused by its validator: the reason it gives."""
     try:
@@ -193,8 +180,8 @@ async def test_forged_withdrawal_decisions_are_refused_and_move_no_money(
     settings: Settings,
     sessions: Sessions,
 ) -> None:
-    target = await _in_review(api, sessions, 60_000_00)
-    elsewhere = await _in_review(api, sessions, 60_000_00)
+    target = await withdrawal_in_review(api, sessions, 60_000_00)
+    elsewhere = await withdrawal_in_review(api, sessions, 60_000_00)
     handle = temporal_client.get_workflow_handle(target["workflow_id"])
     before = await balance(api, target["player_id"])
     review = ReviewInput(actor_id="op_attacker", actor_name="Attacker", reason="looks fine")
@@ -283,8 +270,8 @@ async def test_a_token_read_from_a_history_cannot_be_reused_elsewhere(
     does not make a second approval (another person), a rejection, or an approval of another
     withdrawal; sent again as it is, it is the same person approving again, which counts once."""
     big = settings.withdrawal_four_eyes_from_minor
-    target = await _in_review(api, sessions, big)
-    other = await _in_review(api, sessions, big)
+    target = await withdrawal_in_review(api, sessions, big)
+    other = await withdrawal_in_review(api, sessions, big)
     assert target["approvals_needed"] == 2
     first = await operator_api.post(f"/v1/withdrawals/{target['id']}/approve")
     assert first.status_code == 200, first.text

@@ -5,10 +5,8 @@ resolution cannot approve it with another key; admin keys bypass none of it; a k
 to no active operator decides nothing; decisions record the person's id and name.
 """
 
-import asyncio
 import uuid
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -23,8 +21,8 @@ from config import Settings
 from db import api_keys, operators
 from domain.roles import Role
 from tests.approval_helpers import person_key, signed
-from tests.conftest import _client, new_player
-from tests.test_withdrawals import create, fund, iban_withdrawal
+from tests.conftest import _client
+from tests.test_withdrawals import withdrawal_in_review
 from workflows.withdrawal import ReviewInput, WithdrawalWorkflow
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -32,18 +30,6 @@ Sessions = async_sessionmaker[AsyncSession]
 
 def _email() -> str:
     return f"{uuid.uuid4().hex[:10]}@ops.example.kz"
-
-
-async def _in_review(api: httpx.AsyncClient, sessions: Sessions, amount: int) -> dict[str, Any]:
-    player = await new_player(api)
-    await fund(sessions, player, amount * 2, wagered=True)
-    created = await create(api, iban_withdrawal(player, amount))
-    for _ in range(400):
-        shown = (await api.get(f"/v1/withdrawals/{created['id']}")).json()
-        if shown["status"] == "in_review":
-            return created
-        await asyncio.sleep(0.05)  # the risk activity's outcome is only in the database
-    raise AssertionError(f"withdrawal {created['id']} never reached in_review")
 
 
 async def _approve(app: FastAPI, key: str, withdrawal_id: str) -> httpx.Response:
@@ -122,7 +108,7 @@ async def test_two_keys_of_one_person_cannot_give_both_approvals(
         second = await person_key(session, "Dana (phone)", operator_id=person)
         admin = await person_key(session, "Dana (admin)", role=Role.ADMIN, operator_id=person)
         colleague = await person_key(session, "Erlan")
-    withdrawal = await _in_review(api, sessions, settings.withdrawal_four_eyes_from_minor)
+    withdrawal = await withdrawal_in_review(api, sessions, settings.withdrawal_four_eyes_from_minor)
     assert withdrawal["approvals_needed"] == 2
 
     for key in (first, second, admin):  # one person, three keys: one approval
@@ -150,7 +136,7 @@ async def test_a_rotated_key_is_still_the_same_person(
             session, key_id=old.holder.key_id, grace=timedelta(hours=1)
         )
     assert rotated is not None
-    withdrawal = await _in_review(api, sessions, settings.withdrawal_four_eyes_from_minor)
+    withdrawal = await withdrawal_in_review(api, sessions, settings.withdrawal_four_eyes_from_minor)
     assert (await _approve(app, old.secret, withdrawal["id"])).status_code == 200
     again = await _approve(app, rotated.new.secret, withdrawal["id"])
     assert (again.status_code, again.json()["status"]) == (200, "in_review")
@@ -164,7 +150,7 @@ async def test_keys_of_no_active_operator_decide_nothing_admin_keys_included(
         nobodys_admin = await api_keys.issue_key(session, name="shared admin", role=Role.ADMIN)
         nobodys_operator = await api_keys.issue_key(session, name="shared ops", role=Role.OPERATOR)
         leaving = await person_key(session, "Leaving")
-    withdrawal = await _in_review(api, sessions, 60_000_00)
+    withdrawal = await withdrawal_in_review(api, sessions, 60_000_00)
     wid = withdrawal["id"]
     for key in (nobodys_admin, nobodys_operator):
         async with _client(app, key.secret) as client:
@@ -253,7 +239,7 @@ async def test_an_approval_recorded_under_a_key_before_operators_existed_is_the_
 
     async with sessions.begin() as session:
         key = await person_key(session, "Nurlan")
-    withdrawal = await _in_review(api, sessions, settings.withdrawal_four_eyes_from_minor)
+    withdrawal = await withdrawal_in_review(api, sessions, settings.withdrawal_four_eyes_from_minor)
     handle = temporal_client.get_workflow_handle(withdrawal["workflow_id"])
     legacy = await signed(  # what the API sent before: the key's id as the actor
         ReviewInput(actor_id=key.holder.key_id, actor_name="Nurlan"),

@@ -429,3 +429,18 @@ async def test_roles_on_withdrawals(
     assert merchant_approves.status_code == 403
     queue = await operator_api.get("/v1/withdrawals", params={"status": "in_review"})
     assert queue.status_code == 200
+
+
+async def withdrawal_in_review(
+    api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], amount: int
+) -> dict[str, Any]:
+    """A funded player's IBAN withdrawal of `amount`, once the rules sent it to review."""
+    player = await new_player(api)
+    await fund(sessions, player, amount * 2, wagered=True)
+    created = await create(api, iban_withdrawal(player, amount))
+    for _ in range(400):
+        shown = (await api.get(f"/v1/withdrawals/{created['id']}")).json()
+        if shown["status"] == "in_review":
+            return created
+        await asyncio.sleep(0.05)  # the risk activity's outcome is only in the database
+    raise AssertionError(f"withdrawal {created['id']} never reached in_review")
