@@ -168,10 +168,7 @@ async def _take_callback(
             },
         )
     client = await state.temporal()
-    late = callback.status == "succeeded" and (
-        deposit.status in ("expired", "failed")
-        or (deposit.status == "succeeded" and deposit.provider not in (None, provider))
-    )
+    late = callback.status == "succeeded" and _late(deposit.status, deposit.provider, provider)
     if not late:
         handle = client.get_workflow_handle(deposit_workflow_id(callback.reference))
         try:
@@ -195,13 +192,18 @@ async def _take_callback(
     return WebhookAck(received=True, outcome="late_payment")
 
 
-async def _is_late(session: AsyncSession, deposit_id: str, provider: str) -> bool:
-    """A success reported now would be a late payment: the deposit expired or failed, or was
-    credited through another provider."""
-    status, served_by = await deposit_store.current_status(session, deposit_id=deposit_id)
+def _late(status: str, served_by: str | None, provider: str) -> bool:
+    """A success `provider` reports for a deposit in this state is a late payment: the deposit
+    expired or failed, or was credited through another provider."""
     return status in ("expired", "failed") or (
         status == "succeeded" and served_by not in (None, provider)
     )
+
+
+async def _is_late(session: AsyncSession, deposit_id: str, provider: str) -> bool:
+    """`_late`, judged on the deposit as it is now in the database."""
+    status, served_by = await deposit_store.current_status(session, deposit_id=deposit_id)
+    return _late(status, served_by, provider)
 
 
 async def _judge_card_holder(
